@@ -1,0 +1,1 @@
+"""Loading targets, inputs and checkpoints; tracing; the dynamic stage."""

@@ -1,0 +1,71 @@
+"""What the stages share: the model, its graph, inputs, sources, checkpoint and environment."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from torchaudit.analyzer.graph import ModelGraph
+from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.target import LoadedTarget
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    text: str
+    tree: ast.Module
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+
+@dataclass
+class AuditContext:
+    """Everything a rule or a comparison may look at. Nothing here may be mutated."""
+
+    model: nn.Module  # the user's model: read it, never run it in place
+    target: LoadedTarget | None
+    inputs: ExampleInputs | None
+    graph: ModelGraph | None
+    environment: dict[str, Any]
+    trace_failures: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def sources(self) -> list[SourceFile]:
+        """The user's model source files, parsed once (files that do not parse are skipped)."""
+        files: list[SourceFile] = []
+        paths = self.target.source_files if self.target is not None else _files_of(self.model)
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+                files.append(SourceFile(path, text, ast.parse(text, filename=str(path))))
+            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+        return files
+
+
+def _files_of(model: nn.Module) -> list[Path]:
+    """Source files of the classes a live model is made of, outside torch itself."""
+    import inspect
+
+    import torch
+
+    torch_dir = Path(torch.__file__).parent
+    seen: dict[Path, None] = {}
+    for m in model.modules():
+        try:
+            path = Path(inspect.getfile(type(m))).resolve()
+        except (TypeError, OSError):
+            continue
+        if torch_dir in path.parents:
+            continue
+        seen.setdefault(path, None)
+    return list(seen)

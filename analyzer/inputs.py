@@ -1,0 +1,160 @@
+"""Example inputs: the first source that applies (DESIGN.md).
+
+1. ``--inputs path.py:fn``
+2. ``--input-shape 1,3,224,224`` (repeatable, optional ``:dtype`` suffix, e.g. ``8,128:int64``)
+3. a function ``example_inputs()`` in the target file
+4. the model's ``example_input_array`` attribute (PyTorch Lightning's convention)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torchaudit.errors import InputError
+
+_DTYPES = {
+    name: getattr(torch, name)
+    for name in (
+        "float32", "float64", "float16", "bfloat16", "float", "double", "half",
+        "int64", "int32", "int16", "int8", "uint8", "long", "int", "bool",
+    )
+}
+
+
+@dataclass
+class ExampleInputs:
+    """Positional and keyword arguments for ``model(*args, **kwargs)``."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def clone(self) -> "ExampleInputs":
+        return ExampleInputs(copy.deepcopy(self.args), copy.deepcopy(self.kwargs), self.source)
+
+    def describe(self) -> str:
+        parts = [_describe(a) for a in self.args] + [f"{k}={_describe(v)}" for k, v in self.kwargs.items()]
+        return ", ".join(parts)
+
+    def tensors(self) -> list[torch.Tensor]:
+        found: list[torch.Tensor] = []
+
+        def walk(obj: Any) -> None:
+            if isinstance(obj, torch.Tensor):
+                found.append(obj)
+            elif isinstance(obj, (list, tuple)):
+                for o in obj:
+                    walk(o)
+            elif isinstance(obj, dict):
+                for o in obj.values():
+                    walk(o)
+
+        walk(self.args)
+        walk(self.kwargs)
+        return found
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, torch.Tensor):
+        return f"Tensor[{','.join(map(str, obj.shape))}]:{str(obj.dtype).removeprefix('torch.')}"
+    if isinstance(obj, (list, tuple)):
+        return "(" + ", ".join(_describe(o) for o in obj) + ")"
+    return type(obj).__name__
+
+
+def from_value(value: Any, source: str) -> ExampleInputs:
+    """A tensor, a tuple/list of positional arguments, or a dict of keyword arguments."""
+    if isinstance(value, ExampleInputs):
+        return value
+    if isinstance(value, dict):
+        return ExampleInputs((), dict(value), source)
+    if isinstance(value, (tuple, list)):
+        return ExampleInputs(tuple(value), {}, source)
+    return ExampleInputs((value,), {}, source)
+
+
+def parse_input_shape(text: str) -> torch.Tensor:
+    """``8,128:int64`` -> an int64 tensor of shape (8, 128); floats are ``randn``."""
+    shape_text, _, dtype_text = text.partition(":")
+    fix = "write it as comma-separated sizes with an optional dtype, e.g. --input-shape 1,3,224,224 or 8,128:int64"
+    try:
+        shape = tuple(int(s) for s in shape_text.split(","))
+    except ValueError:
+        raise InputError(f"malformed --input-shape {text!r}", fix) from None
+    if not shape or any(s < 0 for s in shape):
+        raise InputError(f"malformed --input-shape {text!r}", fix)
+    dtype_name = dtype_text.strip() or "float32"
+    if dtype_name not in _DTYPES:
+        raise InputError(
+            f"unknown dtype {dtype_name!r} in --input-shape {text!r}",
+            f"use one of {', '.join(sorted(_DTYPES))}",
+        )
+    dtype = _DTYPES[dtype_name]
+    gen = torch.Generator().manual_seed(0)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dtype)
+    if dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).bool()
+    return torch.randint(0, 8, shape, generator=gen).to(dtype)
+
+
+def _call_inputs_fn(fn: Any, label: str) -> Any:
+    if not callable(fn):
+        raise InputError(f"{label} is not callable", "make it a function that returns the example inputs")
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise InputError(f"{label}() failed: {type(exc).__name__}: {exc}", "fix the example-inputs function") from exc
+
+
+def resolve_inputs(
+    model: nn.Module,
+    target_module: ModuleType | None,
+    inputs_spec: str | None = None,
+    input_shapes: list[str] | None = None,
+) -> ExampleInputs | None:
+    """Find example inputs; ``None`` when no source applies (the static stage still runs)."""
+    if inputs_spec:
+        path_text, _, fn_name = inputs_spec.partition(":")
+        if not fn_name:
+            raise InputError(f"--inputs {inputs_spec!r} names no function", "write it as path.py:function")
+        from torchaudit.analyzer.target import _import_file
+
+        path = Path(path_text)
+        if not path.exists():
+            raise InputError(f"--inputs file not found: {path}", "check the path in --inputs path.py:function")
+        try:
+            mod = _import_file(path)
+        except Exception as exc:
+            raise InputError(f"--inputs: {exc}", "fix the inputs file") from exc
+        if not hasattr(mod, fn_name):
+            raise InputError(f"{path} has no function {fn_name!r}", "check --inputs path.py:function")
+        return from_value(_call_inputs_fn(getattr(mod, fn_name), f"{path}:{fn_name}"), f"--inputs {inputs_spec}")
+    if input_shapes:
+        return ExampleInputs(tuple(parse_input_shape(s) for s in input_shapes), {}, "--input-shape " + " ".join(input_shapes))
+    if target_module is not None and callable(getattr(target_module, "example_inputs", None)):
+        return from_value(_call_inputs_fn(target_module.example_inputs, "example_inputs"), "example_inputs() in the target file")
+    example = getattr(model, "example_input_array", None)
+    if example is not None:
+        return from_value(example, "the model's example_input_array")
+    return None
+
+
+def check_forward(model: nn.Module, inputs: ExampleInputs) -> Any:
+    """Run ``forward`` once on a copy of the inputs; a failure names the inputs and the error."""
+    try:
+        with torch.no_grad():
+            return model(*inputs.clone().args, **inputs.clone().kwargs)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise InputError(
+            f"forward failed on the example inputs ({inputs.describe()} from {inputs.source}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            "pass inputs that match the model, e.g. with --input-shape or --inputs path.py:fn",
+        ) from exc

@@ -1,0 +1,1 @@
+"""Renderers: every one reads a :class:`torchaudit.report.Report` and nothing else."""

@@ -1,0 +1,50 @@
+"""The terminal summary: readable in five seconds, grouped by severity."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.text import Text
+
+from torchaudit.report import Report, Severity
+
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def print_summary(report: Report, to_stderr: bool = False) -> None:
+    console = Console(stderr=to_stderr, highlight=False, soft_wrap=True)
+    target = report.target.get("spec") or report.target.get("model_class")
+    graph = report.graph
+    head = f"torchaudit: {target}"
+    if graph is not None:
+        head += f"  ({graph.tracer} graph, {graph.nodes} nodes, {graph.parameters:,} parameters)"
+    console.print(head, style="bold")
+    for severity in Severity:
+        group = [f for f in report.findings if f.severity == severity]
+        if not group:
+            continue
+        console.print(Text(f"{severity.value}s ({len(group)})", style=_STYLE[severity]))
+        for f in group:
+            where = str(f.location) if f.location else (f.module or "<model>")
+            line = Text("  ")
+            line.append(f.rule, style=_STYLE[severity])
+            line.append(f"  {where}")
+            if f.module and f.location:
+                line.append(f"  [{f.module}]", style="dim")
+            line.append(f"  {f.message}")
+            console.print(line)
+            if f.fix:
+                console.print(Text(f"      fix: {f.fix}", style="dim"))
+    for c in report.comparisons:
+        text = f"compare {c.name}: {c.status.value}"
+        if c.first_divergence:
+            d = c.first_divergence
+            text += f" at {d.node} ({d.module or '<root>'}, {d.op})"
+        elif c.skipped_reason:
+            text += f" ({c.skipped_reason})"
+        console.print(text)
+    s = report.summary
+    verdict_style = "bold green" if s.verdict == "pass" else "bold red"
+    console.print(
+        Text(f"{s.verdict.upper()}", style=verdict_style)
+        + Text(f": {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})")
+    )

@@ -1,0 +1,1 @@
+"""The rule engine and the rules, grouped by family (one rule, one module)."""

@@ -1,0 +1,287 @@
+"""The rule engine: one registry, one walk, rules that look.
+
+A rule is a :class:`Rule` subclass registered with :func:`register`. It declares what it
+wants to see by overriding one or more of:
+
+* ``check_node(node, ctx)``: every :class:`~torchaudit.analyzer.graph.GraphNode`, in order;
+* ``check_module(path, module, ctx)``: every ``(path, nn.Module)`` of the module tree;
+* ``check_source(node, source, ctx)``: every AST node of the user's source whose type is in
+  the rule's ``source_nodes`` (``(ast.Call,)`` by default);
+* ``check(ctx)``: once, for whole-model facts (state dict, checkpoint, environment).
+
+The engine walks the graph, the module tree and each source file once and dispatches to the
+rules that asked. A rule that raises becomes a ``TA902`` finding and the scan goes on.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+import re
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
+
+from torchaudit.report import Finding, Location, Severity
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.graph import GraphNode
+
+DOC_HEADINGS = ("What it finds", "Why it matters", "Example", "Fix")
+_CODE = re.compile(r"^TA\d{3}$")
+_IGNORE = re.compile(r"#\s*torchaudit:\s*ignore\[([A-Za-z0-9_,\s]+)\]")
+
+
+@dataclass(frozen=True)
+class RuleDocs:
+    what: str
+    why: str
+    example: str
+    fix: str
+    fact: str = ""  # the PyTorch source the rule rests on
+
+    def sections(self) -> list[tuple[str, str]]:
+        out = list(zip(DOC_HEADINGS, (self.what, self.why, self.example, self.fix)))
+        if self.fact:
+            out.append(("Fact", self.fact))
+        return out
+
+
+class Rule:
+    """Base class of every rule. Subclasses set ``code``, ``severity``, ``title`` and docs."""
+
+    code: ClassVar[str]
+    severity: ClassVar[Severity]
+    title: ClassVar[str]
+    # evidence the rule reads: "graph", "tree", "source", "checkpoint", "environment", "values",
+    # "dynamic"; a scan that lacks one (no graph, --meta without values) skips the rule
+    needs: ClassVar[frozenset[str]] = frozenset()
+    source_nodes: ClassVar[tuple[type[ast.AST], ...]] = (ast.Call,)
+    docs: ClassVar[RuleDocs]
+
+    def finding(
+        self,
+        message: str,
+        *,
+        fix: str,
+        module: str | None = None,
+        node: str | None = None,
+        location: Location | None = None,
+        evidence: dict[str, Any] | None = None,
+        severity: Severity | None = None,
+    ) -> Finding:
+        return Finding(
+            rule=self.code,
+            severity=severity or self.severity,
+            title=self.title,
+            message=message,
+            module=module,
+            node=node,
+            location=location,
+            evidence=evidence or {},
+            fix=fix,
+        )
+
+    # Overridden by rules; the engine calls only what a rule overrides.
+    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+        return ()
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        return ()
+
+    def check_module(self, path: str, module: nn.Module, ctx: AuditContext) -> Iterable[Finding]:
+        return ()
+
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        return ()
+
+
+REGISTRY: dict[str, type[Rule]] = {}
+
+
+def parse_docs(cls: type) -> RuleDocs:
+    """Split a rule's docstring into its four required sections (and an optional Fact)."""
+    text = (cls.__doc__ or "").strip()
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        heading = stripped.rstrip(":")
+        if heading in DOC_HEADINGS or heading == "Fact":
+            current = heading
+            parts[current] = []
+        elif current is not None:
+            parts[current].append(line)
+    missing = [h for h in DOC_HEADINGS if not "\n".join(parts.get(h, [])).strip()]
+    if missing:
+        raise TypeError(f"rule {cls.__name__} docs lack: {', '.join(missing)}")
+
+    def section(name: str) -> str:
+        import textwrap
+
+        return textwrap.dedent("\n".join(parts.get(name, []))).strip()
+
+    return RuleDocs(*(section(h) for h in DOC_HEADINGS), fact=section("Fact"))
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    """Class decorator: validate a rule and add it to the registry (duplicate codes fail)."""
+    code = getattr(cls, "code", None)
+    if not code or not _CODE.match(code):
+        raise TypeError(f"rule {cls.__name__} has no valid code (TAnnn)")
+    if code in REGISTRY and REGISTRY[code] is not cls:
+        raise TypeError(f"duplicate rule code {code}: {REGISTRY[code].__name__} and {cls.__name__}")
+    if not isinstance(getattr(cls, "severity", None), Severity) or not getattr(cls, "title", ""):
+        raise TypeError(f"rule {cls.__name__} needs a severity and a title")
+    cls.docs = parse_docs(cls)
+    REGISTRY[code] = cls
+    return cls
+
+
+def load_rules() -> dict[str, type[Rule]]:
+    """Import every rule module under ``torchaudit.rules`` once; return the registry by code."""
+    import torchaudit.rules as package
+
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name)
+    return dict(sorted(REGISTRY.items()))
+
+
+def matches(code: str, patterns: Iterable[str]) -> bool:
+    return any(code.startswith(p.strip().upper()) for p in patterns if p.strip())
+
+
+def selected(code: str, select: Iterable[str] | None, ignore: Iterable[str] | None) -> bool:
+    select = list(select or [])
+    if select and not matches(code, select):
+        return False
+    return not matches(code, ignore or [])
+
+
+def _overrides(rule: Rule, name: str) -> bool:
+    return getattr(type(rule), name) is not getattr(Rule, name)
+
+
+def _crash(rule: Rule, exc: BaseException) -> Finding:
+    last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
+    return Finding(
+        rule="TA902",
+        severity=Severity.WARNING,
+        title="A rule raised an exception",
+        message=f"rule {rule.code} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}; the scan went on without it",
+        evidence={"failed_rule": rule.code, "exception": type(exc).__name__},
+        fix="report this as a torchaudit bug with the model that triggers it; --ignore " + rule.code + " silences it",
+    )
+
+
+def _guarded(rule: Rule, results: Iterable[Finding] | None, out: list[Finding], broken: set[str]) -> None:
+    if rule.code in broken:
+        return
+    try:
+        out.extend(results or ())
+    except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the scan
+        broken.add(rule.code)
+        out.append(_crash(rule, exc))
+
+
+def _call(rule: Rule, method: str, out: list[Finding], broken: set[str], *args: Any) -> None:
+    if rule.code in broken:
+        return
+    try:
+        _guarded(rule, getattr(rule, method)(*args), out, broken)
+    except Exception as exc:  # noqa: BLE001
+        broken.add(rule.code)
+        out.append(_crash(rule, exc))
+
+
+def available(rule_cls: type[Rule], ctx: AuditContext) -> str | None:
+    """Why a rule cannot run on this scan, or ``None`` when it can."""
+    missing = {
+        "graph": ctx.graph is None,
+        "gm": ctx.graph is None or ctx.graph.gm is None,
+        "checkpoint": getattr(ctx, "checkpoint", None) is None,
+        "values": bool(ctx.options.get("meta")),
+    }
+    for need in sorted(rule_cls.needs):
+        if missing.get(need):
+            return need
+    return None
+
+
+def run_rules(
+    ctx: AuditContext, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+) -> tuple[list[Finding], dict[str, str]]:
+    """Run every selected rule that can run; return findings and ``{code: why skipped}``."""
+    rules: list[Rule] = []
+    skipped: dict[str, str] = {}
+    for code, cls in load_rules().items():
+        if not selected(code, select, ignore):
+            continue
+        why = available(cls, ctx)
+        if why is not None:
+            skipped[code] = why
+            continue
+        rules.append(cls())
+    out: list[Finding] = []
+    broken: set[str] = set()
+    for rule in rules:
+        if _overrides(rule, "check"):
+            _call(rule, "check", out, broken, ctx)
+    node_rules = [r for r in rules if _overrides(r, "check_node")]
+    if node_rules and ctx.graph is not None:
+        for node in ctx.graph:
+            for rule in node_rules:
+                _call(rule, "check_node", out, broken, node, ctx)
+    module_rules = [r for r in rules if _overrides(r, "check_module")]
+    if module_rules:
+        for path, module in ctx.model.named_modules():
+            for rule in module_rules:
+                _call(rule, "check_module", out, broken, path, module, ctx)
+    source_rules = [r for r in rules if _overrides(r, "check_source")]
+    if source_rules:
+        for src in ctx.sources:
+            for node in ast.walk(src.tree):
+                for rule in source_rules:
+                    if isinstance(node, rule.source_nodes):
+                        _call(rule, "check_source", out, broken, node, src, ctx)
+    findings = [f for f in out if selected(f.rule, select, ignore) and not suppressed(f, ctx)]
+    return dedupe(findings), skipped
+
+
+def suppressed(finding: Finding, ctx: AuditContext) -> bool:
+    """``# torchaudit: ignore[TA101]`` (or ``ignore[TA1]``) on the finding's source line."""
+    loc = finding.location
+    if loc is None or loc.line is None:
+        return False
+    for src in ctx.sources:
+        if str(src.path) == loc.file or src.path.name == loc.file:
+            if 0 < loc.line <= len(src.lines):
+                m = _IGNORE.search(src.lines[loc.line - 1])
+                if m:
+                    return matches(finding.rule, m.group(1).split(","))
+    return False
+
+
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for f in findings:
+        key = (f.rule, f.module, f.node, f.location, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def iter_rules() -> Iterator[type[Rule]]:
+    yield from load_rules().values()
+
+
+def source_location(src: SourceFile, node: ast.AST) -> Location:
+    """A source AST node's location; columns are 1-based, as editors show them."""
+    return Location(str(src.path), getattr(node, "lineno", None), (getattr(node, "col_offset", -1) + 1) or None)

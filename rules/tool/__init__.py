@@ -1,0 +1,1 @@
+"""TA9xx: the tool itself."""

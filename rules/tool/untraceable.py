@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from torchaudit.report import Finding, Severity
+from torchaudit.rules.engine import Rule, register
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.context import AuditContext
+
+
+@register
+class UntraceableModel(Rule):
+    """
+    What it finds:
+        Models that plain `torch.fx.symbolic_trace` cannot trace. The finding names the
+        tracer of the chain that was used instead (transformers' fx tracer, `torch.export`
+        non-strict, or forward hooks), why each earlier one failed, and what the fallback loses.
+
+    Why it matters:
+        Graph rules and the dynamic stage see the model at the fallback's granularity: an
+        aten-level graph after `torch.export`, or only leaf-module calls with forward hooks,
+        where functional calls between modules are invisible.
+
+    Example:
+        A `forward` with `if h.mean() > 0.5:` cannot be traced symbolically; torchaudit falls
+        back to forward hooks and compares module outputs instead of single ops.
+
+    Fix:
+        Nothing is required for a scan. To get the full graph, move data-dependent Python
+        control flow out of `forward` (or into `torch.where`/`torch.cond`).
+
+    Fact:
+        `torch.fx.Proxy.__bool__` raises `TraceError` ("symbolically traced variables cannot be
+        used as inputs to control flow"), torch/fx/proxy.py.
+    """
+
+    code = "TA901"
+    severity = Severity.INFO
+    title = "Model not traceable by torch.fx.symbolic_trace"
+
+    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+        from torchaudit.analyzer.tracing import LOST
+
+        graph = ctx.graph
+        if graph is not None and graph.tracer == "fx":
+            return
+        if graph is None:
+            failures = ctx.trace_failures
+            yield self.finding(
+                "no tracer could trace the model: " + "; ".join(failures),
+                fix="graph rules and comparisons did not run; pass example inputs (--input-shape, --inputs) "
+                "or make forward traceable",
+                module="",
+                evidence={"tracer": None, "failures": failures},
+            )
+            return
+        failures = [n for n in graph.notes if not n.startswith("lost:")]
+        yield self.finding(
+            f"torch.fx.symbolic_trace could not trace the model, so the {graph.tracer} tracer was used "
+            f"({'; '.join(failures)}); lost: {LOST[graph.tracer]}",
+            fix="nothing to fix for a scan; move data-dependent Python control flow out of forward to get the plain fx graph",
+            module="",
+            evidence={"tracer": graph.tracer, "failures": failures},
+        )
+
+
+@register
+class RuleCrashed(Rule):
+    """
+    What it finds:
+        A rule that raised an exception while it looked at this model. The engine catches it,
+        reports the rule's code and the exception's one-line summary, and runs the other rules.
+
+    Why it matters:
+        The scan is incomplete: whatever that rule checks was not checked for this model.
+
+    Example:
+        A rule reading a custom module's attribute that a third-party class computes lazily
+        and that raises on access.
+
+    Fix:
+        Report the model to torchaudit; meanwhile `--ignore CODE` silences the broken rule.
+    """
+
+    code = "TA902"
+    severity = Severity.WARNING
+    title = "A rule raised an exception"
+    # emitted by the engine itself (rules/engine.py, _crash), not by a check of its own
+
+
+@register
+class ComparisonFailed(Rule):
+    """
+    What it finds:
+        A comparison of the dynamic stage that could not run or raised: its reason, and which
+        comparison. The other comparisons and the report go on.
+
+    Why it matters:
+        Nothing was learned from that comparison; a gate that relies on it is not protected.
+
+    Example:
+        `--compare reload` on a model whose class needs constructor arguments and whose file has
+        no `fresh_model()` function to build a fresh instance.
+
+    Fix:
+        Follow the reason given (add `fresh_model()`, pass example inputs, ...), or drop that
+        comparison with `--compare`.
+    """
+
+    code = "TA903"
+    severity = Severity.WARNING
+    title = "A comparison could not run"
+    # emitted by the dynamic stage when a comparison fails

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def examples() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> "subprocess.CompletedProcess[str]":
+    """Run the real command line in a subprocess: exit code, stdout and stderr together."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "torchaudit", *args],
+        capture_output=True,
+        text=True,
+        cwd=str(cwd or ROOT),
+        timeout=timeout,
+    )

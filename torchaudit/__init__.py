@@ -1,0 +1,21 @@
+"""torchaudit: why does my loaded (or deployed, or GPU, or half-precision) model give
+different results than the one I trained?
+
+The public API is imported lazily so that ``torchaudit --version`` never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "scan", "compare", "assert_consistent"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("scan", "compare", "assert_consistent"):
+        from torchaudit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'torchaudit' has no attribute {name!r}")

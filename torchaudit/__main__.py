@@ -1,0 +1,3 @@
+from torchaudit.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""The library behind the CLI: ``scan``, ``compare`` and ``assert_consistent``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch.nn as nn
+
+from torchaudit.analyzer.context import AuditContext
+from torchaudit.analyzer.environment import environment
+from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, resolve_inputs
+from torchaudit.analyzer.safety import model_copy, preserved_rng
+from torchaudit.analyzer.target import LoadedTarget, load_target
+from torchaudit.analyzer.tracing import TraceError, trace_model
+from torchaudit.errors import OptionError
+from torchaudit.report import FAIL_ON_CHOICES, Finding, GraphInfo, Location, Report
+from torchaudit.rules.engine import run_rules
+
+
+def scan(
+    model: nn.Module | str,
+    example_inputs: Any = None,
+    *,
+    input_shapes: Sequence[str] | None = None,
+    inputs_spec: str | None = None,
+    select: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    fail_on: str = "error",
+    command: str | None = None,
+) -> Report:
+    """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
+
+    The model is never changed: tracing and every run happen on copies, and the global RNG
+    state is restored.
+    """
+    if fail_on not in FAIL_ON_CHOICES:
+        raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
+    target: LoadedTarget | None = None
+    if isinstance(model, str):
+        target = load_target(model)
+        module = target.model
+    elif isinstance(model, nn.Module):
+        module = model
+    else:
+        raise OptionError(f"scan() takes an nn.Module or a TARGET string, not {type(model).__name__}", "pass the model")
+
+    with preserved_rng():
+        if example_inputs is not None:
+            inputs: ExampleInputs | None = from_value(example_inputs, "the example_inputs argument")
+        else:
+            inputs = resolve_inputs(module, target.module if target else None, inputs_spec, list(input_shapes or []))
+        if inputs is not None:
+            probe = model_copy(module).eval()
+            check_forward(probe, inputs)
+            del probe
+
+    ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment())
+    findings: list[Finding] = []
+    try:
+        ctx.graph = trace_model(module, inputs)
+    except TraceError as exc:
+        ctx.trace_failures = str(exc).split("; ")
+    rule_findings, skipped = run_rules(ctx, select, ignore)
+    findings.extend(rule_findings)
+    return Report(
+        target=_target_info(ctx),
+        environment=ctx.environment,
+        graph=_graph_info(ctx),
+        findings=sorted(findings, key=_finding_order),
+        comparisons=[],
+        fail_on=fail_on,
+        command=command,
+        extras={"skipped_rules": skipped} if skipped else {},
+    )
+
+
+def _finding_order(f: Finding) -> tuple[Any, ...]:
+    loc = f.location or Location("")
+    return (-f.severity.rank, f.rule, loc.file, loc.line or 0, f.module or "", f.node or "", f.message)
+
+
+def _target_info(ctx: AuditContext) -> dict[str, Any]:
+    return {
+        "spec": ctx.target.spec if ctx.target else None,
+        "model_class": type(ctx.model).__name__,
+        "file": str(ctx.target.file) if ctx.target and ctx.target.file else None,
+        "checkpoint": None,
+        "inputs": ctx.inputs.describe() if ctx.inputs else None,
+        "inputs_source": ctx.inputs.source if ctx.inputs else None,
+    }
+
+
+def _graph_info(ctx: AuditContext) -> GraphInfo:
+    model = ctx.model
+    graph = ctx.graph
+    return GraphInfo(
+        tracer=graph.tracer if graph else "none",
+        nodes=len(graph) if graph else 0,
+        modules=sum(1 for _ in model.modules()),
+        parameters=sum(p.numel() for p in model.parameters()),
+        buffers=sum(1 for _ in model.buffers()),
+        notes=tuple(graph.notes) if graph else tuple(ctx.trace_failures),
+    )
+
+
+def write_json(report: Report, path: str | Path) -> None:
+    from torchaudit.reports.json_report import render_json
+
+    text = render_json(report)
+    if str(path) == "-":
+        print(text)
+    else:
+        Path(path).write_text(text + "\n", encoding="utf-8")

@@ -1,0 +1,97 @@
+"""The command line: a thin layer that parses options and calls the library.
+
+Nothing here imports torch at module level, so ``--version`` and ``--help`` answer at once.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+
+from torchaudit import __version__
+
+app = typer.Typer(
+    name="torchaudit",
+    help="Why does my loaded (or GPU, or half-precision, or eval-mode) model give other answers?",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"torchaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """torchaudit: static and dynamic inspection of PyTorch models."""
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    """User errors: one line on stderr, exit 2. ``--debug`` keeps the traceback."""
+    from torchaudit.errors import TorchAuditError
+
+    if debug:
+        traceback.print_exception(exc)
+    if isinstance(exc, TorchAuditError):
+        typer.echo(f"torchaudit: error: {exc.one_line()}", err=True)
+    else:
+        typer.echo(f"torchaudit: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def scan(
+    target: Annotated[str, typer.Argument(help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
+    inputs: Annotated[Optional[str], typer.Option("--inputs", help="Example inputs from a function: path.py:fn.")] = None,
+    input_shape: Annotated[
+        Optional[list[str]],
+        typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable)."),
+    ] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
+    fail_on: Annotated[
+        str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")
+    ] = "error",
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Trace the model, run the rules and comparisons, and write the reports."""
+    from torchaudit.errors import TorchAuditError
+
+    command = "torchaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        from torchaudit.api import scan as run_scan, write_json
+
+        report = run_scan(target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command)
+        if json_path:
+            write_json(report, json_path)
+    except TorchAuditError as exc:
+        _fail(exc, debug)
+        return
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, keep the traceback under --debug
+        _fail(exc, debug)
+        return
+    from torchaudit.reports.terminal import print_summary
+
+    print_summary(report, to_stderr=json_path == "-")
+    raise typer.Exit(report.exit_code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

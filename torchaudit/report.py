@@ -1,0 +1,285 @@
+"""The typed data that flows between stages: findings, comparisons and the report.
+
+Every renderer (terminal, JSON, HTML, SARIF, Markdown) reads a :class:`Report` and nothing
+else, so they all tell the same story.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 3, "warning": 2, "info": 1}[self.value]
+
+
+class Status(str, enum.Enum):
+    MATCHED = "matched"
+    DIVERGED = "diverged"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "column": self.column}
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    title: str
+    message: str
+    module: str | None = None
+    node: str | None = None
+    location: Location | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "title": self.title,
+            "message": self.message,
+            "module": self.module,
+            "node": self.node,
+            "location": self.location.to_dict() if self.location else None,
+            "evidence": self.evidence,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    """One side of a comparison: where and how the graph runs."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    mode: str = "eval"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype, "mode": self.mode}
+
+    def __str__(self) -> str:
+        return f"{self.device}:{self.dtype}:{self.mode}"
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    mismatch_fraction: float = 0.0
+    cosine: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "mismatch_fraction": self.mismatch_fraction,
+            "cosine": self.cosine,
+        }
+
+
+@dataclass(frozen=True)
+class NodeComparison:
+    node: str
+    module: str | None
+    op: str
+    total: ErrorStats
+    local: ErrorStats
+    inherited: ErrorStats
+    diverged: bool = False
+    location: Location | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "module": self.module,
+            "op": self.op,
+            **self.total.to_dict(),
+            "local_max_abs": self.local.max_abs,
+            "local_max_rel": self.local.max_rel,
+            "inherited_max_abs": self.inherited.max_abs,
+            "inherited_max_rel": self.inherited.max_rel,
+            "diverged": self.diverged,
+        }
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The node a comparison blames, with its own and its inherited error."""
+
+    node: str
+    module: str | None
+    op: str
+    local: ErrorStats
+    inherited: ErrorStats
+    total: ErrorStats
+    location: Location | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "module": self.module,
+            "op": self.op,
+            "local": {"max_abs": self.local.max_abs, "max_rel": self.local.max_rel},
+            "inherited": {"max_abs": self.inherited.max_abs, "max_rel": self.inherited.max_rel},
+            "total": {"max_abs": self.total.max_abs, "max_rel": self.total.max_rel},
+            "location": self.location.to_dict() if self.location else None,
+        }
+
+
+@dataclass(frozen=True)
+class StateDifference:
+    name: str
+    kind: str  # "parameter", "buffer", "non_persistent_buffer", "tensor_attribute", "python_attribute"
+    reference: str
+    candidate: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "reference": self.reference, "candidate": self.candidate}
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    name: str
+    reference: Config
+    candidate: Config
+    status: Status
+    skipped_reason: str | None = None
+    tolerance: dict[str, float] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    first_divergence: Divergence | None = None
+    first_nonfinite: dict[str, Any] | None = None
+    state_diff: tuple[StateDifference, ...] = ()
+    nodes: tuple[NodeComparison, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "reference": self.reference.to_dict(),
+            "candidate": self.candidate.to_dict(),
+            "status": self.status.value,
+            "skipped_reason": self.skipped_reason,
+            "tolerance": self.tolerance,
+            "output": self.output,
+            "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
+            "state_diff": [d.to_dict() for d in self.state_diff],
+            "nodes": [n.to_dict() for n in self.nodes],
+            "first_nonfinite": self.first_nonfinite,
+        }
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    tracer: str
+    nodes: int
+    modules: int
+    parameters: int
+    buffers: int
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tracer": self.tracer,
+            "nodes": self.nodes,
+            "modules": self.modules,
+            "parameters": self.parameters,
+            "buffers": self.buffers,
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    errors: int
+    warnings: int
+    infos: int
+    verdict: str  # "pass" or "fail"
+    fail_on: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "infos": self.infos,
+            "verdict": self.verdict,
+            "fail_on": self.fail_on,
+        }
+
+
+FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+
+
+def summarize(findings: tuple[Finding, ...] | list[Finding], fail_on: str) -> Summary:
+    counts = {s: 0 for s in Severity}
+    for f in findings:
+        counts[f.severity] += 1
+    threshold = {"error": 3, "warning": 2, "info": 1, "never": 99}[fail_on]
+    failed = any(f.severity.rank >= threshold for f in findings)
+    return Summary(
+        errors=counts[Severity.ERROR],
+        warnings=counts[Severity.WARNING],
+        infos=counts[Severity.INFO],
+        verdict="fail" if failed else "pass",
+        fail_on=fail_on,
+    )
+
+
+@dataclass
+class Report:
+    """Everything one scan found. Renderers read this and nothing else."""
+
+    target: dict[str, Any]
+    environment: dict[str, Any]
+    graph: GraphInfo | None
+    findings: list[Finding]
+    comparisons: list[ComparisonResult]
+    fail_on: str = "error"
+    command: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self.findings, self.fail_on)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.summary.verdict == "fail" else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        from torchaudit import __version__
+
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "torchaudit", "version": __version__},
+            "target": self.target,
+            "environment": self.environment,
+            "graph": self.graph.to_dict() if self.graph else None,
+            "findings": [f.to_dict() for f in self.findings],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "summary": self.summary.to_dict(),
+        }
+        data.update(self.extras)
+        return data
