@@ -29,6 +29,7 @@ DANGEROUS_MODULES = {
     "nt": "runs commands and touches files",
     "subprocess": "runs commands",
     "pty": "runs commands",
+    "commands": "runs commands",
     "runpy": "runs arbitrary modules",
     "importlib": "imports arbitrary modules",
     "socket": "opens network connections",
@@ -111,8 +112,9 @@ def allowed_globals() -> set[str]:
 
 
 def _normalize(module: str, name: str) -> str:
-    """Python 2 names mapped as the unpickler maps them (``__builtin__`` -> ``builtins``)."""
-    from torch._utils import IMPORT_MAPPING, NAME_MAPPING
+    """Python 2 names mapped as ``pickle.Unpickler(fix_imports=True)`` maps them
+    (``__builtin__`` -> ``builtins``, ``commands`` -> ``subprocess``)."""
+    from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
     if (module, name) in NAME_MAPPING:
         module, name = NAME_MAPPING[(module, name)]
