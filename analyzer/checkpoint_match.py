@@ -69,11 +69,12 @@ def _match(model_keys: frozenset[str], ckpt_keys: list[str], strip: str, add: st
 
 def align(model: Mapping[str, TensorEntry], ckpt: Mapping[str, TensorEntry]) -> Alignment:
     """Plain key match, unless stripping or adding one known prefix matches clearly more keys."""
-    return _align_cached(frozenset(model), tuple(ckpt))
+    return _align_cached(tuple(model), tuple(ckpt))
 
 
 @lru_cache(maxsize=8)
-def _align_cached(model_keys: frozenset[str], ckpt_keys: tuple[str, ...]) -> Alignment:
+def _align_cached(model_order: tuple[str, ...], ckpt_keys: tuple[str, ...]) -> Alignment:
+    model_keys = frozenset(model_order)
     keys = list(ckpt_keys)
     best = _match(model_keys, keys, "", "")
     prefix = side = None
@@ -86,7 +87,7 @@ def _align_cached(model_keys: frozenset[str], ckpt_keys: tuple[str, ...]) -> Ali
     matched = set(best.values())
     return Alignment(
         to_model=best,
-        missing=tuple(k for k in sorted(model_keys) if k not in matched),
+        missing=tuple(k for k in model_order if k not in matched),
         unexpected=tuple(k for k in keys if k not in best),
         prefix=prefix,
         prefix_side=side,
