@@ -144,8 +144,11 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
     unsafe = tuple(g for g in outside if g.name not in classes)
     base = dict(path=path, format=kind, unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
     if (unsafe or classes) and not trust:
-        what = "a whole pickled module" if classes and not unsafe else "globals outside the weights-only allowlist"
-        return Checkpoint(**base, not_loaded_reason=f"not unpickled: it imports {what} (pass --trust-checkpoint to load it)")
+        if unsafe:
+            reason = "not unpickled: its pickle imports globals outside the weights-only allowlist (TA601)"
+        else:
+            reason = "not unpickled: it is a whole pickled module (--trust-checkpoint loads it, for files you made)"
+        return Checkpoint(**base, not_loaded_reason=reason)
     obj = _unpickle(path, kind, weights_only=not (unsafe or classes))
     state, wrapper, producer, is_module = unwrap(obj, path)
     entries = {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -170,3 +170,5 @@ def test_lightning_checkpoint_through_cli_names_the_wrapper(tmp_path: Path, mode
     assert (info["wrapper_key"], info["producer"]) == ("state_dict", "lightning")
     assert info["strict_load"] == {"ok": True, "error": None, "prefix_fix": "strip 'model.'"}
     assert [f["rule"] for f in data["findings"] if f["rule"].startswith("TA30")] == ["TA303"]
+    assert "unwrapped from 'state_dict' (Lightning)" in res.stdout
+    assert "loaded into a copy of the model with strict=True after strip 'model.'" in res.stdout

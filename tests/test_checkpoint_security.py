@@ -80,6 +80,19 @@ def test_stack_global_through_memo_is_resolved(tmp_path: Path) -> None:
     assert names == {"builtins.getattr": True, "importlib.import_module": True}
 
 
+def test_zip_scan_agrees_with_torchs_own_lister(tmp_path: Path) -> None:
+    """torch.serialization.get_unsafe_globals_in_checkpoint reads GLOBAL opcodes of zip files."""
+    import torch
+
+    from torchaudit.analyzer.checkpoint import load_checkpoint
+
+    evil = tmp_path / "evil.pt"
+    malicious.zip_os_system(evil, tmp_path / "canary")
+    ours = {g.name for g in load_checkpoint(evil).unsafe_globals}
+    assert ours == set(torch.serialization.get_unsafe_globals_in_checkpoint(str(evil)))
+    assert not (tmp_path / "canary").exists()
+
+
 def _save_pickled_module(model_file: Path, out: Path) -> None:
     script = f"import sys, torch; sys.path.insert(0, {str(model_file.parent)!r}); from net import Net; torch.save(Net(), {str(out)!r})"
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
@@ -96,6 +109,7 @@ def test_pickled_module_is_ta310_and_not_loaded_without_trust(tmp_path: Path, mo
     assert "TA310" in rules and "TA601" not in rules
     ta310 = next(f for f in data["findings"] if f["rule"] == "TA310")
     assert "net.Net" in ta310["evidence"]["classes"] and "not unpickled" in ta310["message"]
+    assert "whole pickled module" in res.stdout
     assert data["target"]["checkpoint_info"]["unpickled"] is False
 
 
