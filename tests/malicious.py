@@ -75,7 +75,14 @@ def runpy_run_code(path: Path, canary: Path) -> str:
     return "runpy._run_code"
 
 
+def protocol0_os_system(path: Path, canary: Path) -> str:
+    """A hand-written protocol 0 pickle (text opcodes, no PROTO header) calling os.system."""
+    path.write_bytes(f"cos\nsystem\n(S'touch {canary}'\ntR.".encode())
+    return "os.system"
+
+
 BUILDERS = {
+    "protocol0_os_system": protocol0_os_system,
     "zip_os_system": zip_os_system,
     "raw_exec": raw_exec,
     "legacy_subprocess": legacy_subprocess,

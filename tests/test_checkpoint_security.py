@@ -43,7 +43,7 @@ def test_payloads_are_real(kind: str, tmp_path: Path) -> None:
     malicious.BUILDERS[kind](evil, proof)
     loader = (
         "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))"
-        if kind in ("raw_exec", "importlib_indirection", "runpy_run_code")
+        if kind in ("raw_exec", "importlib_indirection", "runpy_run_code", "protocol0_os_system")
         else "import torch,sys; torch.load(sys.argv[1], weights_only=False)"
     )
     subprocess.run([sys.executable, "-c", loader, str(evil)], capture_output=True, timeout=120)
@@ -78,6 +78,22 @@ def test_stack_global_through_memo_is_resolved(tmp_path: Path) -> None:
     malicious.importlib_indirection(evil, tmp_path / "canary")
     names = {g.name: g.dangerous for g in load_checkpoint(evil).unsafe_globals}
     assert names == {"builtins.getattr": True, "importlib.import_module": True}
+
+
+def test_computed_stack_global_is_unresolved_and_dangerous(tmp_path: Path) -> None:
+    """STACK_GLOBAL whose module name is built at load time (here by REDUCE) cannot be checked."""
+    from torchaudit.analyzer.checkpoint import load_checkpoint
+
+    def s(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode()
+
+    # builtins.str('os') pushes a computed (non-constant) string before STACK_GLOBAL
+    body = s("builtins") + s("str") + b"\x93" + s("os") + b"\x85R" + s("system") + b"\x93" + s("true") + b"\x85R."
+    evil = tmp_path / "computed.pkl"
+    evil.write_bytes(b"\x80\x04" + body)
+    found = {g.name: g for g in load_checkpoint(evil).unsafe_globals}
+    assert "<unresolved STACK_GLOBAL>" in found and found["<unresolved STACK_GLOBAL>"].dangerous
+    assert "builtins.str" in found  # outside the allowlist too, though harmless on its own
 
 
 def test_zip_scan_agrees_with_torchs_own_lister(tmp_path: Path) -> None:
