@@ -56,7 +56,7 @@ class LoadStatus:
 
     ok: bool
     error: str | None = None  # the first line of what load_state_dict raised
-    prefix_fix: str | None = None  # e.g. "strip 'module.'": applied before a successful load
+    prefix_fix: str | None = None  # "strip 'module.'" / "add 'model.'": applied to the keys first
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
 def _load_safetensors(path: Path) -> Checkpoint:
     from safetensors import SafetensorError, safe_open
 
-    header = read_safetensors_header(path)
+    read_safetensors_header(path)  # a truncated file says so before the library's own message
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             keys = list(f.keys())
@@ -173,7 +173,6 @@ def _load_safetensors(path: Path) -> Checkpoint:
                 entries[k] = TensorEntry(tuple(sl.get_shape()), _st_dtype(sl.get_dtype(), path))
     except SafetensorError as exc:
         raise CheckpointError(f"{path} is a damaged safetensors file: {exc}", "save or download it again") from None
-    del header
     return Checkpoint(path=path, format="safetensors", entries=entries, tensors=LazySafetensors(path, keys), metadata=meta)
 
 
@@ -244,7 +243,13 @@ def _unpickle(path: Path, kind: str, *, weights_only: bool) -> Any:
                 import pickle
 
                 return pickle.load(fh)  # --trust-checkpoint: the user vouched for this file
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=kind == "zip")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=kind == "zip")
+        except RuntimeError as exc:
+            if kind != "zip" or "mmap" not in str(exc):
+                raise
+            # zip files from old torch versions are not aligned for mmap: read them into memory
+            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=False)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the file makes torch.load raise

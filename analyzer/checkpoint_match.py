@@ -106,8 +106,8 @@ def load_into_copy(model: nn.Module, ckpt: Checkpoint) -> tuple[nn.Module | None
         return None, LoadStatus(False, ckpt.not_loaded_reason or "the checkpoint was not unpickled")
     al = align(model_entries(model), ckpt.entries)
     fix = None
-    if al.prefix and al.prefix_side == "checkpoint":
-        fix = f"strip {al.prefix!r}"
+    if al.prefix:
+        fix = f"{'strip' if al.prefix_side == 'checkpoint' else 'add'} {al.prefix!r}"
         state = {al.to_model.get(k, k): ckpt.tensors[k] for k in ckpt.entries}
     else:
         state = {k: ckpt.tensors[k] for k in ckpt.entries}

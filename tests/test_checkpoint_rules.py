@@ -97,6 +97,28 @@ def test_ta303_silent_for_a_model_whose_top_module_is_named_module(tmp_path: Pat
     assert codes(findings) == []
 
 
+class Wrapped(nn.Module):
+    """A model wrapped by another module: its keys gain ``model.``, the checkpoint's do not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = Net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def test_ta303_prefix_on_the_model_side(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    torch.save(trained(Net()), path)
+    report = torchaudit.scan(Wrapped(), torch.randn(2, 4), checkpoint=str(path))
+    assert codes(report.findings) == [("TA303", "")]
+    f = report.findings[[x.rule for x in report.findings].index("TA303")]
+    assert (f.evidence["prefix"], f.evidence["side"]) == ("model.", "model")
+    assert "model.model.load_state_dict" in f.fix
+    assert report.target["checkpoint_info"]["strict_load"] == {"ok": True, "error": None, "prefix_fix": "add 'model.'"}
+
+
 def test_ta304_shape_mismatch(tmp_path: Path) -> None:
     state = trained(Net()) | {"fc2.weight": torch.zeros(3, 8), "fc2.bias": torch.zeros(3)}
     findings = scan(Net(), state, tmp_path)
