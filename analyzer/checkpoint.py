@@ -32,7 +32,7 @@ from torchaudit.analyzer.checkpoint_files import (
     sniff,
     truncated,
 )
-from torchaudit.analyzer.pickle_scan import PickleGlobal, allowed_globals, classify, scan_stream
+from torchaudit.analyzer.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
 from torchaudit.errors import CheckpointError
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -140,7 +140,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
         kind = "legacy" if pickles[1] else "pickle"
     names: set[str] = set().union(*pickles[0]) if pickles[0] else set()
     outside = classify(names, allowed_globals())
-    classes = tuple(sorted(g.name for g in outside if not g.dangerous and _is_module_class(g.name, model)))
+    classes = tuple(sorted(g.name for g in outside if not g.dangerous and is_module_class(g.name, model)))
     unsafe = tuple(g for g in outside if g.name not in classes)
     base = dict(path=path, format=kind, unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
     if (unsafe or classes) and not trust:
@@ -285,22 +285,3 @@ def unwrap(obj: Any, path: Path) -> tuple[Mapping[str, Any], str | None, str | N
         f"{path} holds a dict ({keys}) with no state dict under {'/'.join(WRAPPER_KEYS)}",
         "save model.state_dict() (or a dict with it under 'state_dict') and pass that file",
     )
-
-
-def _is_module_class(name: str, model: nn.Module | None) -> bool:
-    """An ``nn.Module`` class: resolved from already-imported modules only (never imports),
-    or named like a class the model is made of."""
-    import sys
-
-    if model is not None and name.rsplit(".", 1)[-1] in {type(m).__name__ for m in model.modules()}:
-        return True
-    parts = name.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        mod = sys.modules.get(".".join(parts[:i]))
-        if mod is None:
-            continue
-        obj: Any = mod
-        for attr in parts[i:]:
-            obj = getattr(obj, attr, None)
-        return isinstance(obj, type) and issubclass(obj, nn.Module)
-    return False

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import pickletools
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 UNRESOLVED = "<unresolved STACK_GLOBAL>"
 EXTENSION = "<copyreg extension>"
@@ -189,3 +189,24 @@ def classify(names: set[str], allowed: set[str] | None = None) -> list[PickleGlo
         why = danger(name)
         out.append(PickleGlobal(name, bool(why), why))
     return sorted(out, key=lambda g: (not g.dangerous, g.name))
+
+
+def is_module_class(name: str, model: Any = None) -> bool:
+    """An ``nn.Module`` class: resolved from already-imported modules only (never imports),
+    or named like a class the model is made of."""
+    import sys
+
+    import torch.nn as nn
+
+    if model is not None and name.rsplit(".", 1)[-1] in {type(m).__name__ for m in model.modules()}:
+        return True
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        mod = sys.modules.get(".".join(parts[:i]))
+        if mod is None:
+            continue
+        obj: Any = mod
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+        return isinstance(obj, type) and issubclass(obj, nn.Module)
+    return False
