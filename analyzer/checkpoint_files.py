@@ -63,6 +63,10 @@ def not_a_checkpoint(path: Path, head: bytes | None = None) -> CheckpointError:
     for magic, what in _MAGICS:
         if head.startswith(magic):
             return CheckpointError(f"{path} is {what}, not a checkpoint", EXPECTED)
+    if path.name.endswith(".index.json"):
+        return CheckpointError(
+            f"{path} is the index of a sharded checkpoint, not a checkpoint", "pass one of the shard files it lists"
+        )
     if b"\x00" not in head:
         try:
             head.decode("utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import textwrap
 from pathlib import Path
 
@@ -68,6 +69,10 @@ BAD = {
     "truncated-zip": (_truncated_zip, "is a truncated or damaged zip (torch.save) file"),
     "truncated-safetensors": (_truncated_safetensors, "is a truncated or damaged safetensors file"),
     "truncated-legacy": (_truncated_legacy, "is a truncated or damaged pickle file"),
+    "bad-safetensors-header": (
+        lambda p: p.write_bytes(struct.pack("<Q", 15) + b'{"a": nonsense}'),
+        "is a damaged safetensors file: its header is not JSON",
+    ),
     "not-a-state-dict": (lambda p: torch.save([1, 2, 3], p), "holds a list, not a state dict"),
 }
 
@@ -83,7 +88,7 @@ def test_bad_checkpoint_exits_2_with_one_line(case: str, tmp_path: Path, model_f
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert phrase in lines[0] and str(path) in lines[0], lines[0]
-    assert "expected" in lines[0] or case in ("missing", "not-a-state-dict") or case.startswith("truncated")
+    assert "expected" in lines[0] or case in ("missing", "not-a-state-dict", "bad-safetensors-header") or case.startswith("truncated")
     assert not report.exists()
 
 
