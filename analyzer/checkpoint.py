@@ -76,6 +76,7 @@ class Checkpoint:
     producer: str | None = None  # "lightning" for a Lightning .ckpt
     metadata: Mapping[str, str] = field(default_factory=dict)
     loaded_into_model: LoadStatus | None = None
+    extra_state: Mapping[str, Any] = field(default_factory=dict, repr=False)  # non-tensor `*._extra_state`
 
     @property
     def loaded(self) -> bool:
@@ -153,9 +154,16 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
     state, wrapper, producer, is_module = unwrap(obj, path)
     entries = {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
     base["is_pickled_module"] = bool(classes) or is_module
     return Checkpoint(
-        **base, wrapper_key=wrapper, entries=entries, tensors=tensors, trusted=bool(unsafe or classes), producer=producer
+        **base,
+        wrapper_key=wrapper,
+        entries=entries,
+        tensors=tensors,
+        trusted=bool(unsafe or classes),
+        producer=producer,
+        extra_state=extra,
     )
 
 

@@ -106,11 +106,11 @@ def load_into_copy(model: nn.Module, ckpt: Checkpoint) -> tuple[nn.Module | None
         return None, LoadStatus(False, ckpt.not_loaded_reason or "the checkpoint was not unpickled")
     al = align(model_entries(model), ckpt.entries)
     fix = None
+    state: dict[str, object] = {k: ckpt.tensors[k] for k in ckpt.entries}
+    state.update(ckpt.extra_state)
     if al.prefix:
         fix = f"{'strip' if al.prefix_side == 'checkpoint' else 'add'} {al.prefix!r}"
-        state = {al.to_model.get(k, k): ckpt.tensors[k] for k in ckpt.entries}
-    else:
-        state = {k: ckpt.tensors[k] for k in ckpt.entries}
+        state = {_renamed(k, al): v for k, v in state.items()}
     copy = model_copy(model)
     try:
         copy.load_state_dict(state, strict=True)
@@ -118,6 +118,15 @@ def load_into_copy(model: nn.Module, ckpt: Checkpoint) -> tuple[nn.Module | None
         text = " ".join(str(exc).split())
         return None, LoadStatus(False, text[:300] + ("..." if len(text) > 300 else ""), fix)
     return copy, LoadStatus(True, None, fix)
+
+
+def _renamed(key: str, al: Alignment) -> str:
+    if key in al.to_model:
+        return al.to_model[key]
+    p = al.prefix or ""
+    if al.prefix_side == "checkpoint":
+        return key.removeprefix(p)
+    return p + key
 
 
 def context_alignment(ctx: object) -> tuple[Checkpoint, Alignment, dict[str, TensorEntry]] | None:

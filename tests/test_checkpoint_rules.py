@@ -175,3 +175,29 @@ def test_checkpoint_loads_into_a_copy_never_the_users_model(tmp_path: Path) -> N
     assert report.target["checkpoint"] == str(path)
     assert info["strict_load"] == {"ok": True, "error": None, "prefix_fix": None}
     assert model.training  # modes untouched too
+
+
+class WithExtraState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.calls = 0
+
+    def get_extra_state(self) -> dict:
+        return {"calls": self.calls}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.calls = state["calls"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def test_extra_state_goes_into_the_strict_load(tmp_path: Path) -> None:
+    source = WithExtraState()
+    source.calls = 7
+    path = tmp_path / "ckpt.pt"
+    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, path)
+    report = torchaudit.scan(WithExtraState(), torch.randn(2, 4), checkpoint=str(path))
+    assert report.target["checkpoint_info"]["strict_load"] == {"ok": True, "error": None, "prefix_fix": "strip 'module.'"}
+    assert codes(report.findings) == [("TA303", "")]
