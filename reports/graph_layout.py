@@ -58,8 +58,6 @@ def _owner(module: str | None, groups: tuple[GraphGroup, ...]) -> GraphGroup | N
         if module == g.module or module.startswith(g.module + "."):
             if best is None or len(g.module) > len(best.module):
                 best = g
-    if best is None and module == "":
-        return None
     return best or next((g for g in groups if g.kind == "root"), None)
 
 
@@ -67,7 +65,7 @@ def _marks(report: Report, groups: tuple[GraphGroup, ...]) -> tuple[dict[str, li
     codes: dict[str, list[str]] = defaultdict(list)
     worst: dict[str, int] = {}
     for f in report.findings:
-        if not f.module:  # model-wide findings colour no box
+        if f.module is None or (f.module == "" and f.node is None):  # model-wide: colours no box
             continue
         g = _owner(f.module, groups)
         if g is not None:

@@ -79,7 +79,7 @@ def render_markdown(report: Report) -> str:
             lines.append(
                 f"- **{f.severity.value}** {code(f.rule)} {code(w.where(f.location, f.module))}"
                 + (f" in {code(w.module_name(f.module))}" if f.module is not None and f.location else "")
-                + f": {escape(f.message)}" + (f" Fix: {escape(f.fix)}" if f.fix else "")
+                + f": {escape(f.message)}" + (f" \u2014 fix: {escape(f.fix)}" if f.fix else "")
             )
         if len(shown) < len(report.findings):
             lines.append(f"- \u2026 and {len(report.findings) - len(shown)} more in the full report")
