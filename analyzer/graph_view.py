@@ -32,7 +32,7 @@ def collapse_graph(graph: ModelGraph, cap: int = DEFAULT_CAP) -> GraphView:
         children = _children(prefix, modules)
         if not children:
             continue
-        if len(_kinds(nodes)) + len(groups) + len(children) > cap:
+        if len({_group_of(n, groups | children) for n in nodes}) > cap:
             collapsed = True
             continue
         groups |= children
@@ -44,11 +44,6 @@ def _children(prefix: str, modules: list[str]) -> set[str]:
     depth = prefix.count(".") + 1
     start = prefix + "."
     return {".".join(m.split(".")[: depth + 1]) for m in modules if m.startswith(start)}
-
-
-def _kinds(nodes: list[GraphNode]) -> set[str]:
-    """The boxes that are not modules: inputs, output and the root's own ops."""
-    return {_SPECIAL.get(n.op, "root") for n in nodes if n.op in _SPECIAL or not n.module}
 
 
 def _group_of(node: GraphNode, groups: set[str]) -> tuple[str, str]:

@@ -17,7 +17,9 @@ _SEVERITY_NOUN = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity
 
 def plural(count: int, noun: str) -> str:
     """``1 error``, ``2 errors``, ``0 infos`` (the terminal summary's nouns)."""
-    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} {noun}" + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def number(value: float | int | str | None) -> str:

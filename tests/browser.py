@@ -73,6 +73,7 @@ def open_report(html: Path, tmp: Path, screenshot: Path | None = None) -> PageRe
                     cards: document.querySelectorAll('.first-divergence').length,
                     charts: document.querySelectorAll('svg.chart polyline').length,
                     boxes: document.querySelectorAll('svg.graph g').length,
+                    boxTitles: Array.from(document.querySelectorAll('svg.graph title')).map(t => t.textContent),
                     docsOpen: document.querySelectorAll('details.docs[open]').length,
                 })"""
             )
