@@ -146,7 +146,7 @@ def finding_view(f: Finding, index: int, base: Path | None) -> FindingView:
         message=f.message,
         fix=f.fix,
         where=w.where(f.location, f.module),
-        module=w.module_name(f.module) if f.module is not None else "",
+        module=w.module_name(f.module) if f.module is not None and f.location is not None else "",
         node=f.node or "",
         docs=_docs(f.rule),
         snippet=read_snippet(f.location, base),

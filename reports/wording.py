@@ -95,7 +95,7 @@ def verdict_sentence(report: Report) -> str:
     if bad:
         first = bad[0]
         return (
-            f"{plural(len(bad), 'finding')} at or above {s.fail_on} fail the gate ({gate}); "
+            f"{plural(len(bad), 'finding')} at or above {s.fail_on} {'fails' if len(bad) == 1 else 'fail'} the gate ({gate}); "
             f"the first is {first.rule} ({first.title}) at {where(first.location, first.module)}."
         )
     total = len(report.findings)

@@ -35,7 +35,7 @@ def test_sections_in_reading_order_with_verdict_and_command():
     assert positions == sorted(positions)
     verdict = _text(_section(page, "verdict"))
     assert "FAIL" in verdict
-    assert "1 finding at or above error fail the gate (--fail-on error)" in verdict
+    assert "1 finding at or above error fails the gate (--fail-on error)" in verdict
     assert "TA101" in verdict and "examples/mlp_bn_dropout.py:18:13" in verdict
     assert "1 error, 1 warning, 1 info (fail on error)" in verdict
     scanned = _text(_section(page, "scanned"))
