@@ -47,18 +47,21 @@ class GraphDrawing:
     caption: str
 
 
-def _owner(module: str | None, groups: tuple[GraphGroup, ...]) -> GraphGroup | None:
-    """The box that holds ``module``: the module group with the longest matching prefix."""
+def _owners(module: str | None, groups: tuple[GraphGroup, ...]) -> list[GraphGroup]:
+    """The boxes that hold ``module``: every run of the deepest module group that contains it,
+    else the range of top-level modules it falls in, else the root's own boxes."""
     if module is None:
-        return None
-    best: GraphGroup | None = None
-    for g in groups:
-        if g.kind != "module":
-            continue
-        if module == g.module or module.startswith(g.module + "."):
-            if best is None or len(g.module) > len(best.module):
-                best = g
-    return best or next((g for g in groups if g.kind == "root"), None)
+        return []
+    best = max((len(g.module) for g in groups if g.kind == "module" and _within(module, g.module)), default=-1)
+    if best >= 0:
+        return [g for g in groups if g.kind == "module" and len(g.module) == best and _within(module, g.module)]
+    top = module.split(".")[0]
+    ranged = [g for g in groups if g.kind == "range" and top in g.members]
+    return ranged or [g for g in groups if g.kind == "root"]
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
 
 
 def _marks(report: Report, groups: tuple[GraphGroup, ...]) -> tuple[dict[str, list[str]], dict[str, int], set[str]]:
@@ -67,16 +70,15 @@ def _marks(report: Report, groups: tuple[GraphGroup, ...]) -> tuple[dict[str, li
     for f in report.findings:
         if f.module is None or (f.module == "" and f.node is None):  # model-wide: colours no box
             continue
-        g = _owner(f.module, groups)
-        if g is not None:
+        for g in _owners(f.module, groups):
             codes[g.id].append(f.rule)
             worst[g.id] = max(worst.get(g.id, 0), f.severity.rank)
-    diverged = set()
-    for c in report.comparisons:
-        if c.first_divergence is not None:
-            g = _owner(c.first_divergence.module or "", groups)
-            if g is not None:
-                diverged.add(g.id)
+    diverged = {
+        g.id
+        for c in report.comparisons
+        if c.first_divergence is not None
+        for g in _owners(c.first_divergence.module or "", groups)
+    }
     return codes, worst, diverged
 
 
@@ -116,7 +118,7 @@ def graph_drawing(report: Report) -> GraphDrawing | None:
             if codes.get(g.id):
                 tip.append("findings: " + ", ".join(sorted(set(codes[g.id]))))
             if g.id in diverged:
-                tip.append("a comparison's first divergence is here")
+                tip.append("a comparison's first divergence lies in this module")
             label = g.label if len(g.label) <= 26 else "\u2026" + g.label[-25:]
             boxes.append(Box(x, y, BOX_W, BOX_H, label, sub, css, "\n".join(tip)))
     edges = []

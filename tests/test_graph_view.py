@@ -69,3 +69,24 @@ def test_5000_node_graph_collapses_to_a_readable_drawing():
     assert page.count("<rect") == len(view.groups)
     assert len(page) < 150_000
     assert f"{view.total_nodes:,} graph nodes drawn as {len(view.groups)} module boxes" in page
+
+
+def test_runs_follow_execution_order_and_long_sequentials_become_ranges():
+    report = torchaudit.scan(nn.Sequential(*[Block() for _ in range(300)]), torch.randn(2, 8))
+    view = report.graph_view
+    labels = [g.label for g in view.groups]
+    assert len(labels) <= DEFAULT_CAP and view.collapsed
+    ranges = [g for g in view.groups if g.kind == "range"]
+    assert ranges[0].label.startswith("0 \u2026 ") and ranges[-1].label.endswith(" \u2026 299")
+    assert sum(len(g.members) for g in ranges) == 300
+    assert [g.first for g in view.groups] == sorted(g.first for g in view.groups)
+    # a module whose own ops run around its children gets one box per run, in order
+    block = torchaudit.scan(Block(), torch.randn(2, 8)).graph_view
+    assert [g.label for g in block.groups] == ["(inputs)", "fc", "norm", "(root)", "(output)"]
+    from tests.conftest import EXAMPLES
+
+    attention = torchaudit.scan(str(EXAMPLES / "transformer_block.py")).graph_view
+    assert [g.label for g in attention.groups] == [
+        "(inputs)", "norm1", "attn (1/3)", "attn.qkv", "attn (2/3)", "attn.drop", "attn (3/3)", "attn.proj",
+        "(root 1/2)", "norm2", "mlp.0", "mlp.1", "mlp.2", "mlp.3", "(root 2/2)", "(output)",
+    ]

@@ -221,11 +221,12 @@ class GraphGroup:
     id: str
     module: str  # dotted module path; "" for the root's own nodes and the inputs/outputs
     label: str
-    kind: str  # "module", "root", "inputs" or "output"
+    kind: str  # "module", "range" (consecutive top-level modules), "root", "inputs" or "output"
     module_type: str | None
     nodes: int
     first: int  # execution index of its first node
     ops: tuple[str, ...] = ()  # its most frequent ops, most frequent first
+    members: tuple[str, ...] = ()  # for a "range": the top-level modules it stands for
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +238,7 @@ class GraphGroup:
             "nodes": self.nodes,
             "first": self.first,
             "ops": list(self.ops),
+            "members": list(self.members),
         }
 
 
