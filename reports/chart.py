@@ -29,6 +29,8 @@ class Marker:
     x: float
     y: float
     label: str
+    label_x: float
+    anchor: str  # "start" or "end": the label stays inside the plot
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ def error_chart(c: ComparisonResult) -> ErrorChart | None:
     if d is not None:
         index = next((i for i, node in enumerate(c.nodes) if node.node == d.node), None)
         if index is not None:
-            marker = Marker(x_of(index), y_of(local[index]), f"{d.node} (node {index})")
+            x = x_of(index)
+            right = x > LEFT + plot_w * 0.7
+            marker = Marker(x, y_of(local[index]), f"{d.node} (node {index})", x - 6 if right else x + 6,
+                            "end" if right else "start")
     tolerance_y = y_of(atol) if atol and atol > 0 else None
     caption = (
         f"Max absolute error per node, {n:,} nodes in execution order"
