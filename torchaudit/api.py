@@ -84,6 +84,7 @@ def scan(
         fail_on=fail_on,
         command=command,
         extras={"skipped_rules": skipped} if skipped else {},
+        graph_view=_graph_view(ctx),
     )
 
 
@@ -115,6 +116,13 @@ def _graph_info(ctx: AuditContext) -> GraphInfo:
         buffers=sum(1 for _ in model.buffers()),
         notes=tuple(graph.notes) if graph else tuple(ctx.trace_failures),
     )
+
+
+def _graph_view(ctx: AuditContext) -> Any:
+    """The graph collapsed by module for the HTML page (reports); ``None`` without a graph."""
+    from torchaudit.analyzer.graph_view import collapse_graph
+
+    return collapse_graph(ctx.graph) if ctx.graph is not None else None
 
 
 def write_json(report: Report, path: str | Path) -> None:

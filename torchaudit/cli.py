@@ -62,6 +62,15 @@ def scan(
         typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable)."),
     ] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
+    html_path: Annotated[
+        Optional[str], typer.Option("--html", help="Write the self-contained HTML report (for code review) here.")
+    ] = None,
+    markdown_path: Annotated[
+        Optional[str], typer.Option("--markdown", help="Write a Markdown summary for a pull-request comment here.")
+    ] = None,
+    sarif_path: Annotated[
+        Optional[str], typer.Option("--sarif", help="Write SARIF 2.1.0 for code-scanning dashboards here.")
+    ] = None,
     fail_on: Annotated[
         str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")
     ] = "error",
@@ -93,6 +102,9 @@ def scan(
         )
         if json_path:
             write_json(report, json_path)
+        from torchaudit.reports.files import write_reports
+
+        write_reports(report, html=html_path, markdown=markdown_path, sarif=sarif_path)
     except TorchAuditError as exc:
         _fail(exc, debug)
         return

@@ -1,0 +1,91 @@
+"""The Markdown summary: short enough for a pull-request comment (at most 60 lines).
+
+Verdict, counts, the top findings (most severe first) and each comparison's first
+divergence. Text from the model is escaped so that it renders literally.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from torchaudit.report import Report
+from torchaudit.reports import wording as w
+
+MAX_LINES = 60
+MAX_FINDINGS = 15
+MAX_TEXT = 220
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+
+
+def escape(text: str, limit: int = MAX_TEXT) -> str:
+    """One line of literal text: no HTML, no Markdown markup, no line breaks."""
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def code(text: str) -> str:
+    """Inline code that cannot be broken out of (backticks replaced)."""
+    text = " ".join(str(text).split()).replace("`", "'")
+    return f"`{text}`" if text else "``"
+
+
+def _comparison_lines(report: Report) -> list[str]:
+    lines = []
+    for c in report.comparisons:
+        head = f"- {code(c.name)} ({code(str(c.reference))} vs {code(str(c.candidate))}): **{c.status.value}**"
+        d = c.first_divergence
+        if d is not None:
+            head += (
+                f" first at node {code(d.node)} in {code(w.module_name(d.module))} ({escape(d.op)}, "
+                f"{code(w.where(d.location))}): own error {w.number(d.local.max_abs)}, inherited "
+                f"{w.number(d.inherited.max_abs)}, total {w.number(d.total.max_abs)} (max abs)"
+            )
+            if c.state_diff:
+                names = ", ".join(code(s.name) for s in c.state_diff[:5])
+                more = f" and {len(c.state_diff) - 5} more" if len(c.state_diff) > 5 else ""
+                head += f"; state that differs: {names}{more}"
+        elif c.skipped_reason:
+            head += f": {escape(c.skipped_reason)}"
+        lines.append(head)
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    s = report.summary
+    icon = "\u274c" if s.verdict == "fail" else "\u2705"
+    lines = [
+        f"### {icon} torchaudit {s.verdict.upper()}: {code(w.target_name(report))}",
+        "",
+        escape(w.verdict_sentence(report), 400),
+        "",
+        "| errors | warnings | infos | fail on | comparisons |",
+        "|---:|---:|---:|---|---|",
+        f"| {s.errors} | {s.warnings} | {s.infos} | {s.fail_on} | "
+        + (escape(", ".join(f"{c.name} {c.status.value}" for c in report.comparisons)) or "none")
+        + " |",
+    ]
+    comparisons = _comparison_lines(report)
+    tail = (["", "**Comparisons**", "", *comparisons] if comparisons else []) + ["", "_Full report: the HTML or JSON output of `torchaudit scan`._"]
+    # what is left of the 60 lines for findings: a heading, a blank line and maybe a "more" line
+    room = MAX_LINES - len(lines) - len(tail) - 4
+    shown = report.findings[: max(0, min(MAX_FINDINGS, room))]
+    if report.findings:
+        lines += ["", f"**Findings** ({len(shown)} of {len(report.findings)}, most severe first)", ""]
+        for f in shown:
+            lines.append(
+                f"- **{f.severity.value}** {code(f.rule)} {code(w.where(f.location, f.module))}"
+                + (f" in {code(w.module_name(f.module))}" if f.module is not None and f.location else "")
+                + f": {escape(f.message)}" + (f" \u2014 fix: {escape(f.fix)}" if f.fix else "")
+            )
+        if len(shown) < len(report.findings):
+            lines.append(f"- \u2026 and {len(report.findings) - len(shown)} more in the full report")
+    lines += tail
+    return "\n".join(lines[:MAX_LINES]) + "\n"
+
+
+def write_markdown(report: Report, path: str | Path) -> None:
+    Path(path).write_text(render_markdown(report), encoding="utf-8")

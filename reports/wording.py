@@ -1,0 +1,144 @@
+"""Sentences, plurals, numbers and paths, shared by the HTML, Markdown and SARIF renderers.
+
+Every renderer words the verdict and the numbers the same way, so the page, the pull-request
+comment and the terminal tell one story.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from torchaudit.report import ComparisonResult, ErrorStats, Finding, Location, Report, Severity
+
+_SEVERITY_NOUN = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "info"}
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``, ``0 infos`` (the terminal summary's nouns)."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} {noun}" + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def number(value: float | int | str | None) -> str:
+    """An error figure: ``0``, ``3.2e-07``, ``0.0412``, ``nan``, ``inf``."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e4:
+        return f"{value:.4g}"
+    return f"{value:.2e}"
+
+
+def counts_sentence(report: Report) -> str:
+    s = report.summary
+    return (
+        f"{plural(s.errors, 'error')}, {plural(s.warnings, 'warning')}, {plural(s.infos, 'info')} "
+        f"(fail on {s.fail_on})"
+    )
+
+
+def display_path(path: str | None) -> str:
+    """A file path relative to the working directory when it lies below it."""
+    if not path:
+        return ""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def where(location: Location | None, module: str | None = None) -> str:
+    """``examples/model.py:18:5``, else the module path, else ``<model>``."""
+    if location is not None and location.file:
+        text = display_path(location.file)
+        if location.line is not None:
+            text += f":{location.line}"
+            if location.column is not None:
+                text += f":{location.column}"
+        return text
+    if module:
+        return module
+    return "<model>"
+
+
+def module_name(module: str | None) -> str:
+    return module if module else "<root>"
+
+
+def target_name(report: Report) -> str:
+    spec = str(report.target.get("spec") or report.target.get("model_class") or "model")
+    return display_path(spec) if os.path.isabs(spec) else spec
+
+
+def failing(report: Report) -> list[Finding]:
+    threshold = {"error": 3, "warning": 2, "info": 1, "never": 99}[report.fail_on]
+    return [f for f in report.findings if f.severity.rank >= threshold]
+
+
+def verdict_sentence(report: Report) -> str:
+    """Why the scan passes or fails, in one sentence (renderers put PASS or FAIL before it)."""
+    s = report.summary
+    gate = f"--fail-on {s.fail_on}"
+    bad = failing(report)
+    if bad:
+        first = bad[0]
+        return (
+            f"{plural(len(bad), 'finding')} at or above {s.fail_on} {'fails' if len(bad) == 1 else 'fail'} the gate ({gate}); "
+            f"the first is {first.rule} ({first.title}) at {where(first.location, first.module)}."
+        )
+    total = len(report.findings)
+    if s.fail_on == "never":
+        return f"{gate} lets no finding fail the scan ({plural(total, 'finding')} reported)."
+    if total == 0:
+        return f"No findings, so nothing reaches the gate ({gate})."
+    below = ", ".join(
+        plural(n, noun) for n, noun in ((s.errors, "error"), (s.warnings, "warning"), (s.infos, "info")) if n
+    )
+    return f"No finding reaches the gate ({gate}); {below} {'is' if total == 1 else 'are'} below it."
+
+
+def comparison_sentence(c: ComparisonResult) -> str:
+    """What one comparison found, in one sentence."""
+    head = f"{c.name} ({c.reference} vs {c.candidate})"
+    if c.status.value == "skipped":
+        return f"{head} was skipped: {c.skipped_reason or 'no reason given'}."
+    if c.status.value == "error":
+        return f"{head} could not finish: {c.skipped_reason or 'no reason given'}."
+    if c.first_divergence is not None:
+        d = c.first_divergence
+        return (
+            f"{head} diverged first at node {d.node} ({module_name(d.module)}, {d.op}, {where(d.location)}): "
+            f"its own error is {number(d.local.max_abs)} (max abs), "
+            f"inherited {number(d.inherited.max_abs)}, total {number(d.total.max_abs)}."
+        )
+    if c.status.value == "diverged":
+        return f"{head} diverged, with no single node to blame."
+    return f"{head} matched: no node's own error exceeds the tolerance."
+
+
+def error_cells(stats: ErrorStats) -> tuple[str, str, str, str]:
+    return (number(stats.max_abs), number(stats.max_rel), number(stats.mismatch_fraction), number(stats.cosine))
+
+
+def severity_noun(severity: Severity) -> str:
+    return _SEVERITY_NOUN[severity]
+
+
+def rel_or_abs(path: str, base: Path) -> str:
+    """``path`` relative to ``base`` with forward slashes, or ``None`` when outside it."""
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return ""

@@ -1,0 +1,87 @@
+"""Open a report in a real headless Chromium (Debian's package, driven by playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def why_no_browser() -> str | None:
+    """The reason the browser test cannot run here, or ``None`` when it can."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -r requirements-dev.txt)"
+    if chromium_path() is None:
+        return "no Chromium executable on PATH (.ci/run installs Debian's chromium package)"
+    return None
+
+
+@dataclass
+class PageResult:
+    console_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def open_report(html: Path, tmp: Path, screenshot: Path | None = None) -> PageResult:
+    """Load ``html`` from disk; record console errors, every request, and facts of the page."""
+    from playwright.sync_api import sync_playwright
+
+    result = PageResult()
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp / "profile"), executable_path=chromium_path(), headless=True, args=FLAGS,
+            viewport={"width": 1200, "height": 900},
+        )
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: result.console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: result.console_errors.append(f"pageerror: {e}"))
+            page.on("request", lambda r: result.requests.append(r.url))
+            page.goto(html.resolve().as_uri())
+            page.wait_for_selector("html[data-ready='1']", timeout=15000)
+            result.facts = page.evaluate(
+                """() => ({
+                    title: document.title,
+                    pwned: window.__pwned === undefined ? null : String(window.__pwned),
+                    sections: Array.from(document.querySelectorAll('main > section')).map(s => s.id),
+                    visible: Array.from(document.querySelectorAll('main > section')).every(s => s.getBoundingClientRect().height > 0),
+                    text: document.body.innerText,
+                    scripts: document.querySelectorAll('script').length,
+                    findings: document.querySelectorAll('article.finding').length,
+                    cards: document.querySelectorAll('.first-divergence').length,
+                    charts: document.querySelectorAll('svg.chart polyline').length,
+                    boxes: document.querySelectorAll('svg.graph g').length,
+                    boxTitles: Array.from(document.querySelectorAll('svg.graph title')).map(t => t.textContent),
+                    docsOpen: document.querySelectorAll('details.docs[open]').length,
+                })"""
+            )
+            if page.query_selector("#expand-docs"):
+                page.click("#expand-docs")
+                result.facts["docsOpenAfterClick"] = page.evaluate("document.querySelectorAll('details.docs[open]').length")
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return result

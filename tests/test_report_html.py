@@ -1,0 +1,140 @@
+"""The HTML report: one self-contained page a reviewer reads top to bottom."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+
+from markupsafe import escape as _escape
+
+from tests.conftest import FIXTURES, ROOT, run_cli
+from tests.report_samples import MLP, mlp_report
+from torchaudit.report import Finding, Location, Severity
+from torchaudit.reports.html import render_html
+
+SECTIONS = ["verdict", "scanned", "environment", "findings", "comparisons", "graph"]
+HOSTILE = FIXTURES / "hostile_names.py"
+SCRIPT = "<script>window['__pwned']=1</script>"
+IMG = "<img src=x onerror=window['__pwned']=2>"
+
+
+def _section(page: str, name: str) -> str:
+    m = re.search(rf'<section id="{name}"[^>]*>(.*?)</section>', page, re.S)
+    assert m, f"no section {name}"
+    return m.group(1)
+
+
+def _text(fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def test_sections_in_reading_order_with_verdict_and_command():
+    page = render_html(mlp_report(command="torchaudit scan examples/mlp_bn_dropout.py --html r.html"))
+    positions = [page.index(f'<section id="{s}"') for s in SECTIONS]
+    assert positions == sorted(positions)
+    verdict = _text(_section(page, "verdict"))
+    assert "FAIL" in verdict
+    assert "1 finding at or above error fails the gate (--fail-on error)" in verdict
+    assert "TA101" in verdict and "examples/mlp_bn_dropout.py:18:13" in verdict
+    assert "1 error, 1 warning, 1 info (fail on error)" in verdict
+    scanned = _text(_section(page, "scanned"))
+    assert "torchaudit scan examples/mlp_bn_dropout.py --html r.html" in scanned
+    assert "Classifier" in scanned and "fx" in scanned
+    assert "2.13" in _text(_section(page, "environment"))
+
+
+def test_findings_grouped_by_severity_with_marked_source_line():
+    page = render_html(mlp_report())
+    findings = _section(page, "findings")
+    order = [findings.index(f'id="severity-{s}"') for s in ("error", "warning", "info")]
+    assert order == sorted(order)
+    marked = re.findall(r'<span class="mark"><span class="ln">(\d+)</span>(.*?)</span>', findings)
+    source = MLP.read_text().splitlines()
+    assert ("18", esc(source[17])) in marked  # TA101's line, read from the file
+    assert ("13", esc(source[12])) in marked
+    assert "pass training=self.training" in findings
+
+
+def test_rule_docs_are_expandable():
+    report = mlp_report()
+    crash = Finding("TA902", Severity.WARNING, "A rule raised an exception", "rule TA205 raised KeyError",
+                    evidence={"failed_rule": "TA205"}, fix="report it")
+    page = render_html(dataclasses.replace(report, findings=report.findings + [crash]))
+    details = re.findall(r'<details class="docs"><summary>About (TA\d+)', page)
+    assert "TA902" in details
+    docs = _text(page[page.index("About TA902"):])
+    assert "What it finds" in docs and "Why it matters" in docs and "Fix" in docs
+
+
+def test_comparison_card_chart_and_state_diff():
+    page = render_html(mlp_report())
+    comparisons = _section(page, "comparisons")
+    text = _text(comparisons)
+    card = _text(re.search(r'<div class="card first-divergence">(.*?)</div>', comparisons, re.S).group(1))
+    assert "node relu" in card and "examples/mlp_bn_dropout.py:17" in card
+    assert "local (this node's own)" in card and "0.002" in card  # dtype: local error of relu
+    assert "inherited (from upstream)" in card and "total (what you see)" in card
+    assert "x = F.relu(self.bn(self.fc1(x)))" in card  # the source line, read at render time
+    charts = re.findall(r'<svg class="chart".*?</svg>', comparisons, re.S)
+    assert len(charts) == 2  # dtype and reload have nodes; the skipped device comparison has none
+    assert charts[0].count("<polyline") == 2 and "first divergence: relu (node 3)" in charts[0]
+    assert re.search(r'<table class="state-diff">.*head\.calls.*python_attribute.*20.*bn\.running_mean', comparisons, re.S)
+    assert "device (cpu:float32:eval vs cuda:float32:eval) was skipped: CUDA is not available" in text
+
+
+def test_graph_view_marks_divergence_and_severity():
+    graph = _section(render_html(mlp_report()), "graph")
+    by_label = {label: css for css, label in re.findall(r'<g class="([^"]+)"><title>([^\n<]+)', graph)}
+    assert by_label["bn"] == "sev-warning diverged"  # TA106 on bn; reload diverges first at bn
+    assert by_label["drop"] == "sev-info"
+    assert by_label["fc1"] == "sev-none"
+    assert by_label["(root)"] == "sev-error diverged"  # TA101's dropout node; dtype diverges at relu
+
+
+def test_page_is_self_contained():
+    page = render_html(mlp_report())
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(//|[a-z]+:)""", page, re.I)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert page.count("<style>") == 1 and page.count("<script>") == 1
+
+
+def test_model_strings_are_escaped(tmp_path):
+    src = tmp_path / "evil.py"
+    src.write_text("import torch\n\nx = 1  # " + SCRIPT + "\n")
+    report = mlp_report(command="torchaudit scan '" + SCRIPT + "'")
+    bad = Finding("TA101", Severity.ERROR, SCRIPT, "message " + IMG, module=SCRIPT, node=IMG,
+                  location=Location(str(src), 3, 1), fix="fix " + SCRIPT)
+    page = render_html(dataclasses.replace(report, findings=[bad], target={**report.target, "spec": IMG}))
+    assert SCRIPT not in page and IMG not in page
+    assert "<img" not in page
+    assert page.count("<script>") == 1  # the page's own
+    assert esc(SCRIPT) in page and "x = 1  # " + esc(SCRIPT) in page
+
+
+def test_cli_writes_html_of_hostile_model(tmp_path):
+    out = tmp_path / "r.html"
+    res = run_cli("scan", str(HOSTILE), "--html", str(out))
+    assert res.returncode == 0, res.stderr
+    page = out.read_text()
+    assert SCRIPT not in page and IMG not in page and page.count("<script>") == 1
+    graph = _text(_section(page, "graph"))
+    assert SCRIPT in graph and IMG in graph  # shown literally, as module boxes
+
+
+def test_cli_html_of_bundled_examples(tmp_path):
+    for name, tracer in (("transformer_block", "fx"), ("data_dependent", "hooks")):
+        out = tmp_path / f"{name}.html"
+        res = run_cli("scan", f"examples/{name}.py", "--html", str(out), cwd=ROOT)
+        assert res.returncode in (0, 1), res.stderr
+        page = out.read_text()
+        assert all(f'<section id="{s}"' in page for s in SECTIONS)
+        assert tracer in _text(_section(page, "scanned"))
+        assert ("PASS" if res.returncode == 0 else "FAIL") in _text(_section(page, "verdict"))
+        assert "<rect" in _section(page, "graph")
+
+
+def esc(text: str) -> str:
+    """Text as jinja2's autoescape writes it."""
+    return str(_escape(text))
