@@ -85,6 +85,11 @@ class ModelGraph:
         return list(self.graph.successors(name))
 
 
+def type_name(m: Any) -> str:
+    """The qualified class name of a module: ``torch.nn.modules.linear.Linear``."""
+    return f"{type(m).__module__}.{type(m).__qualname__}"
+
+
 def location_from_stack(stack_trace: str | None) -> Location | None:
     """The innermost frame of a recorded stack that is not inside torch itself."""
     if not stack_trace:
@@ -128,23 +133,20 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
     """Build a :class:`ModelGraph` from an fx GraphModule with ``nn_module_stack`` metadata."""
     g: nx.DiGraph = nx.DiGraph()
     order: list[str] = []
-    module_types = {name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in root.named_modules()}
+    module_types = {name: type_name(m) for name, m in root.named_modules()}
     for n in gm.graph.nodes:
         stack_meta = n.meta.get("nn_module_stack") or {}
-        paths = tuple(_clean_path(v[0]) for v in stack_meta.values())
+        paths = tuple(p for p in (_clean_path(v[0]) for v in stack_meta.values()) if p)
         module = paths[-1] if paths else ""
         if n.op == "call_module":
             module = str(n.target)
             if not paths or paths[-1] != module:
                 paths = paths + (module,)
-        elif n.op == "get_attr":
-            module = str(n.target).rpartition(".")[0]
-        value = n.meta.get("val", n.meta.get("tensor_meta"))
-        if "tensor_meta" in n.meta and not isinstance(value, torch.Tensor):
-            tm = n.meta["tensor_meta"]
-            shape, dtype, device = _from_tensor_meta(tm)
-        else:
-            shape, dtype, device = tensor_facts(value)
+        elif n.op == "get_attr" and not paths:
+            # export lifts parameters and buffers to the top of the graph: their owner
+            module = _owner(str(n.target), module_types)
+            paths = _stack(module) if module else ()
+        shape, dtype, device = _facts(n)
         info = GraphNode(
             name=n.name,
             op=n.op,
@@ -162,6 +164,33 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
         for inp in n.all_input_nodes:
             g.add_edge(inp.name, n.name)
     return ModelGraph(tracer=tracer, graph=g, order=order, gm=gm, notes=list(notes or []), traced_mode=traced_mode)
+
+
+def _facts(n: torch.fx.Node) -> tuple[tuple[int, ...] | None, str | None, str | None]:
+    """Output shape, dtype and device of a node: from our own propagation, export's fake
+    values, or fx's ``tensor_meta`` (which has no device)."""
+    if "torchaudit_facts" in n.meta:
+        return n.meta["torchaudit_facts"]
+    value = n.meta.get("val")
+    if value is not None:
+        return tensor_facts(value)
+    if "tensor_meta" in n.meta:
+        return _from_tensor_meta(n.meta["tensor_meta"])
+    return None, None, None
+
+
+def _owner(target: str, module_types: dict[str, str]) -> str:
+    """The module that owns an attribute path (``a.b.weight`` -> ``a.b``)."""
+    owner = target.rpartition(".")[0]
+    while owner and owner not in module_types:
+        owner = owner.rpartition(".")[0]
+    return owner
+
+
+def _stack(path: str) -> tuple[str, ...]:
+    """``a.b.c`` -> ``("a", "a.b", "a.b.c")``: the enclosing module paths, outermost first."""
+    parts = path.split(".")
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def _from_tensor_meta(tm: Any) -> tuple[tuple[int, ...] | None, str | None, str | None]:
