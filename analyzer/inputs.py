@@ -104,7 +104,7 @@ def parse_input_shape(text: str, default_dtype: torch.dtype = torch.float32) -> 
     if dtype_name not in _DTYPES:
         raise InputError(
             f"unknown dtype {dtype_name!r} in --input-shape {text!r}",
-            f"use one of {', '.join(sorted(_DTYPES))}",
+            f"write a dtype suffix e.g. 8,128:int64, one of {', '.join(sorted(_DTYPES))}",
         )
     dtype = _DTYPES[dtype_name]
     gen = torch.Generator().manual_seed(0)

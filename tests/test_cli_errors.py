@@ -1,0 +1,140 @@
+"""Bad input: exit 2 and one line on stderr naming the problem and the fix, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, ROOT, run_cli
+
+MODELS = FIXTURES / "models"
+
+
+def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    line = lines[0]
+    assert line.startswith("torchaudit: error: ")
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+def test_missing_file():
+    assert_user_error(run_cli("scan", "no/such/model.py"), "model file not found: no/such/model.py", "check the path")
+
+
+def test_syntax_error_in_model_file(tmp_path):
+    (tmp_path / "broken.py").write_text("import torch\n\ndef build_model(:\n    pass\n")
+    assert_user_error(run_cli("scan", str(tmp_path / "broken.py")), "syntax error in broken.py line 3", "fix the model file")
+
+
+def test_failing_import_inside_model_file(tmp_path):
+    (tmp_path / "needs_dep.py").write_text("import torch\nimport ta_not_installed_anywhere\n")
+    assert_user_error(
+        run_cli("scan", str(tmp_path / "needs_dep.py")),
+        "ModuleNotFoundError", "ta_not_installed_anywhere", "fix the error in the model file or its imports",
+    )
+
+
+def test_no_model_found():
+    assert_user_error(run_cli("scan", str(MODELS / "no_model.py")), "no nn.Module subclass", "no_model.py:NAME")
+
+
+def test_several_candidates():
+    line = assert_user_error(run_cli("scan", str(MODELS / "several.py")), "several candidate models", "Decoder, Encoder")
+    assert "several.py:Decoder" in line
+
+
+def test_factory_that_raises():
+    assert_user_error(
+        run_cli("scan", str(MODELS / "factory_raises.py")),
+        "building", "build_model failed: RuntimeError: weights directory is missing", "fix the constructor or factory",
+    )
+
+
+def test_factory_returning_a_non_module():
+    assert_user_error(
+        run_cli("scan", str(MODELS / "factory_not_module.py")), "returned a dict, not an nn.Module", "return the model"
+    )
+
+
+def test_inputs_that_make_forward_fail():
+    assert_user_error(
+        run_cli("scan", str(MODELS / "wrong_inputs.py")),
+        "forward failed on the example inputs", "x=Tensor[2,10]:float32", "mat1 and mat2", "--input-shape",
+    )
+
+
+def test_input_shape_that_makes_forward_fail():
+    assert_user_error(
+        run_cli("scan", str(MODELS / "mlp_dropout.py"), "--input-shape", "4,3"),
+        "from --input-shape 4,3", "x=Tensor[4,3]:float32",
+    )
+
+
+@pytest.mark.parametrize("shape", ["8,x", "8,128:float99"])
+def test_malformed_input_shape(shape):
+    assert_user_error(run_cli("scan", str(MODELS / "mlp_dropout.py"), "--input-shape", shape), repr(shape), "e.g.")
+
+
+def test_inputs_function_missing():
+    assert_user_error(
+        run_cli("scan", str(MODELS / "sources.py"), "--inputs", f"{MODELS / 'sources.py'}:nope"), "no function 'nope'"
+    )
+
+
+def test_model_that_cannot_be_copied(tmp_path):
+    (tmp_path / "locked.py").write_text(
+        "import threading\nimport torch.nn as nn\n\nclass Locked(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(2, 2)\n        self.lock = threading.Lock()\n\n"
+        "    def forward(self, x):\n        return self.fc(x)\n"
+    )
+    assert_user_error(run_cli("scan", str(tmp_path / "locked.py"), "--input-shape", "1,2"), "cannot copy the model", "deep-copyable")
+
+
+def test_debug_shows_the_traceback():
+    res = run_cli("scan", str(MODELS / "factory_raises.py"), "--debug")
+    assert res.returncode == 2
+    assert "Traceback" in res.stderr and "weights directory is missing" in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("torchaudit: error: ")
+
+
+def test_version_and_help_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from torchaudit.cli import app\n"
+        "r = CliRunner().invoke(app, ['--version'])\n"
+        "assert r.exit_code == 0 and r.output.startswith('torchaudit 0.'), r.output\n"
+        "for args in (['--help'], ['scan', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    assert r.exit_code == 0 and 'scan' in r.output, r.output\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+
+
+def test_python_dash_m_and_console_script():
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.startswith("torchaudit ")
+    script = Path(sys.executable).with_name("torchaudit")
+    res = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("torchaudit ")
+
+
+def test_console_script_finds_package_targets_in_the_working_folder():
+    script = Path(sys.executable).with_name("torchaudit")
+    res = subprocess.run(
+        [str(script), "scan", "pkg_models.zoo:build_zoo", "--input-shape", "2,4"],
+        capture_output=True, text=True, cwd=MODELS, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "pkg_models.zoo:build_zoo" in res.stdout
