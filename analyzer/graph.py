@@ -116,17 +116,24 @@ def tensor_facts(value: Any) -> tuple[tuple[int, ...] | None, str | None, str | 
 
 
 def qualified(target: Any) -> str:
+    """``torch.sigmoid``, ``torch.nn.functional.gelu``, ``_operator.add``, ``aten.linear.default``."""
     if isinstance(target, str):
         return target
     if isinstance(target, torch._ops.OpOverload):
         return f"aten.{target.__name__}" if target.namespace == "aten" else str(target)
+    name = getattr(target, "__name__", None)
+    import torch.nn.functional as F
+
+    for prefix, namespace in (("torch.nn.functional", F), ("torch", torch)):
+        if name and getattr(namespace, name, None) is target:
+            return f"{prefix}.{name}"  # the public name users write (not torch._C._nn.gelu)
     module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+    qual = getattr(target, "__qualname__", None) or name or repr(target)
     if module.startswith("torch._C._nn") or module == "torch.nn.functional":
         module = "torch.nn.functional"
     elif module.startswith("torch._C") or module == "torch._tensor":
         module = "torch"
-    return f"{module}.{name}" if module else name
+    return f"{module}.{qual}" if module else qual
 
 
 def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes: list[str] | None = None, traced_mode: str = "train") -> ModelGraph:

@@ -1,0 +1,200 @@
+"""Tracing into the networkx graph: tracer chain, per-node facts, attribution, JSON."""
+
+from __future__ import annotations
+
+import inspect
+
+import networkx as nx
+import pytest
+import torch
+import torch.nn as nn
+
+import torchaudit
+from tests.conftest import EXAMPLES, FIXTURES
+from tests.json_shape import report_json
+from torchaudit.analyzer.graph import ModelGraph
+from torchaudit.analyzer.inputs import ExampleInputs, from_value
+from torchaudit.analyzer.target import load_target
+from torchaudit.analyzer.tracing import trace_model
+
+MODELS = FIXTURES / "models"
+
+
+def _line_of(path, marker: str) -> int:
+    lines = path.read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if marker in text)
+
+
+def _trace_file(path) -> tuple[ModelGraph, object]:
+    t = load_target(str(path))
+    return trace_model(t.model, from_value(t.module.example_inputs(), "test")), t
+
+
+def assert_complete_nodes(graph: ModelGraph) -> None:
+    """Every node carries op kind, target, module path and type; computing nodes carry
+    output shape, dtype, device and a source location."""
+    assert isinstance(graph.graph, nx.DiGraph) and nx.is_directed_acyclic_graph(graph.graph)
+    assert list(graph.graph.nodes) == sorted(graph.graph.nodes, key=graph.order.index)
+    for n in graph:
+        assert n.op in ("placeholder", "get_attr", "call_function", "call_method", "call_module", "output"), n
+        assert isinstance(n.target, str) and n.target
+        assert isinstance(n.module, str) and n.module_type, n
+        if n.op in ("call_function", "call_method", "call_module") and n.shape is not None:
+            assert n.dtype and n.device == "cpu", n
+            assert n.location is not None and n.location.line > 0, n
+    assert all(n.shape is not None for n in graph if n.op == "call_module")
+    if graph.gm is not None:  # every node whose value is a tensor has its facts
+        for fx_node in graph.gm.graph.nodes:
+            value = fx_node.meta.get("val", fx_node.meta.get("tensor_meta"))
+            if isinstance(value, torch.Tensor) or type(value).__name__ == "TensorMetadata":
+                assert graph.node(fx_node.name).shape is not None, fx_node.name
+
+
+@pytest.mark.parametrize(
+    "path, tracer",
+    [
+        (MODELS / "mlp_dropout.py", "fx"),
+        (MODELS / "cnn_bn.py", "fx"),
+        (EXAMPLES / "transformer_block.py", "fx"),
+        (EXAMPLES / "mlp_bn_dropout.py", "fx"),
+        (MODELS / "control_flow.py", "hooks"),
+        (EXAMPLES / "data_dependent.py", "hooks"),
+    ],
+    ids=lambda v: getattr(v, "stem", v),
+)
+def test_trace_and_json(path, tracer):
+    graph, t = _trace_file(path)
+    assert graph.tracer == tracer
+    assert_complete_nodes(graph)
+    data = report_json(torchaudit.scan(str(path)))
+    assert data["graph"]["tracer"] == tracer and data["graph"]["nodes"] == len(graph)
+    assert data["target"]["model_class"] == type(t.model).__name__
+    ta901 = [f for f in data["findings"] if f["rule"] == "TA901"]
+    assert bool(ta901) == (tracer != "fx")
+    if ta901:
+        assert "fx: TraceError" in ta901[0]["message"] and "lost:" in ta901[0]["message"]
+
+
+def test_mlp_dropout_nodes():
+    graph, _ = _trace_file(MODELS / "mlp_dropout.py")
+    drop = graph.node("net_2")
+    assert (drop.op, drop.module, drop.module_type) == ("call_module", "net.2", "torch.nn.modules.dropout.Dropout")
+    assert drop.shape == (4, 32) and drop.dtype == "float32"
+    assert graph.predecessors("net_2") == ["net_1"] and graph.successors("net_2") == ["net_3"]
+
+
+def test_cnn_batchnorm_nodes():
+    graph, _ = _trace_file(MODELS / "cnn_bn.py")
+    bn = graph.node("features_4")
+    assert bn.module_type == "torch.nn.modules.batchnorm.BatchNorm2d" and bn.shape == (2, 16, 8, 8)
+    flatten = next(n for n in graph if n.target == "torch.flatten")
+    assert flatten.module == "" and flatten.shape == (2, 16)
+    assert flatten.location.line == _line_of(MODELS / "cnn_bn.py", "torch.flatten")
+
+
+def test_attribution_with_nested_modules_and_functional_calls():
+    path = MODELS / "nested.py"
+    graph, _ = _trace_file(path)
+    assert graph.tracer == "fx"
+    assert_complete_nodes(graph)
+    gate_line = _line_of(path, "GATE_LINE")
+    block_line = _line_of(path, "BLOCK_LINE")
+    sig = [n for n in graph if n.target == "torch.sigmoid"]
+    assert [n.module for n in sig] == ["blocks.0.gate", "blocks.1.gate"]
+    # the stack holds the modules whose forward ran (a ModuleList is iterated, never called)
+    assert [n.module_stack for n in sig] == [("blocks.0", "blocks.0.gate"), ("blocks.1", "blocks.1.gate")]
+    for n in sig:
+        assert n.module_type.endswith(".Gate")
+        assert n.location.file == str(path) and n.location.line == gate_line
+        assert n.shape == (3, 8) and n.dtype == "float32" and n.device == "cpu"
+    gelu = [n for n in graph if n.target == "torch.nn.functional.gelu"]
+    assert [(n.module, n.location.line) for n in gelu] == [("blocks.0", block_line), ("blocks.1", block_line)]
+    proj = graph.node("blocks_0_gate_proj")
+    assert proj.op == "call_module" and proj.module == "blocks.0.gate.proj" and proj.target == "blocks.0.gate.proj"
+    assert proj.module_type == "torch.nn.modules.linear.Linear"
+    scale = graph.node("blocks_1_gate_scale")
+    assert scale.op == "get_attr" and scale.module == "blocks.1.gate" and scale.shape == (8,)
+    placeholder, output = graph.node("x"), graph.node("output")
+    assert placeholder.module == "" == output.module and placeholder.module_type.endswith(".Net")
+    assert {n.name for n in graph.nodes_in("blocks.1")} >= {"blocks_1_gate_proj", "gelu_1"}
+
+
+def test_hooks_fallback_keeps_data_flow_through_functional_ops():
+    path = MODELS / "control_flow.py"
+    graph, _ = _trace_file(path)
+    assert graph.tracer == "hooks" and graph.gm is None
+    assert [n.name for n in graph] == ["x", "a", "b", "out", "output"]
+    assert graph.predecessors("b") == ["a"]
+    assert graph.predecessors("out") == ["b"]  # through the negation and torch.tanh
+    assert graph.predecessors("output") == ["out"]
+    out = graph.node("out")
+    assert out.location.line == _line_of(path, "self.out(torch.tanh")
+    assert out.shape == (2, 2) and out.module_type == "torch.nn.modules.linear.Linear"
+    assert any("fx: TraceError" in note for note in graph.notes)
+
+
+class _TracesButFailsToRun(nn.Module):
+    """fx records a call to a method that only exists at trace time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.fx.Proxy):  # plain fx only: export traces with fake tensors
+            return self.fc(x).no_such_method()
+        return self.fc(x)
+
+
+def test_fx_graph_that_fails_to_run_falls_through_to_the_next_tracer():
+    graph = trace_model(_TracesButFailsToRun(), ExampleInputs((torch.randn(2, 4),)))
+    assert graph.tracer == "export"
+    assert any(note.startswith("fx: TraceError: the traced graph fails to run at node no_such_method") for note in graph.notes)
+    assert [n.module for n in graph if n.target.startswith("aten.linear")] == ["fc"]
+
+
+class _KwargsForward(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + kwargs["bias"]
+
+
+class _OptionalArgs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, scale: float = 2.0) -> torch.Tensor:
+        y = self.fc(x)
+        if mask is not None:
+            y = y * mask
+        return y * scale
+
+
+def test_forward_with_var_keyword_arguments_traces_with_fx():
+    graph = trace_model(_KwargsForward(), ExampleInputs((torch.randn(2, 4),), {"bias": torch.ones(4)}))
+    assert graph.tracer == "fx"
+    add = next(n for n in graph if n.target == "_operator.add")
+    assert add.shape == (2, 4) and add.device == "cpu"
+
+
+def test_unused_keyword_arguments_are_pinned_without_guard_nodes():
+    graph = trace_model(_OptionalArgs(), ExampleInputs((torch.randn(2, 4),)))
+    assert graph.tracer == "fx"
+    targets = [n.target for n in graph]
+    assert "torch._assert" not in targets and not any("_assert_is_none" in t for t in targets)
+    pinned = [n.name for n in graph.gm.graph.nodes if n.meta.get("torchaudit_pinned")]
+    assert pinned == ["mask_1", "scale_1"]
+    assert [n.shape for n in graph if n.op == "output"] == [(2, 4)]
+    assert graph.gm(torch.ones(1, 4)).shape == (1, 4)  # the graph still runs with the pins
+    with_mask = trace_model(_OptionalArgs(), ExampleInputs((torch.randn(2, 4),), {"mask": torch.ones(2, 4)}))
+    assert "_operator.mul" in [n.target for n in with_mask] and with_mask.tracer == "fx"
+    assert "mask" in inspect.signature(with_mask.gm.forward).parameters
+
+
+def test_static_stage_without_inputs_still_traces():
+    graph = trace_model(load_target(str(MODELS / "nested.py")).model, None)
+    assert graph.tracer == "fx" and all(n.shape is None for n in graph)
