@@ -8,6 +8,8 @@ location, and data-flow edges between them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 from dataclasses import dataclass, field
@@ -140,7 +142,8 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
     """Build a :class:`ModelGraph` from an fx GraphModule with ``nn_module_stack`` metadata."""
     g: nx.DiGraph = nx.DiGraph()
     order: list[str] = []
-    module_types = {name: type_name(m) for name, m in root.named_modules()}
+    modules = dict(root.named_modules())
+    module_types = {name: type_name(m) for name, m in modules.items()}
     for n in gm.graph.nodes:
         stack_meta = n.meta.get("nn_module_stack") or {}
         paths = tuple(p for p in (_clean_path(v[0]) for v in stack_meta.values()) if p)
@@ -164,13 +167,35 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
             shape=shape,
             dtype=dtype,
             device=device,
-            location=location_from_stack(n.meta.get("stack_trace") or n.stack_trace),
+            location=location_from_stack(n.meta.get("stack_trace") or n.stack_trace)
+            or _forward_location(module, modules),
         )
         g.add_node(n.name, info=info)
         order.append(n.name)
         for inp in n.all_input_nodes:
             g.add_edge(inp.name, n.name)
     return ModelGraph(tracer=tracer, graph=g, order=order, gm=gm, notes=list(notes or []), traced_mode=traced_mode)
+
+
+def _forward_location(path: str, modules: dict[str, torch.nn.Module]) -> Location | None:
+    """Where a node's stack was not recorded (export's higher-order ops such as
+    ``wrap_with_autocast``): the ``def forward`` line of its module, when outside torch."""
+    module = modules.get(path) if path else None
+    if module is None:
+        return None
+    return _def_location(inspect.unwrap(type(module).forward))
+
+
+@functools.lru_cache(maxsize=None)
+def _def_location(fn: Any) -> Location | None:
+    try:
+        file = inspect.getsourcefile(fn)
+        line = inspect.getsourcelines(fn)[1]
+    except (TypeError, OSError):
+        return None
+    if not file or file.startswith(TORCH_DIR):
+        return None
+    return Location(file=file, line=line)
 
 
 def _facts(n: torch.fx.Node) -> tuple[tuple[int, ...] | None, str | None, str | None]:

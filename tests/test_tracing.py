@@ -198,3 +198,89 @@ def test_unused_keyword_arguments_are_pinned_without_guard_nodes():
 def test_static_stage_without_inputs_still_traces():
     graph = trace_model(load_target(str(MODELS / "nested.py")).model, None)
     assert graph.tracer == "fx" and all(n.shape is None for n in graph)
+
+
+# --- real third-party models: transformers, random weights, tiny configs ---------------------
+
+
+@pytest.fixture(scope="module")
+def hf():
+    transformers = pytest.importorskip("transformers")  # a dev dependency: always present in CI
+    T = transformers
+    torch.manual_seed(0)
+    ids = torch.randint(0, 100, (2, 8))
+    text = dict(vocab_size=100, max_position_embeddings=64)
+    return {
+        "bert": (T.BertModel(T.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, **text)),
+                 {"input_ids": ids, "attention_mask": torch.ones(2, 8, dtype=torch.long)}),
+        "gpt2": (T.GPT2LMHeadModel(T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=64)), {"input_ids": ids}),
+        "llama": (T.LlamaModel(T.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                             intermediate_size=37, **text)), {"input_ids": ids}),
+        "resnet": (T.ResNetModel(T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")),
+                   {"pixel_values": torch.randn(1, 3, 32, 32)}),
+        "mobilenet": (T.MobileNetV2Model(T.MobileNetV2Config(image_size=32, depth_multiplier=0.25)),
+                      {"pixel_values": torch.randn(1, 3, 32, 32)}),
+    }
+
+
+def _hf_graph(hf, name: str, tracer: str) -> ModelGraph:
+    model, inputs = hf[name]
+    graph = trace_model(model, ExampleInputs((), inputs))
+    assert graph.tracer == tracer, graph.notes
+    assert_complete_nodes(graph)
+    data = report_json(torchaudit.scan(model, example_inputs=inputs))
+    assert data["graph"]["tracer"] == tracer and data["graph"]["nodes"] == len(graph)
+    assert data["graph"]["parameters"] == sum(p.numel() for p in model.parameters())
+    assert data["environment"]["transformers"] is not None
+    assert [f["rule"] for f in data["findings"] if f["rule"] == "TA901"] == ["TA901"]  # not plain fx
+    return graph
+
+
+def _modeling_file(node, stem: str) -> bool:
+    return node.location is not None and node.location.file.endswith(f"{stem}.py")
+
+
+def test_bert_query_projection(hf):
+    graph = _hf_graph(hf, "bert", "transformers-fx")
+    query = graph.node("encoder_layer_0_attention_self_query")
+    assert query.op == "call_module" and query.module == "encoder.layer.0.attention.self.query"
+    assert query.module_type == "torch.nn.modules.linear.Linear" and query.shape == (2, 8, 32)
+    assert _modeling_file(query, "modeling_bert")
+    inside = [n for n in graph.nodes_in("encoder.layer.0.attention.self") if n.op in ("call_function", "call_method")]
+    assert inside and all(n.module.startswith("encoder.layer.0.attention.self") for n in inside)
+    assert any(n.module == "encoder.layer.0.attention.self" and _modeling_file(n, "modeling_bert") for n in inside)
+
+
+def test_gpt2_attention_and_head(hf):
+    graph = _hf_graph(hf, "gpt2", "export")
+    c_attn = [n for n in graph if n.module == "transformer.h.0.attn.c_attn" and n.op == "call_function"]
+    assert c_attn and c_attn[0].module_type == "transformers.pytorch_utils.Conv1D"
+    assert c_attn[0].module_stack == ("transformer", "transformer.h.0", "transformer.h.0.attn", "transformer.h.0.attn.c_attn")
+    head = [n for n in graph if n.target == "aten.linear.default" and n.module == "lm_head"]
+    assert len(head) == 1 and head[0].shape == (2, 8, 100) and head[0].device == "cpu"
+    weight = graph.node("lm_head_weight")
+    assert weight.op == "get_attr" and weight.module == "lm_head"
+
+
+def test_llama_query_projection(hf):
+    graph = _hf_graph(hf, "llama", "export")
+    q = [n for n in graph if n.target == "aten.linear.default" and n.module == "layers.0.self_attn.q_proj"]
+    assert len(q) == 1 and q[0].module_type == "torch.nn.modules.linear.Linear" and q[0].shape == (2, 8, 32)
+    assert _modeling_file(q[0], "modeling_llama")
+
+
+def test_resnet_stage_convolution(hf):
+    graph = _hf_graph(hf, "resnet", "transformers-fx")
+    conv = graph.node("encoder_stages_1_layers_0_layer_0_convolution")
+    assert conv.module == "encoder.stages.1.layers.0.layer.0.convolution"
+    assert conv.module_type == "torch.nn.modules.conv.Conv2d" and conv.shape == (1, 16, 4, 4)
+    assert _modeling_file(conv, "modeling_resnet")
+
+
+def test_mobilenet_v2_only_export_traces_it(hf):
+    graph = _hf_graph(hf, "mobilenet", "export")
+    failed = {note.split(":")[0] for note in graph.notes if not note.startswith("lost:")}
+    assert failed == {"fx", "transformers-fx"}
+    stem = [n for n in graph if n.target == "aten.conv2d.default" and n.module == "conv_stem.first_conv.convolution"]
+    assert len(stem) == 1 and stem[0].module_type == "torch.nn.modules.conv.Conv2d" and stem[0].shape == (1, 8, 16, 16)
+    assert _modeling_file(stem[0], "modeling_mobilenet_v2")
