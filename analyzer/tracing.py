@@ -33,7 +33,8 @@ LOST = {
     "export": "the graph is at aten level (functional calls appear as aten ops and module calls are "
     "inlined); module and source attribution come from nn_module_stack and stack_trace metadata",
     "hooks": "only leaf-module calls are nodes: functional ops between modules, constants and "
-    "attribute reads are invisible to graph rules and to the dynamic stage",
+    "attribute reads are not (edges still follow the data through them), so graph rules and the "
+    "dynamic stage see module outputs only",
 }
 
 
