@@ -24,7 +24,7 @@ from torchaudit.errors import TargetError
 FACTORY_NAMES = ("build_model", "get_model")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedTarget:
     """A model built from a target, with what is needed to build it again."""
 

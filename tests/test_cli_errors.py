@@ -25,81 +25,112 @@ def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> str:
     return line
 
 
-def test_missing_file():
-    assert_user_error(run_cli("scan", "no/such/model.py"), "model file not found: no/such/model.py", "check the path")
+BROKEN = "import torch\n\ndef build_model(:\n    pass\n"
+NEEDS_DEP = "import torch\nimport ta_not_installed_anywhere\n"
+LOCKED = (
+    "import threading\nimport torch.nn as nn\n\nclass Locked(nn.Module):\n    def __init__(self):\n"
+    "        super().__init__()\n        self.fc = nn.Linear(2, 2)\n        self.lock = threading.Lock()\n\n"
+    "    def forward(self, x):\n        return self.fc(x)\n"
+)
 
 
-def test_syntax_error_in_model_file(tmp_path):
-    (tmp_path / "broken.py").write_text("import torch\n\ndef build_model(:\n    pass\n")
-    assert_user_error(run_cli("scan", str(tmp_path / "broken.py")), "syntax error in broken.py line 3", "fix the model file")
+def _cases(tmp: Path) -> dict[str, list[str]]:
+    return {
+        "missing": ["scan", "no/such/model.py"],
+        "syntax": ["scan", str(tmp / "broken.py")],
+        "import": ["scan", str(tmp / "needs_dep.py")],
+        "no_model": ["scan", str(MODELS / "no_model.py")],
+        "several": ["scan", str(MODELS / "several.py")],
+        "raises": ["scan", str(MODELS / "factory_raises.py")],
+        "not_module": ["scan", str(MODELS / "factory_not_module.py")],
+        "forward": ["scan", str(MODELS / "wrong_inputs.py")],
+        "shape_forward": ["scan", str(MODELS / "mlp_dropout.py"), "--input-shape", "4,3"],
+        "shape_8,x": ["scan", str(MODELS / "mlp_dropout.py"), "--input-shape", "8,x"],
+        "shape_8,128:float99": ["scan", str(MODELS / "mlp_dropout.py"), "--input-shape", "8,128:float99"],
+        "inputs_fn": ["scan", str(MODELS / "sources.py"), "--inputs", f"{MODELS / 'sources.py'}:nope"],
+        "locked": ["scan", str(tmp / "locked.py"), "--input-shape", "1,2"],
+        "debug": ["scan", str(MODELS / "factory_raises.py"), "--debug"],
+    }
 
 
-def test_failing_import_inside_model_file(tmp_path):
-    (tmp_path / "needs_dep.py").write_text("import torch\nimport ta_not_installed_anywhere\n")
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """The real command line, one process per case, all started at once (each imports torch)."""
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "broken.py").write_text(BROKEN)
+    (tmp / "needs_dep.py").write_text(NEEDS_DEP)
+    (tmp / "locked.py").write_text(LOCKED)
+    procs = {
+        name: subprocess.Popen([sys.executable, "-m", "torchaudit", *args], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name, args in _cases(tmp).items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return results
+
+
+def test_missing_file(cli):
+    assert_user_error(cli["missing"], "model file not found: no/such/model.py", "check the path")
+
+
+def test_syntax_error_in_model_file(cli):
+    assert_user_error(cli["syntax"], "syntax error in broken.py line 3", "fix the model file")
+
+
+def test_failing_import_inside_model_file(cli):
     assert_user_error(
-        run_cli("scan", str(tmp_path / "needs_dep.py")),
-        "ModuleNotFoundError", "ta_not_installed_anywhere", "fix the error in the model file or its imports",
+        cli["import"], "ModuleNotFoundError", "ta_not_installed_anywhere", "fix the error in the model file or its imports"
     )
 
 
-def test_no_model_found():
-    assert_user_error(run_cli("scan", str(MODELS / "no_model.py")), "no nn.Module subclass", "no_model.py:NAME")
+def test_no_model_found(cli):
+    assert_user_error(cli["no_model"], "no nn.Module subclass", "no_model.py:NAME")
 
 
-def test_several_candidates():
-    line = assert_user_error(run_cli("scan", str(MODELS / "several.py")), "several candidate models", "Decoder, Encoder")
+def test_several_candidates(cli):
+    line = assert_user_error(cli["several"], "several candidate models", "Decoder, Encoder")
     assert "several.py:Decoder" in line
 
 
-def test_factory_that_raises():
+def test_factory_that_raises(cli):
     assert_user_error(
-        run_cli("scan", str(MODELS / "factory_raises.py")),
-        "building", "build_model failed: RuntimeError: weights directory is missing", "fix the constructor or factory",
+        cli["raises"], "building", "build_model failed: RuntimeError: weights directory is missing",
+        "fix the constructor or factory",
     )
 
 
-def test_factory_returning_a_non_module():
+def test_factory_returning_a_non_module(cli):
+    assert_user_error(cli["not_module"], "returned a dict, not an nn.Module", "return the model")
+
+
+def test_inputs_that_make_forward_fail(cli):
     assert_user_error(
-        run_cli("scan", str(MODELS / "factory_not_module.py")), "returned a dict, not an nn.Module", "return the model"
+        cli["forward"], "forward failed on the example inputs", "x=Tensor[2,10]:float32", "mat1 and mat2", "--input-shape"
     )
 
 
-def test_inputs_that_make_forward_fail():
-    assert_user_error(
-        run_cli("scan", str(MODELS / "wrong_inputs.py")),
-        "forward failed on the example inputs", "x=Tensor[2,10]:float32", "mat1 and mat2", "--input-shape",
-    )
-
-
-def test_input_shape_that_makes_forward_fail():
-    assert_user_error(
-        run_cli("scan", str(MODELS / "mlp_dropout.py"), "--input-shape", "4,3"),
-        "from --input-shape 4,3", "x=Tensor[4,3]:float32",
-    )
+def test_input_shape_that_makes_forward_fail(cli):
+    assert_user_error(cli["shape_forward"], "from --input-shape 4,3", "x=Tensor[4,3]:float32")
 
 
 @pytest.mark.parametrize("shape", ["8,x", "8,128:float99"])
-def test_malformed_input_shape(shape):
-    assert_user_error(run_cli("scan", str(MODELS / "mlp_dropout.py"), "--input-shape", shape), repr(shape), "e.g.")
+def test_malformed_input_shape(cli, shape):
+    assert_user_error(cli[f"shape_{shape}"], repr(shape), "e.g.")
 
 
-def test_inputs_function_missing():
-    assert_user_error(
-        run_cli("scan", str(MODELS / "sources.py"), "--inputs", f"{MODELS / 'sources.py'}:nope"), "no function 'nope'"
-    )
+def test_inputs_function_missing(cli):
+    assert_user_error(cli["inputs_fn"], "no function 'nope'")
 
 
-def test_model_that_cannot_be_copied(tmp_path):
-    (tmp_path / "locked.py").write_text(
-        "import threading\nimport torch.nn as nn\n\nclass Locked(nn.Module):\n    def __init__(self):\n"
-        "        super().__init__()\n        self.fc = nn.Linear(2, 2)\n        self.lock = threading.Lock()\n\n"
-        "    def forward(self, x):\n        return self.fc(x)\n"
-    )
-    assert_user_error(run_cli("scan", str(tmp_path / "locked.py"), "--input-shape", "1,2"), "cannot copy the model", "deep-copyable")
+def test_model_that_cannot_be_copied(cli):
+    assert_user_error(cli["locked"], "cannot copy the model", "deep-copyable")
 
 
-def test_debug_shows_the_traceback():
-    res = run_cli("scan", str(MODELS / "factory_raises.py"), "--debug")
+def test_debug_shows_the_traceback(cli):
+    res = cli["debug"]
     assert res.returncode == 2
     assert "Traceback" in res.stderr and "weights directory is missing" in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("torchaudit: error: ")

@@ -110,9 +110,19 @@ def test_place_inputs_moves_to_the_model_device_without_touching_the_callers_ten
 
     placed = place_inputs(ExampleInputs((x,), {}, "t"), model)
     assert placed.args[0] is x  # meta models keep real inputs (shapes only)
-    if torch.cuda.is_available():
-        placed = place_inputs(ExampleInputs((x,), {}, "t"), nn.Linear(4, 2).cuda())
-        assert placed.args[0].is_cuda and x.device.type == "cpu"
+    placed = place_inputs(ExampleInputs((x,), {"m": [x]}, "t"), nn.Linear(4, 2))
+    assert placed.args[0] is x and placed.kwargs["m"][0] is x  # already on the model's device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_inputs_reach_a_cuda_model():
+    from torchaudit.analyzer.inputs import ExampleInputs
+
+    x = torch.randn(2, 4)
+    placed = place_inputs(ExampleInputs((x,), {"m": [x]}, "t"), nn.Linear(4, 2).cuda())
+    assert placed.args[0].is_cuda and placed.kwargs["m"][0].is_cuda and x.device.type == "cpu"
+    report = torchaudit.scan(nn.Sequential(nn.Linear(4, 4), nn.Dropout()).cuda().train(), example_inputs=x)
+    assert report.graph.tracer == "fx"
 
 
 def test_cli_input_sources_in_json(tmp_path):
