@@ -71,7 +71,7 @@ def _import_file(path: Path) -> ModuleType:
     if folder not in sys.path:
         sys.path.insert(0, folder)  # the model file may import its siblings
     name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path.resolve())  # absolute: node locations match source_files
     if spec is None or spec.loader is None:
         raise TargetError(f"cannot import {path}", "pass a Python source file")
     module = importlib.util.module_from_spec(spec)
