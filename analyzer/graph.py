@@ -56,6 +56,7 @@ class ModelGraph:
     gm: torch.fx.GraphModule | None = None  # None for the hook fallback
     notes: list[str] = field(default_factory=list)  # why a fallback was used, what is lost
     traced_mode: str = "train"  # the model's mode at trace time (export bakes it in)
+    _fx_index: dict[str, torch.fx.Node] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[GraphNode]:
         for name in self.order:
@@ -68,12 +69,12 @@ class ModelGraph:
         return self.graph.nodes[name]["info"]
 
     def fx_node(self, name: str) -> torch.fx.Node | None:
+        """The fx node behind a graph node (None for the hook fallback)."""
         if self.gm is None:
             return None
-        for n in self.gm.graph.nodes:
-            if n.name == name:
-                return n
-        return None
+        if self._fx_index is None or len(self._fx_index) != len(self.gm.graph.nodes):
+            self._fx_index = {n.name: n for n in self.gm.graph.nodes}
+        return self._fx_index.get(name)
 
     def nodes_in(self, module: str) -> list[GraphNode]:
         """Nodes made by ``module`` or any of its submodules."""

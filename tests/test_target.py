@@ -152,3 +152,20 @@ def test_a_module_instance_is_not_a_target(tmp_path):
     with pytest.raises(TargetError) as err:
         load_target(f"{tmp_path / 'inst.py'}:model")
     assert "instance" in err.value.message
+
+
+def test_classes_imported_from_siblings_are_not_candidates(tmp_path):
+    (tmp_path / "ta_blocks_sib.py").write_text(
+        "import torch.nn as nn\n\nclass Block(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(2, 2)\n"
+    )
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\nfrom ta_blocks_sib import Block\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.block = Block()\n"
+    )
+    try:
+        t = load_target(str(tmp_path / "net.py"))
+        assert type(t.model).__name__ == "Net"
+        assert [p.name for p in t.source_files] == ["net.py", "ta_blocks_sib.py"]
+    finally:
+        sys.modules.pop("ta_blocks_sib", None)

@@ -117,6 +117,7 @@ def test_attribution_with_nested_modules_and_functional_calls():
     placeholder, output = graph.node("x"), graph.node("output")
     assert placeholder.module == "" == output.module and placeholder.module_type.endswith(".Net")
     assert {n.name for n in graph.nodes_in("blocks.1")} >= {"blocks_1_gate_proj", "gelu_1"}
+    assert graph.fx_node("gelu_1").target is torch.nn.functional.gelu and graph.fx_node("nope") is None
 
 
 def test_hooks_fallback_keeps_data_flow_through_functional_ops():
