@@ -50,14 +50,22 @@ def _module_name(path: Path) -> str:
     """The name Python would give the file when imported from its folder, when that is free
     and not another module's; else a private unique name (never shadow a real package)."""
     stem = path.stem
-    if stem.isidentifier() and stem not in sys.modules:
-        try:
-            found = importlib.util.find_spec(stem)
-        except (ImportError, ValueError):
-            found = None
-        if found is not None and found.origin and Path(found.origin).resolve() == path.resolve():
-            return stem
+    if stem.isidentifier() and stem not in sys.modules and not _installed(stem, path.parent):
+        return stem
     return f"_torchaudit_target_{stem}_{uuid.uuid4().hex[:8]}"
+
+
+def _installed(name: str, folder: Path) -> bool:
+    """Whether ``name`` is importable from somewhere else than ``folder`` (stdlib, site-packages)."""
+    import importlib.machinery
+
+    if name in sys.builtin_module_names:
+        return True
+    elsewhere = [p for p in sys.path if p and Path(p).resolve() != folder.resolve()]
+    try:
+        return importlib.machinery.PathFinder.find_spec(name, elsewhere) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -169,3 +169,19 @@ def test_classes_imported_from_siblings_are_not_candidates(tmp_path):
         assert [p.name for p in t.source_files] == ["net.py", "ta_blocks_sib.py"]
     finally:
         sys.modules.pop("ta_blocks_sib", None)
+
+
+def test_a_model_file_named_like_a_not_yet_imported_package_does_not_shadow_it(tmp_path):
+    (tmp_path / "jinja2.py").write_text(
+        "import torch.nn as nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(2, 2)\n"
+    )
+    saved = {k: v for k, v in sys.modules.items() if k == "jinja2" or k.startswith("jinja2.")}
+    for k in saved:
+        del sys.modules[k]
+    try:
+        t = load_target(str(tmp_path / "jinja2.py"))
+        assert type(t.model).__module__ != "jinja2"
+        assert "jinja2" not in sys.modules
+    finally:
+        sys.modules.update(saved)
