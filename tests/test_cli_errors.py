@@ -169,3 +169,12 @@ def test_console_script_finds_package_targets_in_the_working_folder():
     )
     assert res.returncode == 0, res.stderr
     assert "pkg_models.zoo:build_zoo" in res.stdout
+
+
+def test_json_on_stdout_stays_valid_when_the_model_prints():
+    import json
+
+    res = run_cli("scan", str(MODELS / "chatty.py"), "--json", "-")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["target"]["model_class"] == "Chatty"
+    assert "loading chatty" in res.stderr
