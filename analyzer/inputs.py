@@ -174,10 +174,11 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 
 def place_inputs(inputs: ExampleInputs, model: nn.Module) -> ExampleInputs:
-    """Move the inputs' tensors to the model's device (a CUDA model with CPU example inputs).
-    New tensors: the caller's inputs are left as they are. dtypes are the caller's choice."""
+    """Move the inputs' tensors to the model's device (a CUDA model with CPU example inputs; a
+    model built on the meta device gets meta inputs: shapes only). New tensors: the caller's
+    inputs are left as they are. dtypes are the caller's choice."""
     device = model_device(model)
-    if device is None or device.type == "meta" or all(t.device == device for t in inputs.tensors()):
+    if device is None or all(t.device == device for t in inputs.tensors()):
         return inputs
 
     def move(obj: Any) -> Any:

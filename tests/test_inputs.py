@@ -109,7 +109,9 @@ def test_place_inputs_moves_to_the_model_device_without_touching_the_callers_ten
     from torchaudit.analyzer.inputs import ExampleInputs
 
     placed = place_inputs(ExampleInputs((x,), {}, "t"), model)
-    assert placed.args[0] is x  # meta models keep real inputs (shapes only)
+    assert placed.args[0].is_meta and placed.args[0].shape == (2, 4) and not x.is_meta
+    report = torchaudit.scan(model, example_inputs=x)  # a meta model: shapes without weights
+    assert report.graph.tracer == "fx"
     placed = place_inputs(ExampleInputs((x,), {"m": [x]}, "t"), nn.Linear(4, 2))
     assert placed.args[0] is x and placed.kwargs["m"][0] is x  # already on the model's device
 
