@@ -37,7 +37,8 @@ class GraphNode:
     shape: tuple[int, ...] | None = None
     dtype: str | None = None
     device: str | None = None
-    location: Location | None = None
+    location: Location | None = None  # the user line that made it; inputs/output: the def forward line;
+    # lifted parameters: the first line using them; else the nearest non-torch forward's def line
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -169,21 +170,36 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
             dtype=dtype,
             device=device,
             location=location_from_stack(n.meta.get("stack_trace") or n.stack_trace)
-            or _forward_location(module, modules),
+            or (None if n.op == "get_attr" else _forward_location(module, modules)),
+            meta={"pinned": True} if n.meta.get("torchaudit_pinned") else {},
         )
         g.add_node(n.name, info=info)
         order.append(n.name)
         for inp in n.all_input_nodes:
             g.add_edge(inp.name, n.name)
+    for n in gm.graph.nodes:  # a lifted parameter without a stack: the line that first uses it
+        info = g.nodes[n.name]["info"]
+        if info.location is None and n.op == "get_attr":
+            info.location = next(
+                (g.nodes[u.name]["info"].location for u in n.users if g.nodes[u.name]["info"].location), None
+            ) or _forward_location(info.module, modules)
     return ModelGraph(tracer=tracer, graph=g, order=order, gm=gm, notes=list(notes or []), traced_mode=traced_mode)
 
 
 def _forward_location(path: str, modules: dict[str, torch.nn.Module]) -> Location | None:
-    """Where a node's stack was not recorded (export's higher-order ops such as
-    ``wrap_with_autocast``): the ``def forward`` line of its module, when outside torch."""
-    module = modules.get(path) if path else None
-    if module is None:
-        return None
+    """Where a node's stack was not recorded (inputs, the output, export's lifted parameters and
+    higher-order ops such as ``wrap_with_autocast``): the ``def forward`` line of its module
+    (the root's for inputs and output), when that is outside torch."""
+    while True:  # the innermost enclosing module whose forward is not torch's own
+        module = modules.get(path)
+        found = forward_def_location(module) if module is not None else None
+        if found is not None or not path:
+            return found
+        path = path.rpartition(".")[0]
+
+
+def forward_def_location(module: torch.nn.Module) -> Location | None:
+    """The ``def forward`` line of a module's class (decorators unwrapped), outside torch."""
     return _def_location(inspect.unwrap(type(module).forward))
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from torchaudit.analyzer.graph import GraphNode, ModelGraph, tensor_facts, type_name
+from torchaudit.analyzer.graph import GraphNode, ModelGraph, forward_def_location, tensor_facts, type_name
 from torchaudit.analyzer.inputs import ExampleInputs
 import torchaudit as _pkg
 from torchaudit.report import Location
@@ -106,6 +106,7 @@ def trace_hooks(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
     g: nx.DiGraph = nx.DiGraph()
     order: list[str] = []
     root_type = type_name(model)
+    root_def = forward_def_location(model)  # inputs and output: the root's def forward line
 
     def add(name: str, op: str, target: str, module: nn.Module | None, path: str, value: Any,
             sources: frozenset[str], location: Location | None = None) -> None:
@@ -114,7 +115,7 @@ def trace_hooks(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
             name=name, op=op, target=target, module=path,
             module_type=type_name(module) if module is not None else root_type,
             module_stack=_stack(path) if path else (), shape=shape, dtype=dtype, device=device,
-            location=location,
+            location=location or (root_def if op in ("placeholder", "output") else None),
         ))
         order.append(name)
         for src in sorted(sources):

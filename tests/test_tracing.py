@@ -12,7 +12,7 @@ import torch.nn as nn
 import torchaudit
 from tests.conftest import EXAMPLES, FIXTURES
 from tests.json_shape import report_json
-from torchaudit.analyzer.graph import ModelGraph
+from torchaudit.analyzer.graph import TORCH_DIR, ModelGraph
 from torchaudit.analyzer.inputs import ExampleInputs, from_value
 from torchaudit.analyzer.target import load_target
 from torchaudit.analyzer.tracing import trace_model
@@ -39,6 +39,7 @@ def assert_complete_nodes(graph: ModelGraph) -> None:
         assert n.op in ("placeholder", "get_attr", "call_function", "call_method", "call_module", "output"), n
         assert isinstance(n.target, str) and n.target
         assert isinstance(n.module, str) and n.module_type, n
+        assert n.location is not None and n.location.line > 0 and not n.location.file.startswith(TORCH_DIR), n
         if n.op in ("call_function", "call_method", "call_module") and n.shape is not None:
             assert n.dtype and n.device == "cpu", n
             assert n.location is not None and n.location.line > 0, n
@@ -116,6 +117,8 @@ def test_attribution_with_nested_modules_and_functional_calls():
     assert scale.op == "get_attr" and scale.module == "blocks.1.gate" and scale.shape == (8,)
     placeholder, output = graph.node("x"), graph.node("output")
     assert placeholder.module == "" == output.module and placeholder.module_type.endswith(".Net")
+    net_forward = [i for i, text in enumerate(path.read_text().splitlines(), 1) if "def forward" in text][-1]
+    assert placeholder.location.line == output.location.line == net_forward  # Net.forward's def line
     assert {n.name for n in graph.nodes_in("blocks.1")} >= {"blocks_1_gate_proj", "gelu_1"}
     assert graph.fx_node("gelu_1").target is torch.nn.functional.gelu and graph.fx_node("nope") is None
 
@@ -189,6 +192,7 @@ def test_unused_keyword_arguments_are_pinned_without_guard_nodes():
     assert "torch._assert" not in targets and not any("_assert_is_none" in t for t in targets)
     pinned = [n.name for n in graph.gm.graph.nodes if n.meta.get("torchaudit_pinned")]
     assert pinned == ["mask_1", "scale_1"]
+    assert [n.name for n in graph if n.meta.get("pinned")] == ["mask_1", "scale_1"]
     assert [n.shape for n in graph if n.op == "output"] == [(2, 4)]
     assert graph.gm(torch.ones(1, 4)).shape == (1, 4)  # the graph still runs with the pins
     with_mask = trace_model(_OptionalArgs(), ExampleInputs((torch.randn(2, 4),), {"mask": torch.ones(2, 4)}))
