@@ -8,6 +8,8 @@ location, and data-flow edges between them.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,7 +37,8 @@ class GraphNode:
     shape: tuple[int, ...] | None = None
     dtype: str | None = None
     device: str | None = None
-    location: Location | None = None
+    location: Location | None = None  # the user line that made it; inputs/output: the def forward line;
+    # lifted parameters: the first line using them; else the nearest non-torch forward's def line
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -54,6 +57,7 @@ class ModelGraph:
     gm: torch.fx.GraphModule | None = None  # None for the hook fallback
     notes: list[str] = field(default_factory=list)  # why a fallback was used, what is lost
     traced_mode: str = "train"  # the model's mode at trace time (export bakes it in)
+    _fx_index: dict[str, torch.fx.Node] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[GraphNode]:
         for name in self.order:
@@ -66,12 +70,12 @@ class ModelGraph:
         return self.graph.nodes[name]["info"]
 
     def fx_node(self, name: str) -> torch.fx.Node | None:
+        """The fx node behind a graph node (None for the hook fallback)."""
         if self.gm is None:
             return None
-        for n in self.gm.graph.nodes:
-            if n.name == name:
-                return n
-        return None
+        if self._fx_index is None or len(self._fx_index) != len(self.gm.graph.nodes):
+            self._fx_index = {n.name: n for n in self.gm.graph.nodes}
+        return self._fx_index.get(name)
 
     def nodes_in(self, module: str) -> list[GraphNode]:
         """Nodes made by ``module`` or any of its submodules."""
@@ -83,6 +87,11 @@ class ModelGraph:
 
     def successors(self, name: str) -> list[str]:
         return list(self.graph.successors(name))
+
+
+def type_name(m: Any) -> str:
+    """The qualified class name of a module: ``torch.nn.modules.linear.Linear``."""
+    return f"{type(m).__module__}.{type(m).__qualname__}"
 
 
 def location_from_stack(stack_trace: str | None) -> Location | None:
@@ -111,40 +120,45 @@ def tensor_facts(value: Any) -> tuple[tuple[int, ...] | None, str | None, str | 
 
 
 def qualified(target: Any) -> str:
+    """``torch.sigmoid``, ``torch.nn.functional.gelu``, ``_operator.add``, ``aten.linear.default``."""
     if isinstance(target, str):
         return target
     if isinstance(target, torch._ops.OpOverload):
         return f"aten.{target.__name__}" if target.namespace == "aten" else str(target)
+    name = getattr(target, "__name__", None)
+    import torch.nn.functional as F
+
+    for prefix, namespace in (("torch.nn.functional", F), ("torch", torch)):
+        if name and getattr(namespace, name, None) is target:
+            return f"{prefix}.{name}"  # the public name users write (not torch._C._nn.gelu)
     module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or repr(target)
+    qual = getattr(target, "__qualname__", None) or name or repr(target)
     if module.startswith("torch._C._nn") or module == "torch.nn.functional":
         module = "torch.nn.functional"
     elif module.startswith("torch._C") or module == "torch._tensor":
         module = "torch"
-    return f"{module}.{name}" if module else name
+    return f"{module}.{qual}" if module else qual
 
 
 def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes: list[str] | None = None, traced_mode: str = "train") -> ModelGraph:
     """Build a :class:`ModelGraph` from an fx GraphModule with ``nn_module_stack`` metadata."""
     g: nx.DiGraph = nx.DiGraph()
     order: list[str] = []
-    module_types = {name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in root.named_modules()}
+    modules = dict(root.named_modules())
+    module_types = {name: type_name(m) for name, m in modules.items()}
     for n in gm.graph.nodes:
         stack_meta = n.meta.get("nn_module_stack") or {}
-        paths = tuple(_clean_path(v[0]) for v in stack_meta.values())
+        paths = tuple(p for p in (_clean_path(v[0]) for v in stack_meta.values()) if p)
         module = paths[-1] if paths else ""
         if n.op == "call_module":
             module = str(n.target)
             if not paths or paths[-1] != module:
                 paths = paths + (module,)
-        elif n.op == "get_attr":
-            module = str(n.target).rpartition(".")[0]
-        value = n.meta.get("val", n.meta.get("tensor_meta"))
-        if "tensor_meta" in n.meta and not isinstance(value, torch.Tensor):
-            tm = n.meta["tensor_meta"]
-            shape, dtype, device = _from_tensor_meta(tm)
-        else:
-            shape, dtype, device = tensor_facts(value)
+        elif n.op == "get_attr" and not paths:
+            # export lifts parameters and buffers to the top of the graph: their owner
+            module = _owner(str(n.target), module_types)
+            paths = _stack(module) if module else ()
+        shape, dtype, device = _facts(n)
         info = GraphNode(
             name=n.name,
             op=n.op,
@@ -155,13 +169,77 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
             shape=shape,
             dtype=dtype,
             device=device,
-            location=location_from_stack(n.meta.get("stack_trace") or n.stack_trace),
+            location=location_from_stack(n.meta.get("stack_trace") or n.stack_trace)
+            or (None if n.op == "get_attr" else _forward_location(module, modules)),
+            meta={"pinned": True} if n.meta.get("torchaudit_pinned") else {},
         )
         g.add_node(n.name, info=info)
         order.append(n.name)
         for inp in n.all_input_nodes:
             g.add_edge(inp.name, n.name)
+    for n in gm.graph.nodes:  # a lifted parameter without a stack: the line that first uses it
+        info = g.nodes[n.name]["info"]
+        if info.location is None and n.op == "get_attr":
+            info.location = next(
+                (g.nodes[u.name]["info"].location for u in n.users if g.nodes[u.name]["info"].location), None
+            ) or _forward_location(info.module, modules)
     return ModelGraph(tracer=tracer, graph=g, order=order, gm=gm, notes=list(notes or []), traced_mode=traced_mode)
+
+
+def _forward_location(path: str, modules: dict[str, torch.nn.Module]) -> Location | None:
+    """Where a node's stack was not recorded (inputs, the output, export's lifted parameters and
+    higher-order ops such as ``wrap_with_autocast``): the ``def forward`` line of its module
+    (the root's for inputs and output), when that is outside torch."""
+    while True:  # the innermost enclosing module whose forward is not torch's own
+        module = modules.get(path)
+        found = forward_def_location(module) if module is not None else None
+        if found is not None or not path:
+            return found
+        path = path.rpartition(".")[0]
+
+
+def forward_def_location(module: torch.nn.Module) -> Location | None:
+    """The ``def forward`` line of a module's class (decorators unwrapped), outside torch."""
+    return _def_location(inspect.unwrap(type(module).forward))
+
+
+@functools.lru_cache(maxsize=None)
+def _def_location(fn: Any) -> Location | None:
+    try:
+        file = inspect.getsourcefile(fn)
+        line = inspect.getsourcelines(fn)[1]
+    except (TypeError, OSError):
+        return None
+    if not file or file.startswith(TORCH_DIR):
+        return None
+    return Location(file=file, line=line)
+
+
+def _facts(n: torch.fx.Node) -> tuple[tuple[int, ...] | None, str | None, str | None]:
+    """Output shape, dtype and device of a node: from our own propagation, export's fake
+    values, or fx's ``tensor_meta`` (which has no device)."""
+    if "torchaudit_facts" in n.meta:
+        return n.meta["torchaudit_facts"]
+    value = n.meta.get("val")
+    if value is not None:
+        return tensor_facts(value)
+    if "tensor_meta" in n.meta:
+        return _from_tensor_meta(n.meta["tensor_meta"])
+    return None, None, None
+
+
+def _owner(target: str, module_types: dict[str, str]) -> str:
+    """The module that owns an attribute path (``a.b.weight`` -> ``a.b``)."""
+    owner = target.rpartition(".")[0]
+    while owner and owner not in module_types:
+        owner = owner.rpartition(".")[0]
+    return owner
+
+
+def _stack(path: str) -> tuple[str, ...]:
+    """``a.b.c`` -> ``("a", "a.b", "a.b.c")``: the enclosing module paths, outermost first."""
+    parts = path.split(".")
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def _from_tensor_meta(tm: Any) -> tuple[tuple[int, ...] | None, str | None, str | None]:

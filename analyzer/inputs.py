@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +26,7 @@ _DTYPES = {
         "float32", "float64", "float16", "bfloat16", "float", "double", "half",
         "int64", "int32", "int16", "int8", "uint8", "long", "int", "bool",
     )
+    if hasattr(torch, name)
 }
 
 
@@ -66,6 +68,10 @@ def _describe(obj: Any) -> str:
         return f"Tensor[{','.join(map(str, obj.shape))}]:{str(obj.dtype).removeprefix('torch.')}"
     if isinstance(obj, (list, tuple)):
         return "(" + ", ".join(_describe(o) for o in obj) + ")"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in obj.items()) + "}"
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return repr(obj)
     return type(obj).__name__
 
 
@@ -80,21 +86,25 @@ def from_value(value: Any, source: str) -> ExampleInputs:
     return ExampleInputs((value,), {}, source)
 
 
-def parse_input_shape(text: str) -> torch.Tensor:
-    """``8,128:int64`` -> an int64 tensor of shape (8, 128); floats are ``randn``."""
+def parse_input_shape(text: str, default_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``8,128:int64`` -> an int64 tensor of shape (8, 128); floats are ``randn``.
+
+    Without a ``:dtype`` suffix the tensor takes ``default_dtype`` (the model's own floating
+    dtype, so a float64 or bfloat16 model gets matching inputs). Integers are drawn from
+    [0, 8), valid token ids and class indices for any vocabulary."""
     shape_text, _, dtype_text = text.partition(":")
     fix = "write it as comma-separated sizes with an optional dtype, e.g. --input-shape 1,3,224,224 or 8,128:int64"
     try:
-        shape = tuple(int(s) for s in shape_text.split(","))
+        shape = tuple(int(s) for s in shape_text.replace(" ", "").split(","))
     except ValueError:
         raise InputError(f"malformed --input-shape {text!r}", fix) from None
     if not shape or any(s < 0 for s in shape):
         raise InputError(f"malformed --input-shape {text!r}", fix)
-    dtype_name = dtype_text.strip() or "float32"
+    dtype_name = dtype_text.strip() or str(default_dtype).removeprefix("torch.")
     if dtype_name not in _DTYPES:
         raise InputError(
             f"unknown dtype {dtype_name!r} in --input-shape {text!r}",
-            f"use one of {', '.join(sorted(_DTYPES))}",
+            f"write a dtype suffix e.g. 8,128:int64, one of {', '.join(sorted(_DTYPES))}",
         )
     dtype = _DTYPES[dtype_name]
     gen = torch.Generator().manual_seed(0)
@@ -138,7 +148,9 @@ def resolve_inputs(
             raise InputError(f"{path} has no function {fn_name!r}", "check --inputs path.py:function")
         return from_value(_call_inputs_fn(getattr(mod, fn_name), f"{path}:{fn_name}"), f"--inputs {inputs_spec}")
     if input_shapes:
-        return ExampleInputs(tuple(parse_input_shape(s) for s in input_shapes), {}, "--input-shape " + " ".join(input_shapes))
+        dtype = model_dtype(model)
+        tensors = tuple(parse_input_shape(s, dtype) for s in input_shapes)
+        return ExampleInputs(tensors, {}, "--input-shape " + " ".join(input_shapes))
     if target_module is not None and callable(getattr(target_module, "example_inputs", None)):
         return from_value(_call_inputs_fn(target_module.example_inputs, "example_inputs"), "example_inputs() in the target file")
     example = getattr(model, "example_input_array", None)
@@ -147,14 +159,61 @@ def resolve_inputs(
     return None
 
 
+def model_device(model: nn.Module) -> torch.device | None:
+    """The one device all of the model's parameters and buffers are on (None if several or none)."""
+    devices = {t.device for t in list(model.parameters()) + list(model.buffers())}
+    return devices.pop() if len(devices) == 1 else None
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter or buffer (else float32)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def place_inputs(inputs: ExampleInputs, model: nn.Module) -> ExampleInputs:
+    """Move the inputs' tensors to the model's device (a CUDA model with CPU example inputs; a
+    model built on the meta device gets meta inputs: shapes only). New tensors: the caller's
+    inputs are left as they are. dtypes are the caller's choice."""
+    device = model_device(model)
+    if device is None or all(t.device == device for t in inputs.tensors()):
+        return inputs
+
+    def move(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj.to(device)
+        if isinstance(obj, tuple):
+            return tuple(move(o) for o in obj)
+        if isinstance(obj, list):
+            return [move(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: move(v) for k, v in obj.items()}
+        return obj
+
+    return ExampleInputs(move(inputs.args), move(inputs.kwargs), inputs.source)
+
+
+def describe_for(model: nn.Module, inputs: ExampleInputs) -> str:
+    """The inputs named by forward's parameters: ``x=Tensor[8,16]:float32, mask=...``."""
+    try:
+        bound = inspect.signature(model.forward).bind(*inputs.args, **inputs.kwargs).arguments
+    except (TypeError, ValueError):
+        return inputs.describe()
+    return ", ".join(f"{k}={_describe(v)}" for k, v in bound.items())
+
+
 def check_forward(model: nn.Module, inputs: ExampleInputs) -> Any:
-    """Run ``forward`` once on a copy of the inputs; a failure names the inputs and the error."""
+    """Run ``forward`` once (on the caller's copy); a failure names the inputs and the error."""
+    ex = inputs.clone()
     try:
         with torch.no_grad():
-            return model(*inputs.clone().args, **inputs.clone().kwargs)
+            return model(*ex.args, **ex.kwargs)
     except Exception as exc:  # noqa: BLE001 - user code
+        text = str(exc).strip().splitlines()
         raise InputError(
-            f"forward failed on the example inputs ({inputs.describe()} from {inputs.source}): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            f"forward failed on the example inputs from {inputs.source} ({describe_for(model, inputs)}): "
+            f"{type(exc).__name__}: {text[0] if text else ''}",
             "pass inputs that match the model, e.g. with --input-shape or --inputs path.py:fn",
         ) from exc

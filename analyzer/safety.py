@@ -4,23 +4,44 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+import random
+import sys
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
 
+from torchaudit.errors import TargetError
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        state["numpy"] = numpy.random.get_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.random.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        sys.modules["numpy"].random.set_state(state["numpy"])
+
 
 @contextlib.contextmanager
 def preserved_rng() -> Iterator[None]:
-    """Restore the global CPU (and CUDA, when present) RNG state on exit."""
-    cpu = torch.random.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    """Restore the global RNG states on exit: torch CPU (and CUDA, once initialised), Python's
+    ``random`` and, when imported, NumPy's. Forward passes with dropout draw from them."""
+    state = _rng_state()
     try:
         yield
     finally:
-        torch.random.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+        _set_rng_state(state)
 
 
 @contextlib.contextmanager
@@ -36,6 +57,16 @@ def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def model_copy(model: nn.Module) -> nn.Module:
-    """A deep copy to trace or exercise; the user's model is never run in place."""
+    """A deep copy to trace or exercise; the user's model is never run in place.
+
+    A model that cannot be deep-copied is a user error (exit 2), not a crash: running it in
+    place would risk changing it."""
     with preserved_rng():
-        return copy.deepcopy(model)
+        try:
+            return copy.deepcopy(model)
+        except Exception as exc:  # noqa: BLE001 - user attributes decide what deepcopy does
+            raise TargetError(
+                f"cannot copy the model with copy.deepcopy ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "torchaudit only runs copies of a model",
+                "make the model deep-copyable, e.g. keep locks, file handles or generators out of its attributes",
+            ) from exc

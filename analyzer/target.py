@@ -24,7 +24,7 @@ from torchaudit.errors import TargetError
 FACTORY_NAMES = ("build_model", "get_model")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedTarget:
     """A model built from a target, with what is needed to build it again."""
 
@@ -35,22 +35,37 @@ class LoadedTarget:
     factory: Callable[[], nn.Module]  # builds a fresh instance the same way
     file: Path | None  # the model file, when the target is a file
 
+    user_files: tuple[Path, ...] = ()  # the user's files the target imported (see _user_files)
+
     @property
     def source_files(self) -> list[Path]:
-        """The user's Python files: the target file and its siblings it imported."""
-        files = []
-        if self.file is not None:
-            files.append(self.file)
-            folder = self.file.parent
-            for mod in list(sys.modules.values()):
-                path = getattr(mod, "__file__", None)
-                if path and Path(path).parent == folder and Path(path) != self.file:
-                    files.append(Path(path))
-        else:
-            path = getattr(self.module, "__file__", None)
-            if path:
-                files.append(Path(path))
-        return files
+        """The user's Python files: the target's own file first, then the files next to it
+        (same folder or below) that it imported, directly or through another such file."""
+        own = Path(self.module.__file__).resolve() if getattr(self.module, "__file__", None) else None
+        files = [own] if own else []
+        return files + [f for f in self.user_files if f != own]
+
+
+def _module_name(path: Path) -> str:
+    """The name Python would give the file when imported from its folder, when that is free
+    and not another module's; else a private unique name (never shadow a real package)."""
+    stem = path.stem
+    if stem.isidentifier() and stem not in sys.modules and not _installed(stem, path.parent):
+        return stem
+    return f"_torchaudit_target_{stem}_{uuid.uuid4().hex[:8]}"
+
+
+def _installed(name: str, folder: Path) -> bool:
+    """Whether ``name`` is importable from somewhere else than ``folder`` (stdlib, site-packages)."""
+    import importlib.machinery
+
+    if name in sys.builtin_module_names:
+        return True
+    elsewhere = [p for p in sys.path if p and Path(p).resolve() != folder.resolve()]
+    try:
+        return importlib.machinery.PathFinder.find_spec(name, elsewhere) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -63,8 +78,8 @@ def _import_file(path: Path) -> ModuleType:
     folder = str(path.parent.resolve())
     if folder not in sys.path:
         sys.path.insert(0, folder)  # the model file may import its siblings
-    name = f"_torchaudit_target_{path.stem}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path.resolve())  # absolute: node locations match source_files
     if spec is None or spec.loader is None:
         raise TargetError(f"cannot import {path}", "pass a Python source file")
     module = importlib.util.module_from_spec(spec)
@@ -73,20 +88,51 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
-        raise TargetError(
-            f"syntax error in {path} line {exc.lineno}: {exc.msg}", "fix the model file"
-        ) from exc
+        where = f"{Path(exc.filename).name} line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        raise TargetError(f"syntax error in {where}: {exc.msg}", "fix the model file") from exc
     except BaseException as exc:  # noqa: BLE001 - any failure in user code is a user error
         sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise TargetError(
-            f"importing {path} failed: {type(exc).__name__}: {exc}", "fix the error in the model file or its imports"
+            f"importing {path} failed: {type(exc).__name__}: {_first_line(exc)}",
+            "fix the error in the model file or its imports",
         ) from exc
     return module
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+def _user_files(module: ModuleType, before: set[str]) -> tuple[Path, ...]:
+    """Files under the target's folder that its import brought in: modules new in
+    ``sys.modules`` since ``before``, and modules whose names or objects it holds."""
+    own = getattr(module, "__file__", None)
+    if not own:
+        return ()
+    folder = Path(own).resolve().parent
+    candidates = [m for n, m in list(sys.modules.items()) if n not in before]
+    for value in vars(module).values():
+        holder = value if isinstance(value, ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
+        if holder is not None:
+            candidates.append(holder)
+    found: dict[Path, None] = {}
+    for m in candidates:
+        path = getattr(m, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        resolved = Path(path).resolve()
+        if folder in resolved.parents and "site-packages" not in resolved.parts:
+            found.setdefault(resolved, None)
+    return tuple(sorted(found))
+
+
 def _import_module(dotted: str) -> ModuleType:
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)  # the console script does not put the working folder on sys.path
     try:
         return importlib.import_module(dotted)
     except ModuleNotFoundError as exc:
@@ -95,8 +141,10 @@ def _import_module(dotted: str) -> ModuleType:
         ) from exc
     except SyntaxError as exc:
         raise TargetError(f"syntax error in module {dotted!r} line {exc.lineno}: {exc.msg}", "fix the module") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise TargetError(f"importing {dotted!r} failed: {type(exc).__name__}: {exc}", "fix the module") from exc
+    except BaseException as exc:  # noqa: BLE001 - user code
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise TargetError(f"importing {dotted!r} failed: {type(exc).__name__}: {_first_line(exc)}", "fix the module") from exc
 
 
 def _needs_no_arguments(fn: Callable[..., Any]) -> bool:
@@ -150,8 +198,12 @@ def _build(obj: Any, label: str) -> nn.Module:
         raise TargetError(f"{label} needs arguments to be built", "add a zero-argument factory (build_model) that builds it")
     try:
         model = obj()
-    except Exception as exc:  # noqa: BLE001 - user code
-        raise TargetError(f"building {label} failed: {type(exc).__name__}: {exc}", "fix the constructor or factory") from exc
+    except BaseException as exc:  # noqa: BLE001 - user code (SystemExit included)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise TargetError(
+            f"building {label} failed: {type(exc).__name__}: {_first_line(exc)}", "fix the constructor or factory"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise TargetError(
             f"{label} returned a {type(model).__name__}, not an nn.Module", "make the factory return the model"
@@ -165,6 +217,7 @@ def load_target(spec: str) -> LoadedTarget:
     if ":" in spec and spec.count(":") == 1 and len(path_part) == 1 and spec[1:3] in (":\\", ":/"):
         path_part, name = spec, ""  # a Windows drive letter, not a NAME
     is_file = path_part.endswith(".py") or "/" in path_part or Path(path_part).exists()
+    before = set(sys.modules)
     if is_file:
         file = Path(path_part).resolve()
         module = _import_file(Path(path_part))
@@ -192,4 +245,7 @@ def load_target(spec: str) -> LoadedTarget:
     def factory() -> nn.Module:
         return _build(obj, label)
 
-    return LoadedTarget(spec=spec, model=model, module=module, name=name, factory=factory, file=file)
+    return LoadedTarget(
+        spec=spec, model=model, module=module, name=name, factory=factory, file=file,
+        user_files=_user_files(module, before),
+    )

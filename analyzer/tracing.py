@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import logging
 import sys
 import warnings
-import weakref
 from typing import Any, Callable
 
-import networkx as nx
 import torch
 import torch.fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from torchaudit.analyzer.graph import GraphNode, ModelGraph, from_fx, tensor_facts
+from torchaudit.analyzer.graph import ModelGraph, from_fx, tensor_facts
+from torchaudit.analyzer.hooks_graph import trace_hooks
 from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 
@@ -33,7 +33,8 @@ LOST = {
     "export": "the graph is at aten level (functional calls appear as aten ops and module calls are "
     "inlined); module and source attribution come from nn_module_stack and stack_trace metadata",
     "hooks": "only leaf-module calls are nodes: functional ops between modules, constants and "
-    "attribute reads are invisible to graph rules and to the dynamic stage",
+    "attribute reads are not (edges still follow the data through them), so graph rules and the "
+    "dynamic stage see module outputs only",
 }
 
 
@@ -75,13 +76,22 @@ def _concrete_args(model: nn.Module, used: set[str]) -> dict[str, Any]:
 
 
 def _placeholder_values(gm: torch.fx.GraphModule, bound: dict[str, Any], concrete: dict[str, Any]) -> list[Any]:
-    values = []
+    """Values for the graph's placeholders, in order: bound inputs, pinned values, defaults.
+
+    fx names a pinned parameter ``mask_1`` (placeholder target); ``*args`` is spread and
+    ``**kwargs`` passed as one dict (see :class:`_Propagate`)."""
+    values: list[Any] = []
     for n in gm.graph.nodes:
         if n.op != "placeholder":
             continue
-        name = str(n.target).lstrip("*")
+        target = str(n.target)
+        name = _param_name(target, bound, concrete)
         if name in bound:
-            values.append(bound[name])
+            value = bound[name]
+            if target.startswith("*") and not target.startswith("**"):
+                values.extend(value)
+                continue
+            values.append(value)
         elif name in concrete:
             values.append(concrete[name])
         else:
@@ -89,12 +99,62 @@ def _placeholder_values(gm: torch.fx.GraphModule, bound: dict[str, Any], concret
     return values
 
 
+def _param_name(target: str, *known: dict[str, Any]) -> str:
+    """The forward parameter a placeholder stands for: fx renames pinned ones ``mask_1``."""
+    name = target.lstrip("*")
+    if any(name in k for k in known):
+        return name
+    base, _, suffix = name.rpartition("_")
+    return base if suffix.isdigit() and base else name
+
+
+class _Propagate(ShapeProp):
+    """fx's ShapeProp, also recording each node's device, and ``**kwargs`` passed as one dict."""
+
+    def placeholder(self, target: Any, args: Any, kwargs: Any) -> Any:
+        if str(target).startswith("**"):
+            return next(self.args_iter)
+        return super().placeholder(target, args, kwargs)
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        try:
+            result = super().run_node(n)
+        except RuntimeError as exc:
+            cause = exc.__cause__ or exc
+            raise TraceError(f"the traced graph fails to run at node {n.name}: {_one_line(cause)}") from cause
+        n.meta["torchaudit_facts"] = tensor_facts(result)
+        return result
+
+
 def _shape_prop(gm: torch.fx.GraphModule, model: nn.Module, inputs: ExampleInputs | None, concrete: dict[str, Any]) -> None:
+    """Run the traced graph on the example inputs: shapes, dtypes, devices. A graph that
+    traced but does not run raises, so the chain moves on to the next tracer."""
     if inputs is None:
         return
     bound = _bind(model, inputs.clone())
     with torch.no_grad():
-        ShapeProp(gm).propagate(*_placeholder_values(gm, bound, concrete))
+        _Propagate(gm).propagate(*_placeholder_values(gm, bound, concrete))
+
+
+def _drop_pinning_asserts(gm: torch.fx.GraphModule, concrete: dict[str, Any]) -> None:
+    """fx guards each pinned (``concrete_args``) parameter with an assert node; those are
+    tracing artefacts, not the model's computation."""
+    from torch.fx._symbolic_trace import _assert_is_none
+
+    for n in list(gm.graph.nodes):
+        if n.op != "call_function" or n.users:
+            continue
+        if n.target is _assert_is_none:
+            gm.graph.erase_node(n)
+        elif n.target is torch._assert and "has been specialized" in str(n.args[1:]):
+            cond = n.args[0]
+            gm.graph.erase_node(n)
+            if isinstance(cond, torch.fx.Node) and not cond.users and cond.op == "call_function":
+                gm.graph.erase_node(cond)
+    for n in gm.graph.nodes:
+        if n.op == "placeholder" and _param_name(str(n.target), concrete) in concrete:
+            n.meta["torchaudit_pinned"] = True  # fixed to this value by concrete_args
+    gm.recompile()
 
 
 def trace_fx(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
@@ -103,6 +163,7 @@ def trace_fx(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
     tracer = _RecordingTracer()
     graph = tracer.trace(model, concrete_args=concrete or None)
     gm = torch.fx.GraphModule(tracer.root, graph)
+    _drop_pinning_asserts(gm, concrete)
     _shape_prop(gm, model, inputs, concrete)
     return from_fx(gm, "fx", model, traced_mode="eval")
 
@@ -130,6 +191,7 @@ def trace_transformers(model: nn.Module, inputs: ExampleInputs | None) -> ModelG
     tracer.record_stack_traces = True
     graph = tracer.trace(model, concrete_args=concrete)
     gm = torch.fx.GraphModule(model, graph)
+    _drop_pinning_asserts(gm, concrete)
     _shape_prop(gm, model, inputs, concrete)
     return from_fx(gm, "transformers-fx", model, traced_mode="eval")
 
@@ -146,105 +208,6 @@ def trace_export(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
             gm.graph.erase_node(n)  # export's input guards: not part of the model
     gm.recompile()
     return from_fx(gm, "export", model, traced_mode="eval")
-
-
-def trace_hooks(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
-    """Leaf modules observed through forward hooks, with data-flow edges by tensor identity."""
-    g: nx.DiGraph = nx.DiGraph()
-    order: list[str] = []
-    producers: dict[int, tuple[weakref.ref, str]] = {}
-
-    def add(info: GraphNode, sources: list[Any]) -> None:
-        g.add_node(info.name, info=info)
-        order.append(info.name)
-        for t in _flat_tensors(sources):
-            hit = producers.get(id(t))
-            if hit is not None and hit[0]() is t:
-                g.add_edge(hit[1], info.name)
-
-    def produced(name: str, value: Any) -> None:
-        for t in _flat_tensors(value):
-            producers[id(t)] = (weakref.ref(t), name)
-
-    leaves = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
-    if inputs is None:
-        for name, m in leaves:
-            add(_node(name.replace(".", "_"), "call_module", name, m, None), [])
-        return ModelGraph("hooks", g, order, None, traced_mode="eval")
-
-    ex = inputs.clone()
-    for i, a in enumerate(ex.args):
-        add(_node(f"input_{i}", "placeholder", f"input_{i}", None, a), [])
-        produced(f"input_{i}", a)
-    for k, v in ex.kwargs.items():
-        add(_node(k, "placeholder", k, None, v), [])
-        produced(k, v)
-
-    calls: dict[str, int] = {}
-    handles = []
-
-    def make_hook(path: str, m: nn.Module) -> Callable[..., None]:
-        def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-            count = calls.get(path, 0)
-            calls[path] = count + 1
-            name = path.replace(".", "_") + (f"_{count}" if count else "")
-            add(_node(name, "call_module", path, m, out), [args, kwargs])
-            produced(name, out)
-
-        return hook
-
-    try:
-        for path, m in leaves:
-            handles.append(m.register_forward_hook(make_hook(path, m), with_kwargs=True))
-        with torch.no_grad():
-            out = model(*ex.args, **ex.kwargs)
-        add(_node("output", "output", "output", None, None), [out])
-    finally:
-        for h in handles:
-            h.remove()
-    return ModelGraph("hooks", g, order, None, traced_mode="eval")
-
-
-def _node(name: str, op: str, target: str, module: nn.Module | None, value: Any) -> GraphNode:
-    """A hook-graph node; ``target`` is the module path for ``call_module`` nodes."""
-    shape, dtype, device = tensor_facts(value)
-    path = target if op == "call_module" else ""
-    return GraphNode(
-        name=name,
-        op=op,
-        target=target,
-        module=path,
-        module_type=_type_name(module) if module is not None else None,
-        module_stack=_stack(path) if path else (),
-        shape=shape,
-        dtype=dtype,
-        device=device,
-    )
-
-
-def _stack(path: str) -> tuple[str, ...]:
-    parts = path.split(".")
-    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
-
-
-def _type_name(m: nn.Module) -> str:
-    return f"{type(m).__module__}.{type(m).__qualname__}"
-
-
-def _flat_tensors(obj: Any) -> list[torch.Tensor]:
-    out: list[torch.Tensor] = []
-    stack = [obj]
-    while stack:
-        o = stack.pop()
-        if isinstance(o, torch.Tensor):
-            out.append(o)
-        elif isinstance(o, (list, tuple)):
-            stack.extend(o)
-        elif isinstance(o, dict):
-            stack.extend(o.values())
-        elif hasattr(o, "to_tuple") and callable(o.to_tuple):  # transformers ModelOutput
-            stack.extend(o.to_tuple())
-    return out
 
 
 TRACERS: list[tuple[str, Callable[[nn.Module, ExampleInputs | None], ModelGraph]]] = [
@@ -267,7 +230,8 @@ def quiet_tracers() -> Any:
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
-        with warnings.catch_warnings():
+        # torch.export prints a failed graph to sys.stderr, fx's ShapeProp a traceback
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from torchaudit.analyzer.context import AuditContext
 from torchaudit.analyzer.environment import environment
-from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, resolve_inputs
+from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, place_inputs, resolve_inputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 from torchaudit.analyzer.target import LoadedTarget, load_target
 from torchaudit.analyzer.tracing import TraceError, trace_model
@@ -55,6 +55,7 @@ def scan(
         else:
             inputs = resolve_inputs(module, target.module if target else None, inputs_spec, list(input_shapes or []))
         if inputs is not None:
+            inputs = place_inputs(inputs, module)  # on the model's device; the caller's tensors stay
             probe = model_copy(module).eval()
             check_forward(probe, inputs)
             del probe

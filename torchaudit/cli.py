@@ -5,6 +5,7 @@ Nothing here imports torch at module level, so ``--version`` and ``--help`` answ
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import traceback
@@ -91,15 +92,17 @@ def scan(
     try:
         from torchaudit.api import scan as run_scan, write_json
 
-        report = run_scan(
-            target,
-            input_shapes=input_shape,
-            inputs_spec=inputs,
-            fail_on=fail_on,
-            command=command,
-            checkpoint=checkpoint,
-            trust_checkpoint=trust_checkpoint,
-        )
+        # with --json -, stdout carries only the JSON: the model's own prints go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext():
+            report = run_scan(
+                target,
+                input_shapes=input_shape,
+                inputs_spec=inputs,
+                fail_on=fail_on,
+                command=command,
+                checkpoint=checkpoint,
+                trust_checkpoint=trust_checkpoint,
+            )
         if json_path:
             write_json(report, json_path)
         from torchaudit.reports.files import write_reports

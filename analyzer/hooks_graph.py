@@ -1,0 +1,155 @@
+"""The last tracer of the chain: a module-granular graph observed through forward hooks.
+
+Every call of a leaf module (one without children) is a node. Edges follow the data: a
+``TorchFunctionMode`` carries, for every tensor made during ``forward``, the set of graph nodes
+it derives from, through the functional ops between modules (``h.mean(dim=(2, 3))``,
+``x + y``), so ``head`` gets an edge from the module that made ``h`` even though it received a
+new tensor. Each node's location is the line in the user's code that called the module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import weakref
+from typing import Any, Callable
+
+import networkx as nx
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+from torchaudit.analyzer.graph import GraphNode, ModelGraph, forward_def_location, tensor_facts, type_name
+from torchaudit.analyzer.inputs import ExampleInputs
+import torchaudit as _pkg
+from torchaudit.report import Location
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+# torchaudit's own frames (its analyzer and its package folder), never the user's code
+_OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(os.path.abspath(_pkg.__file__)) + os.sep)
+
+
+def flat_tensors(obj: Any) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, torch.Tensor):
+            out.append(o)
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif hasattr(o, "to_tuple") and callable(o.to_tuple):  # transformers ModelOutput
+            stack.extend(o.to_tuple())
+    return out
+
+
+class _Provenance(TorchFunctionMode):
+    """Which graph nodes each live tensor derives from (keyed by identity, checked by weakref)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[int, tuple[weakref.ref, frozenset[str]]] = {}
+
+    def of(self, obj: Any) -> frozenset[str]:
+        found: set[str] = set()
+        for t in flat_tensors(obj):
+            hit = self._seen.get(id(t))
+            if hit is not None and hit[0]() is t:
+                found |= hit[1]
+        return frozenset(found)
+
+    def mark(self, obj: Any, names: frozenset[str]) -> None:
+        for t in flat_tensors(obj):
+            try:
+                self._seen[id(t)] = (weakref.ref(t), names)
+            except TypeError:  # not weak-referenceable
+                continue
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        sources = self.of((args, kwargs))
+        if sources:
+            self.mark(out, sources | self.of(out))  # in-place ops return their input
+        return out
+
+
+def _caller_location() -> Location | None:
+    """The innermost frame in the user's code (not torch, not torchaudit)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not (path.startswith(_TORCH_DIR) or path.startswith(_OWN_DIRS) or path.startswith("<")):
+            return Location(file=path, line=frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def _stack(path: str) -> tuple[str, ...]:
+    parts = path.split(".")
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+def _input_names(model: nn.Module, inputs: ExampleInputs) -> list[tuple[str, Any]]:
+    try:
+        bound = inspect.signature(model.forward).bind(*inputs.args, **inputs.kwargs).arguments
+        return list(bound.items())
+    except (TypeError, ValueError):
+        return [(f"input_{i}", a) for i, a in enumerate(inputs.args)] + list(inputs.kwargs.items())
+
+
+def trace_hooks(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
+    """Run ``forward`` once on ``model`` (a copy) and record leaf-module calls with data flow."""
+    g: nx.DiGraph = nx.DiGraph()
+    order: list[str] = []
+    root_type = type_name(model)
+    root_def = forward_def_location(model)  # inputs and output: the root's def forward line
+
+    def add(name: str, op: str, target: str, module: nn.Module | None, path: str, value: Any,
+            sources: frozenset[str], location: Location | None = None) -> None:
+        shape, dtype, device = tensor_facts(value)
+        g.add_node(name, info=GraphNode(
+            name=name, op=op, target=target, module=path,
+            module_type=type_name(module) if module is not None else root_type,
+            module_stack=_stack(path) if path else (), shape=shape, dtype=dtype, device=device,
+            location=location or (root_def if op in ("placeholder", "output") else None),
+        ))
+        order.append(name)
+        for src in sorted(sources):
+            g.add_edge(src, name)
+
+    leaves = [(path, m) for path, m in model.named_modules() if path and not list(m.children())]
+    if inputs is None:
+        for path, m in leaves:
+            add(path.replace(".", "_"), "call_module", path, m, path, None, frozenset())
+        return ModelGraph("hooks", g, order, None, traced_mode="eval")
+
+    ex = inputs.clone()
+    flow = _Provenance()
+    for name, value in _input_names(model, ex):
+        add(name, "placeholder", name, None, "", value, frozenset())
+        flow.mark(value, frozenset({name}))
+    calls: dict[str, int] = {}
+
+    def make_hook(path: str, m: nn.Module) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+            count = calls.get(path, 0)
+            calls[path] = count + 1
+            name = path.replace(".", "_") + (f"_{count}" if count else "")
+            add(name, "call_module", path, m, path, out, flow.of((args, kwargs)), _caller_location())
+            flow.mark(out, frozenset({name}))
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(path, m), with_kwargs=True) for path, m in leaves]
+    try:
+        with torch.no_grad(), flow:
+            out = model(*ex.args, **ex.kwargs)
+        add("output", "output", "output", None, "", out, flow.of(out))
+    finally:
+        for h in handles:
+            h.remove()
+    return ModelGraph("hooks", g, order, None, traced_mode="eval")

@@ -1,0 +1,41 @@
+"""DESIGN.md's JSON schema (schema_version 1), checked field by field with types."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from torchaudit.report import Report
+
+OPT_STR = (str, type(None))
+
+
+def _has(obj: dict[str, Any], fields: dict[str, Any], where: str) -> None:
+    for name, types in fields.items():
+        assert name in obj, f"{where}.{name} missing"
+        assert isinstance(obj[name], types), f"{where}.{name} is {type(obj[name]).__name__}"
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """Render the report to JSON text, parse it back, and check the schema."""
+    from torchaudit.reports.json_report import render_json
+
+    data = json.loads(render_json(report))
+    check_schema(data)
+    return data
+
+
+def check_schema(data: dict[str, Any]) -> None:
+    assert data["schema_version"] == 1
+    _has(data["tool"], {"name": str, "version": str}, "tool")
+    _has(data["target"], {"spec": OPT_STR, "model_class": str, "checkpoint": OPT_STR}, "target")
+    _has(data["environment"], {"python": str, "torch": str, "cuda_available": bool, "flags": dict}, "environment")
+    _has(data["environment"]["flags"], {"allow_tf32_matmul": bool, "cudnn_benchmark": bool, "deterministic": bool}, "flags")
+    _has(data["graph"], {"tracer": str, "nodes": int, "modules": int, "parameters": int, "buffers": int}, "graph")
+    assert data["graph"]["tracer"] in ("fx", "transformers-fx", "export", "hooks")
+    assert isinstance(data["findings"], list) and isinstance(data["comparisons"], list)
+    for f in data["findings"]:
+        _has(f, {"rule": str, "severity": str, "title": str, "message": str, "module": OPT_STR, "node": OPT_STR,
+                 "location": (dict, type(None)), "evidence": dict, "fix": str}, "finding")
+        assert f["severity"] in ("error", "warning", "info")
+    _has(data["summary"], {"errors": int, "warnings": int, "infos": int, "verdict": str, "fail_on": str}, "summary")
