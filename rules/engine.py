@@ -249,8 +249,29 @@ def run_rules(
                 for rule in source_rules:
                     if isinstance(node, rule.source_nodes):
                         _call(rule, "check_source", out, broken, node, src, ctx)
-    findings = [f for f in out if selected(f.rule, select, ignore) and not suppressed(f, ctx)]
+    findings = [display(f) for f in out if selected(f.rule, select, ignore) and not suppressed(f, ctx)]
     return dedupe(findings), skipped
+
+
+def display_path(file: str) -> str:
+    """A path relative to the working directory when it lies below it, else absolute."""
+    import os
+    from pathlib import Path
+
+    try:
+        path = Path(file).resolve()
+        return str(path.relative_to(Path(os.getcwd()).resolve()))
+    except (OSError, ValueError):
+        return file
+
+
+def display(finding: Finding) -> Finding:
+    import dataclasses
+
+    loc = finding.location
+    if loc is None or not loc.file:
+        return finding
+    return dataclasses.replace(finding, location=dataclasses.replace(loc, file=display_path(loc.file)))
 
 
 def suppressed(finding: Finding, ctx: AuditContext) -> bool:
@@ -258,8 +279,11 @@ def suppressed(finding: Finding, ctx: AuditContext) -> bool:
     loc = finding.location
     if loc is None or loc.line is None:
         return False
+    from pathlib import Path
+
+    want = Path(loc.file).resolve()
     for src in ctx.sources:
-        if str(src.path) == loc.file or src.path.name == loc.file:
+        if src.path.resolve() == want:
             if 0 < loc.line <= len(src.lines):
                 m = _IGNORE.search(src.lines[loc.line - 1])
                 if m:
