@@ -260,3 +260,41 @@ class Sites:
 
     def __iter__(self) -> Iterator[Site]:
         return iter(self._sites.values())
+
+
+def construction_site(ctx: AuditContext, path: str) -> Location | None:
+    """Where the parent's class assigns the submodule ``path`` (``self.bn = nn.BatchNorm1d(8)``)."""
+    if not path:
+        return None
+    parent_path, _, attr = path.rpartition(".")
+    return attribute_site(ctx, parent_path, attr)
+
+
+def attribute_site(ctx: AuditContext, owner: str, attr: str) -> Location | None:
+    """Where the class of module ``owner`` assigns ``self.<attr>`` (``__init__`` first)."""
+    try:
+        parent = ctx.model.get_submodule(owner)
+    except AttributeError:
+        return None
+    found = class_source(ctx, parent)
+    if found is None:
+        return None
+    src, cls = found
+    for fn in sorted(methods(cls), key=lambda f: f.name != "__init__"):
+        for n in walk_body(fn):
+            if isinstance(n, (ast.Assign, ast.AnnAssign)):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                if any(is_self_attr(t, attr) for t in targets):
+                    return location(src, n)
+    return None
+
+
+def module_finding_args(ctx: AuditContext, path: str) -> dict[str, Any]:
+    """``module`` and ``location`` keyword arguments for a finding about one module."""
+    return {"module": path, "location": construction_site(ctx, path)}
+
+
+def owner_attribution(ctx: AuditContext, src: SourceFile, node: ast.AST) -> tuple[str | None, dict[str, Any]]:
+    """Module attribution for a source finding: the instances of the enclosing class, if any."""
+    cls = enclosing_class(node, src)
+    return attribution(instances(ctx, src, cls) if cls is not None else [])
