@@ -1,0 +1,50 @@
+"""One parametrized test over every fixture in tests/fixtures/rules/: each marker's code,
+module and line (see tests/rule_markers.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import torchaudit
+from tests.rule_markers import parse
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "rules").glob("*.py"))
+
+
+def _line(f, path: Path):
+    loc = f.location
+    if loc is None or loc.line is None or Path(loc.file).resolve() != path.resolve():
+        return None
+    return loc.line
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_fixture(path: Path) -> None:
+    markers, clean = parse(path)
+    assert markers or clean, f"{path.name} has no expectations"
+    report = torchaudit.scan(str(path))
+    findings = report.findings
+    got = [(f.rule, _line(f, path), f.module) for f in findings]
+    for m in markers:
+        if m.kind == "expect" and m.line is not None:
+            assert (m.code, m.line, m.module) in got, f"{path.name}:{m.line}: expected {m.code} at module {m.module!r}; got {got}"
+        elif m.kind == "expect":
+            assert any(r == m.code and mod == m.module for r, _, mod in got), f"{path.name}: expected {m.code} at {m.module!r}; got {got}"
+        elif m.line is not None:
+            assert not any(r == m.code and line == m.line for r, line, _ in got), f"{path.name}:{m.line}: unexpected {m.code}"
+        else:
+            assert not any(r == m.code and mod == m.module for r, _, mod in got), f"{path.name}: unexpected {m.code} at {m.module!r}"
+    # every finding of a rule under test is one the fixture expects
+    codes = {m.code for m in markers}
+    expected = {(m.code, m.line, m.module) for m in markers if m.kind == "expect" and m.line is not None}
+    expected_mod = {(m.code, m.module) for m in markers if m.kind == "expect" and m.line is None}
+    for rule, line, module in got:
+        if rule in codes:
+            assert (rule, line, module) in expected or (rule, module) in expected_mod, (
+                f"{path.name}: unexpected {rule} at line {line}, module {module!r}"
+            )
+    if clean:
+        loud = [(f.rule, f.message) for f in findings if f.severity.value in ("error", "warning")]
+        assert not loud, f"{path.name} should be clean: {loud}"
