@@ -286,7 +286,23 @@ def attribute_site(ctx: AuditContext, owner: str, attr: str) -> Location | None:
                 targets = n.targets if isinstance(n, ast.Assign) else [n.target]
                 if any(is_self_attr(t, attr) for t in targets):
                     return location(src, n)
+            elif (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr in ("register_buffer", "register_parameter", "register_module", "add_module")
+                and n.args
+                and is_constant(n.args[0], attr)
+            ):
+                return location(src, n)
     return None
+
+
+def in_sources(ctx: AuditContext, loc: Location | None) -> bool:
+    """Whether a location lies in one of the parsed user source files."""
+    if loc is None or loc.line is None:
+        return False
+    want = _resolved(Path(loc.file))
+    return any(_resolved(s.path) == want for s in ctx.sources)
 
 
 def module_finding_args(ctx: AuditContext, path: str) -> dict[str, Any]:

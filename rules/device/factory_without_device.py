@@ -57,6 +57,9 @@ class FactoryWithoutDevice(Rule):
                 made = factory_name(node.target) if node.op == "call_function" else None
                 fx = ctx.graph.fx_node(node.name) if made else None
                 constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
+                # a traced constant is located where it is used; the source pass finds where
+                # it was built, so constants only count where there is no source to read
+                constant = constant and not astutil.in_sources(ctx, node.location)
                 if (made and fx is not None and "device" not in fx.kwargs) or constant:
                     sites.add(node.location, [node.module] if node.module else [], node=node.name, target=node.target)
         for src in ctx.sources:

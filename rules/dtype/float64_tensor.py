@@ -66,7 +66,7 @@ class Float64Tensor(Rule):
             return
         sites = astutil.Sites()
         for node in ctx.graph:
-            if node.dtype != "float64":
+            if node.dtype != "float64" or node.shape == ():  # 0-dim tensors do not promote
                 continue
             constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
             cast = node.op in ("call_method", "call_function") and op_name(node.target) in ("double", "to", "_to_copy", "tensor")
