@@ -60,6 +60,8 @@ class FactoryWithoutDevice(Rule):
                 # a traced constant is located where it is used; the source pass finds where
                 # it was built, so constants only count where there is no source to read
                 constant = constant and not astutil.in_sources(ctx, node.location)
+                if node.shape == () or _third_party(node.location):
+                    continue  # a 0-dim CPU tensor mixes with CUDA tensors; a library's code is not the user's
                 if (made and fx is not None and "device" not in fx.kwargs) or constant:
                     sites.add(node.location, [node.module] if node.module else [], node=node.name, target=node.target)
         for src in ctx.sources:
@@ -69,7 +71,7 @@ class FactoryWithoutDevice(Rule):
                 name = astutil.call_name(call, src) or ""
                 if not name.startswith("torch.") or factory_name(name) is None or astutil.argument(call, "device"):
                     continue
-                if astutil.has_star_kwargs(call):
+                if astutil.has_star_kwargs(call) or _scalar(call, name):
                     continue
                 paths = forward_owner(call, src, ctx)
                 loc = astutil.location(src, call)
@@ -102,3 +104,13 @@ def _in_forward_code(ctx: AuditContext, site: astutil.Site) -> bool:
         if owner is not None and owner[1].name == "__init__":
             return False
     return True
+
+
+def _scalar(call: ast.Call, name: str) -> bool:
+    """``torch.tensor(2.0)``: a 0-dim tensor, which CUDA ops accept from the CPU."""
+    return name.endswith((".tensor", ".scalar_tensor")) and bool(call.args) and isinstance(call.args[0], ast.Constant)
+
+
+def _third_party(loc: object) -> bool:
+    file = getattr(loc, "file", "") or ""
+    return "site-packages" in file or "dist-packages" in file
