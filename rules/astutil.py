@@ -164,6 +164,13 @@ def instances(ctx: AuditContext, src: SourceFile, cls: ast.ClassDef) -> list[str
 def class_source(ctx: AuditContext, module: Any) -> tuple[SourceFile, ast.ClassDef] | None:
     """The parsed class definition of a live module's class, when it is in the user's sources."""
     t = type(module)
+    cache: dict[type, Any] = ctx.__dict__.setdefault("_ta_class_source", {})
+    if t not in cache:
+        cache[t] = _find_class(ctx, t)
+    return cache[t]
+
+
+def _find_class(ctx: AuditContext, t: type) -> tuple[SourceFile, ast.ClassDef] | None:
     try:
         file = _resolved(Path(inspect.getfile(t)))
     except (TypeError, OSError):
@@ -175,6 +182,17 @@ def class_source(ctx: AuditContext, module: Any) -> tuple[SourceFile, ast.ClassD
             if isinstance(node, ast.ClassDef) and node.name == t.__name__:
                 return src, node
     return None
+
+
+def fx_node(ctx: AuditContext, name: str) -> Any:
+    """The torch.fx node behind a graph node (by name, from a map built once per scan)."""
+    graph = ctx.graph
+    if graph is None or graph.gm is None:
+        return None
+    nodes: dict[str, Any] | None = ctx.__dict__.get("_ta_fx_nodes")
+    if nodes is None:
+        nodes = ctx.__dict__["_ta_fx_nodes"] = {n.name: n for n in graph.gm.graph.nodes}
+    return nodes.get(name)
 
 
 def _resolved(path: Path) -> Path:

@@ -55,7 +55,7 @@ class FactoryWithoutDevice(Rule):
         if ctx.graph is not None and ctx.graph.tracer != "export":  # export spells device out
             for node in ctx.graph:
                 made = factory_name(node.target) if node.op == "call_function" else None
-                fx = ctx.graph.fx_node(node.name) if made else None
+                fx = astutil.fx_node(ctx, node.name) if made else None
                 constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
                 # a traced constant is located where it is used; the source pass finds where
                 # it was built, so constants only count where there is no source to read

@@ -27,7 +27,9 @@ def _why(node: GraphNode, ctx: AuditContext) -> str | None:
     if node.op not in ("call_function", "call_method"):
         return None
     op = op_name(node.target)
-    fx = ctx.graph.fx_node(node.name) if ctx.graph is not None else None
+    if op not in ALWAYS and op not in ("index_put", "scatter", "bincount", "cumsum"):
+        return None
+    fx = astutil.fx_node(ctx, node.name)
     args = list(fx.args) if fx is not None else []
     kwargs = dict(fx.kwargs) if fx is not None else {}
     if op in ALWAYS:

@@ -58,9 +58,9 @@ def training_arg(call: ast.Call, name: str) -> tuple[str, ast.expr | None]:
 def graph_training_on(node: GraphNode, ctx: AuditContext) -> tuple[str, bool] | None:
     """For a functional dropout / batch_norm graph node: (its functional name, whether it ran
     with ``training`` true in the eval-mode trace)."""
-    if node.op != "call_function":
+    if node.op != "call_function" or (node.target not in TRAINING_POSITION and node.target not in ATEN_TRAIN):
         return None
-    fx = ctx.graph.fx_node(node.name) if ctx.graph is not None else None
+    fx = astutil.fx_node(ctx, node.name)
     if fx is None:
         return None
     if node.target in TRAINING_POSITION:
@@ -125,8 +125,8 @@ def functional_training_sites(ctx: AuditContext, kinds: set[str]) -> astutil.Sit
     if ctx.graph is not None and ctx.graph.gm is not None:
         for node in ctx.graph:
             hit = graph_training_on(node, ctx)
-            if hit is None or not hit[1]:
-                continue
+            if hit is None or not hit[1] or (node.module_type or "").startswith("torch.nn."):
+                continue  # off, or inside torch's own module code (BatchNorm without running stats is TA104's)
             name, kind, loc = hit[0], "expr", node.location
             for src, call in astutil.calls_at(ctx, node.location):
                 if astutil.call_name(call, src) == name:
@@ -134,6 +134,8 @@ def functional_training_sites(ctx: AuditContext, kinds: set[str]) -> astutil.Sit
                     kind = "expr" if kind == "unknown" else kind
                     loc = astutil.location(src, call)
                     break
+            if kind == "expr" and name not in DROPOUT_DEFAULTS:
+                continue  # batch_norm fed an expression: only a literal is known to be wrong
             if kind in kinds:
                 sites.add(loc, [node.module], node=node.name, name=name, target=node.target)
     for src in ctx.sources:
@@ -141,8 +143,8 @@ def functional_training_sites(ctx: AuditContext, kinds: set[str]) -> astutil.Sit
             name = astutil.call_name(call, src)
             if name not in TRAINING_POSITION:
                 continue
-            owner = astutil.method_of(call, src)
-            paths = astutil.instances(ctx, src, owner[0]) if owner else []
+            owner = astutil.enclosing_class(call, src)
+            paths = astutil.instances(ctx, src, owner) if owner else []
             if not paths:
                 continue
             kind = training_arg(call, name)[0]  # type: ignore[arg-type]
