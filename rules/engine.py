@@ -217,6 +217,9 @@ def run_rules(
     ctx: AuditContext, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
 ) -> tuple[list[Finding], dict[str, str]]:
     """Run every selected rule that can run; return findings and ``{code: why skipped}``."""
+    from torchaudit.rules.config import codes
+
+    select, ignore = codes(select, "select"), codes(ignore, "ignore")  # "TA1,TA20" strings or lists
     rules: list[Rule] = []
     skipped: dict[str, str] = {}
     for code, cls in load_rules().items():

@@ -78,3 +78,22 @@ def test_user_model_is_left_unchanged() -> None:
     torchaudit.scan(model, torch.randn(4, 8))
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_crashing_rule_becomes_ta902_and_the_scan_goes_on(monkeypatch) -> None:
+    from torchaudit.rules.state.tied_weights import TiedWeights
+
+    def boom(self, ctx):
+        raise ValueError("lazy attribute exploded")
+
+    monkeypatch.setattr(TiedWeights, "check", boom)
+    report = torchaudit.scan(str(FIXTURES / "ta204_tied_weights.py"), select=["TA2", "TA9", "TA107"])
+    crash = [f for f in report.findings if f.rule == "TA902"]
+    assert len(crash) == 1 and crash[0].evidence["failed_rule"] == "TA204"
+    assert "ValueError: lazy attribute exploded" in crash[0].message
+    assert not any(f.rule == "TA204" for f in report.findings)
+
+
+def test_select_accepts_a_comma_string_in_the_api() -> None:
+    report = torchaudit.scan(str(FIXTURES / "ta106_train_mode.py"), select="TA106,TA9")
+    assert {f.rule for f in report.findings} == {"TA106"}
