@@ -7,7 +7,9 @@ wants to see by overriding one or more of:
 * ``check_module(path, module, ctx)``: every ``(path, nn.Module)`` of the module tree;
 * ``check_source(node, source, ctx)``: every AST node of the user's source whose type is in
   the rule's ``source_nodes`` (``(ast.Call,)`` by default);
-* ``check(ctx)``: once, for whole-model facts (state dict, checkpoint, environment).
+* ``check(ctx)``: once, for whole-model facts (state dict, checkpoint, environment);
+* ``finish(ctx)``: once after the walks, for rules that merge what they gathered (a graph node
+  and its source line reported as one finding).
 
 The engine walks the graph, the module tree and each source file once and dispatches to the
 rules that asked. A rule that raises becomes a ``TA902`` finding and the scan goes on.
@@ -97,6 +99,11 @@ class Rule:
         return ()
 
     def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        """After every walk: findings a rule gathered from several kinds of evidence (a graph
+        node and the source line behind it become one finding)."""
         return ()
 
 
@@ -252,6 +259,9 @@ def run_rules(
                 for rule in source_rules:
                     if isinstance(node, rule.source_nodes):
                         _call(rule, "check_source", out, broken, node, src, ctx)
+    for rule in rules:
+        if _overrides(rule, "finish"):
+            _call(rule, "finish", out, broken, ctx)
     findings = [display(f) for f in out if selected(f.rule, select, ignore) and not suppressed(f, ctx)]
     return dedupe(findings), skipped
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -11,10 +11,12 @@ from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.rnn import RNNBase
 
+from torchaudit.report import Finding
 from torchaudit.rules import astutil
+from torchaudit.rules.engine import Rule
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.context import AuditContext, SourceFile
     from torchaudit.analyzer.graph import GraphNode
 
 F = "torch.nn.functional."
@@ -117,40 +119,53 @@ def sensitive_modules(ctx: AuditContext) -> list[tuple[str, nn.Module, str]]:
     return cache["_ta_sensitive"]
 
 
-def functional_training_sites(ctx: AuditContext, kinds: set[str]) -> astutil.Sites:
-    """Functional dropout / batch_norm calls whose ``training`` argument is of one of ``kinds``:
-    "missing" (left at a default of True), "true" (a literal), "expr" (anything else that was
-    true in the eval-mode trace). Graph nodes first, then source calls the graph did not show."""
-    sites = astutil.Sites()
-    if ctx.graph is not None and ctx.graph.gm is not None:
-        for node in ctx.graph:
-            hit = graph_training_on(node, ctx)
-            if hit is None or not hit[1] or (node.module_type or "").startswith("torch.nn."):
-                continue  # off, or inside torch's own module code (BatchNorm without running stats is TA104's)
-            name, kind, loc = hit[0], "expr", node.location
-            for src, call in astutil.calls_at(ctx, node.location):
-                if astutil.call_name(call, src) == name:
-                    kind = training_arg(call, name)[0]
-                    kind = "expr" if kind == "unknown" else kind
-                    loc = astutil.location(src, call)
-                    break
-            if kind == "expr" and name not in DROPOUT_DEFAULTS:
-                continue  # batch_norm fed an expression: only a literal is known to be wrong
-            if kind in kinds:
-                sites.add(loc, [node.module], node=node.name, name=name, target=node.target)
-    for src in ctx.sources:
-        for call in ast.walk(src.tree):
-            name = astutil.call_name(call, src)
-            if name not in TRAINING_POSITION:
-                continue
-            owner = astutil.enclosing_class(call, src)
-            paths = astutil.instances(ctx, src, owner) if owner else []
-            if not paths:
-                continue
-            kind = training_arg(call, name)[0]  # type: ignore[arg-type]
-            if kind == "missing" and not DROPOUT_DEFAULTS.get(name, False):
-                continue  # alpha_dropout and batch_norm default to training=False
-            loc = astutil.location(src, call)
-            if kind in kinds - {"expr"} and not sites.has(loc):  # an expression: only the graph knows
-                sites.add(loc, paths, name=name, target=name)
-    return sites
+class FunctionalTrainingRule(Rule):
+    """Base of TA101/TA102: functional dropout / batch_norm calls whose ``training`` argument
+    is of one of ``kinds``: "missing" (left at a default of True), "true" (a literal),
+    "expr" (anything else that was true in the eval-mode trace). Graph nodes and the source
+    calls behind them are merged by line; source calls the graph did not show are added."""
+
+    kinds: ClassVar[frozenset[str]]
+
+    def __init__(self) -> None:
+        self.sites = astutil.Sites()
+
+    def report(self, site: astutil.Site) -> Finding:
+        raise NotImplementedError
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        hit = graph_training_on(node, ctx)
+        if hit is None or not hit[1] or (node.module_type or "").startswith("torch.nn."):
+            return ()  # off, or inside torch's own module code (BatchNorm without running stats is TA104's)
+        name, kind, loc = hit[0], "expr", node.location
+        for src, call in astutil.calls_at(ctx, node.location):
+            if astutil.call_name(call, src) == name:
+                kind = training_arg(call, name)[0]
+                kind = "expr" if kind == "unknown" else kind
+                loc = astutil.location(src, call)
+                break
+        if kind == "expr" and name not in DROPOUT_DEFAULTS:
+            return ()  # batch_norm fed an expression: only a literal is known to be wrong
+        if kind in self.kinds:
+            self.sites.add(loc, [node.module], node=node.name, name=name, target=node.target)
+        return ()
+
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        name = astutil.call_name(node, source)
+        if name not in TRAINING_POSITION:
+            return ()
+        owner = astutil.enclosing_class(node, source)
+        paths = astutil.instances(ctx, source, owner) if owner else []
+        if not paths:
+            return ()
+        kind = training_arg(node, name)[0]  # type: ignore[arg-type]
+        if kind == "missing" and not DROPOUT_DEFAULTS.get(name, False):
+            return ()  # alpha_dropout and batch_norm default to training=False
+        loc = astutil.location(source, node)
+        if kind in self.kinds - {"expr"} and not self.sites.has(loc):  # an expression: only the graph knows
+            self.sites.add(loc, paths, name=name, target=name)
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        for site in self.sites:
+            yield self.report(site)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
-
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil
-from torchaudit.rules.engine import Rule, register
-from torchaudit.rules.mode.common import functional_training_sites, short
-
-if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext
+from torchaudit.rules.engine import register
+from torchaudit.rules.mode.common import FunctionalTrainingRule, short
 
 
 @register
-class FunctionalDropoutDefault(Rule):
+class FunctionalDropoutDefault(FunctionalTrainingRule):
     """
     What it finds:
         `F.dropout`, `F.dropout1d`, `F.dropout2d` or `F.dropout3d` called inside a module
@@ -45,16 +40,17 @@ class FunctionalDropoutDefault(Rule):
     severity = Severity.ERROR
     title = "Functional dropout is always on"
 
-    def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        for site in functional_training_sites(ctx, {"missing", "expr"}):
-            name = short(site.data["name"])
-            module, extra = astutil.attribution(site.modules)
-            yield self.finding(
-                f"{name} is called without training=self.training, so it stays on after model.eval()"
-                + astutil.instances_note(site.modules),
-                fix=f"pass training=self.training to {name}, or use an nn.Dropout submodule",
-                module=module,
-                node=site.node,
-                location=site.location,
-                evidence={"function": site.data["name"], "target": site.data["target"], **extra},
-            )
+    kinds = frozenset({"missing", "expr"})
+
+    def report(self, site: astutil.Site) -> Finding:
+        name = short(site.data["name"])
+        module, extra = astutil.attribution(site.modules)
+        return self.finding(
+            f"{name} is called without training=self.training, so it stays on after model.eval()"
+            + astutil.instances_note(site.modules),
+            fix=f"pass training=self.training to {name}, or use an nn.Dropout submodule",
+            module=module,
+            node=site.node,
+            location=site.location,
+            evidence={"function": site.data["name"], "target": site.data["target"], **extra},
+        )

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
-
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil
-from torchaudit.rules.engine import Rule, register
-from torchaudit.rules.mode.common import functional_training_sites, short
-
-if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext
+from torchaudit.rules.engine import register
+from torchaudit.rules.mode.common import FunctionalTrainingRule, short
 
 
 @register
-class LiteralTrainingTrue(Rule):
+class LiteralTrainingTrue(FunctionalTrainingRule):
     """
     What it finds:
         A functional dropout (`F.dropout`, `dropout1d/2d/3d`, `alpha_dropout`,
@@ -42,16 +37,17 @@ class LiteralTrainingTrue(Rule):
     severity = Severity.ERROR
     title = "Literal training=True in a functional call"
 
-    def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        for site in functional_training_sites(ctx, {"true"}):
-            name = short(site.data["name"])
-            module, extra = astutil.attribution(site.modules)
-            yield self.finding(
-                f"{name} is called with a literal training=True, so it ignores model.eval()"
-                + astutil.instances_note(site.modules),
-                fix=f"pass training=self.training to {name} (or add '# torchaudit: ignore[TA102]' for deliberate MC-dropout)",
-                module=module,
-                node=site.node,
-                location=site.location,
-                evidence={"function": site.data["name"], "target": site.data["target"], **extra},
-            )
+    kinds = frozenset({"true"})
+
+    def report(self, site: astutil.Site) -> Finding:
+        name = short(site.data["name"])
+        module, extra = astutil.attribution(site.modules)
+        return self.finding(
+            f"{name} is called with a literal training=True, so it ignores model.eval()"
+            + astutil.instances_note(site.modules),
+            fix=f"pass training=self.training to {name} (or add '# torchaudit: ignore[TA102]' for deliberate MC-dropout)",
+            module=module,
+            node=site.node,
+            location=site.location,
+            evidence={"function": site.data["name"], "target": site.data["target"], **extra},
+        )
