@@ -11,7 +11,8 @@ from torchaudit.rules.device.common import factory_name, forward_owner
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.graph import GraphNode
 
 _GENERATED = ("_tensor_constant", "lifted_tensor_")
 
@@ -50,37 +51,42 @@ class FactoryWithoutDevice(Rule):
     severity = Severity.WARNING
     title = "Tensor created in forward without device="
 
-    def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        sites = astutil.Sites()
-        if ctx.graph is not None and ctx.graph.tracer != "export":  # export spells device out
-            for node in ctx.graph:
-                made = factory_name(node.target) if node.op == "call_function" else None
-                fx = astutil.fx_node(ctx, node.name) if made else None
-                constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
-                # a traced constant is located where it is used; the source pass finds where
-                # it was built, so constants only count where there is no source to read
-                constant = constant and not astutil.in_sources(ctx, node.location)
-                if node.shape == () or _third_party(node.location):
-                    continue  # a 0-dim CPU tensor mixes with CUDA tensors; a library's code is not the user's
-                if (made and fx is not None and "device" not in fx.kwargs) or constant:
-                    sites.add(node.location, [node.module] if node.module else [], node=node.name, target=node.target)
-        for src in ctx.sources:
-            for call in ast.walk(src.tree):
-                if not isinstance(call, ast.Call):
-                    continue
-                name = astutil.call_name(call, src) or ""
-                if not name.startswith("torch.") or factory_name(name) is None or astutil.argument(call, "device"):
-                    continue
-                if astutil.has_star_kwargs(call) or _scalar(call, name):
-                    continue
-                paths = forward_owner(call, src, ctx)
-                loc = astutil.location(src, call)
-                if sites.has(loc):
-                    site = sites.add(loc, paths)  # better column and the class's instances
-                    site.location = loc
-                elif paths:
-                    sites.add(loc, paths, target=name)
-        for site in sites:
+    def __init__(self) -> None:
+        self.sites = astutil.Sites()
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        if ctx.graph is None or ctx.graph.tracer == "export":  # export spells the device out
+            return ()
+        made = factory_name(node.target) if node.op == "call_function" else None
+        fx = astutil.fx_node(ctx, node.name) if made else None
+        constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
+        # a traced constant is located where it is used; the source walk finds where it was
+        # built, so constants only count where there is no source to read
+        constant = constant and not astutil.in_sources(ctx, node.location)
+        if node.shape == () or _third_party(node.location):
+            return ()  # a 0-dim CPU tensor mixes with CUDA tensors; a library's code is not the user's
+        if (made and fx is not None and "device" not in fx.kwargs) or constant:
+            self.sites.add(node.location, [node.module] if node.module else [], node=node.name, target=node.target)
+        return ()
+
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        assert isinstance(node, ast.Call)
+        name = astutil.call_name(node, source) or ""
+        if not name.startswith("torch.") or factory_name(name) is None or astutil.argument(node, "device"):
+            return ()
+        if astutil.has_star_kwargs(node) or _scalar(node, name):
+            return ()
+        paths = forward_owner(node, source, ctx)
+        loc = astutil.location(source, node)
+        if self.sites.has(loc):
+            site = self.sites.add(loc, paths)  # the class's instances and the call's column
+            site.location = loc
+        elif paths:
+            self.sites.add(loc, paths, target=name)
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        for site in self.sites:
             if site.location is not None and not _in_forward_code(ctx, site):
                 continue
             module, extra = astutil.attribution(site.modules)

@@ -77,13 +77,17 @@ class NondeterministicOp(Rule):
     title = "Nondeterministic CUDA op"
     needs = frozenset({"graph"})
 
-    def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        sites = astutil.Sites()
-        for node in ctx.graph or ():
-            why = _why(node, ctx)
-            if why:
-                sites.add(node.location, [node.module], node=node.name, op=why, target=node.target)
-        for site in sites:
+    def __init__(self) -> None:
+        self.sites = astutil.Sites()
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        why = _why(node, ctx)
+        if why:
+            self.sites.add(node.location, [node.module], node=node.name, op=why, target=node.target)
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        for site in self.sites:
             module, extra = astutil.attribution(site.modules)
             yield self.finding(
                 f"{site.data['op']} uses a nondeterministic CUDA kernel: runs on CUDA can differ in the last bits",
