@@ -13,6 +13,7 @@ from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.graph import GraphNode
 
 _GENERATED = ("_tensor_constant", "lifted_tensor_")
 
@@ -47,6 +48,9 @@ class Float64Tensor(Rule):
     severity = Severity.WARNING
     title = "float64 tensor in a float32 model"
 
+    def __init__(self) -> None:
+        self.sites = astutil.Sites()
+
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         if model_dtype(ctx) != torch.float32:
             return
@@ -62,18 +66,20 @@ class Float64Tensor(Rule):
                     location=astutil.attribute_site(ctx, path, attr),
                     evidence={"tensor": full},
                 )
-        if ctx.graph is None:
-            return
-        sites = astutil.Sites()
-        for node in ctx.graph:
-            if node.dtype != "float64" or node.shape == ():  # 0-dim tensors do not promote
-                continue
-            constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
-            cast = node.op in ("call_method", "call_function") and op_name(node.target) in ("double", "to", "_to_copy", "tensor")
-            preds = [ctx.graph.node(p).dtype for p in ctx.graph.predecessors(node.name)]
-            if constant or (cast and "float64" not in preds):
-                sites.add(node.location, [node.module], node=node.name, target=node.target)
-        for site in sites:
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        if node.dtype != "float64" or node.shape == () or model_dtype(ctx) != torch.float32:
+            return ()  # 0-dim tensors do not promote
+        constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
+        cast = node.op in ("call_method", "call_function") and op_name(node.target) in ("double", "to", "_to_copy", "tensor")
+        assert ctx.graph is not None
+        preds = [ctx.graph.node(p).dtype for p in ctx.graph.predecessors(node.name)]
+        if constant or (cast and "float64" not in preds):
+            self.sites.add(node.location, [node.module], node=node.name, target=node.target)
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        for site in self.sites:
             module, extra = astutil.attribution(site.modules)
             yield self.finding(
                 "a float64 tensor is created in forward of a float32 model: the ops it touches are promoted to float64",

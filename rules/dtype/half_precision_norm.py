@@ -11,7 +11,10 @@ from torchaudit.rules.dtype.common import HALF, NORMS, name, op_name
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
+    import torch.nn as nn
+
     from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.graph import GraphNode
 
 SENSITIVE = {"softmax", "log_softmax", "layer_norm", "group_norm", "batch_norm", "rms_norm", "native_layer_norm", "normalize"}
 REDUCTIONS = {"sum", "mean", "var", "std", "norm", "logsumexp", "cumsum", "var_mean", "std_mean"}
@@ -49,37 +52,40 @@ class HalfPrecisionNormalization(Rule):
     severity = Severity.WARNING
     title = "Normalization or reduction in half precision"
 
-    def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        norm_paths = set()
-        for path, m in ctx.model.named_modules():
-            if isinstance(m, NORMS):
-                dtypes = {t.dtype for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)) if t.is_floating_point()}
-                half = sorted(name(d) for d in dtypes & HALF)
-                if half:
-                    norm_paths.add(path)
-                    yield self.finding(
-                        f"{type(m).__name__} runs in {half[0]}: variance and mean overflow or lose precision",
-                        fix="keep normalization layers in float32 (or use torch.autocast instead of .half())",
-                        **astutil.module_finding_args(ctx, path),
-                    )
-        if ctx.graph is None:
-            return
-        sites = astutil.Sites()
-        for node in ctx.graph:
-            if node.op not in ("call_function", "call_method") or node.dtype not in ("float16", "bfloat16"):
-                continue
-            if node.module in norm_paths:
-                continue
-            op = op_name(node.target)
-            if op in REDUCTIONS:
-                ins = [ctx.graph.node(p).shape for p in ctx.graph.predecessors(node.name)]
-                biggest = max((prod(s) for s in ins if s), default=0)
-                if node.shape is None or biggest < LARGE * max(prod(node.shape or (1,)), 1):
-                    continue
-            elif op not in SENSITIVE:
-                continue
-            sites.add(node.location, [node.module], node=node.name, op=op, dtype=node.dtype, target=node.target)
-        for site in sites:
+    def __init__(self) -> None:
+        self.sites = astutil.Sites()
+
+    def check_module(self, path: str, module: nn.Module, ctx: AuditContext) -> Iterable[Finding]:
+        half = half_norm(module)
+        if half:
+            yield self.finding(
+                f"{type(module).__name__} runs in {half}: variance and mean overflow or lose precision",
+                fix="keep normalization layers in float32 (or use torch.autocast instead of .half())",
+                **astutil.module_finding_args(ctx, path),
+            )
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        if node.op not in ("call_function", "call_method") or node.dtype not in ("float16", "bfloat16"):
+            return ()
+        try:
+            if half_norm(ctx.model.get_submodule(node.module)):
+                return ()  # the norm layer's own finding (check_module) covers its ops
+        except AttributeError:
+            pass
+        op = op_name(node.target)
+        if op in REDUCTIONS:
+            assert ctx.graph is not None
+            ins = [ctx.graph.node(p).shape for p in ctx.graph.predecessors(node.name)]
+            biggest = max((prod(s) for s in ins if s), default=0)
+            if node.shape is None or biggest < LARGE * max(prod(node.shape or (1,)), 1):
+                return ()
+        elif op not in SENSITIVE:
+            return ()
+        self.sites.add(node.location, [node.module], node=node.name, op=op, dtype=node.dtype, target=node.target)
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        for site in self.sites:
             module, extra = astutil.attribution(site.modules)
             yield self.finding(
                 f"{site.data['op']} runs in {site.data['dtype']}: it overflows above 65504 or loses small terms",
@@ -89,3 +95,12 @@ class HalfPrecisionNormalization(Rule):
                 location=site.location,
                 evidence={"op": site.data["op"], "dtype": site.data["dtype"], "target": site.data["target"], **extra},
             )
+
+
+def half_norm(module: nn.Module) -> str | None:
+    """The half dtype of a normalization layer's own tensors, or None."""
+    if not isinstance(module, NORMS):
+        return None
+    tensors = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+    half = sorted(name(t.dtype) for t in tensors if t.dtype in HALF)
+    return half[0] if half else None
