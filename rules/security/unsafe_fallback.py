@@ -36,8 +36,9 @@ class WeightsOnlyFallback(Rule):
         `torch.serialization.add_safe_globals([...])`, or convert it to `.safetensors` once.
 
     Fact:
-        `torch.serialization.load` (torch/serialization.py) raises `UnpicklingError` from its
-        `_weights_only_unpickler` for any global not in `_get_allowed_globals()`.
+        `torch.serialization.load` (torch/serialization.py) unpickles with
+        `torch._weights_only_unpickler`, which raises `UnpicklingError` for any global outside
+        `_get_allowed_globals()` and the safe globals (torch/_weights_only_unpickler.py).
     """
 
     code = "TA603"
