@@ -6,7 +6,7 @@ import ast
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, sites
 from torchaudit.rules.device.common import factory_name, forward_owner
 from torchaudit.rules.engine import Rule, register
 
@@ -52,17 +52,17 @@ class FactoryWithoutDevice(Rule):
     title = "Tensor created in forward without device="
 
     def __init__(self) -> None:
-        self.sites = astutil.Sites()
+        self.sites = sites.Sites()
 
     def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
         if ctx.graph is None or ctx.graph.tracer == "export":  # export spells the device out
             return ()
         made = factory_name(node.target) if node.op == "call_function" else None
-        fx = astutil.fx_node(ctx, node.name) if made else None
+        fx = sites.fx_node(ctx, node.name) if made else None
         constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
         # a traced constant is located where it is used; the source walk finds where it was
         # built, so constants only count where there is no source to read
-        constant = constant and not astutil.in_sources(ctx, node.location)
+        constant = constant and not sites.in_sources(ctx, node.location)
         if node.shape == () or _third_party(node.location):
             return ()  # a 0-dim CPU tensor mixes with CUDA tensors; a library's code is not the user's
         if (made and fx is not None and "device" not in fx.kwargs) or constant:
@@ -103,7 +103,7 @@ class FactoryWithoutDevice(Rule):
             )
 
 
-def _in_forward_code(ctx: AuditContext, site: astutil.Site) -> bool:
+def _in_forward_code(ctx: AuditContext, site: sites.Site) -> bool:
     """A graph hit whose line is in set-up code (a buffer built in __init__) is not TA501's."""
     for src, call in astutil.calls_at(ctx, site.location):
         owner = astutil.method_of(call, src)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, sites
 from torchaudit.rules.dtype.common import op_name
 from torchaudit.rules.engine import Rule, register
 
@@ -29,7 +29,7 @@ def _why(node: GraphNode, ctx: AuditContext) -> str | None:
     op = op_name(node.target)
     if op not in ALWAYS and op not in ("index_put", "scatter", "bincount", "cumsum"):
         return None
-    fx = astutil.fx_node(ctx, node.name)
+    fx = sites.fx_node(ctx, node.name)
     args = list(fx.args) if fx is not None else []
     kwargs = dict(fx.kwargs) if fx is not None else {}
     if op in ALWAYS:
@@ -78,7 +78,7 @@ class NondeterministicOp(Rule):
     needs = frozenset({"graph"})
 
     def __init__(self) -> None:
-        self.sites = astutil.Sites()
+        self.sites = sites.Sites()
 
     def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
         why = _why(node, ctx)

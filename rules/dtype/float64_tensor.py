@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Iterable
 import torch
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, sites
 from torchaudit.rules.dtype.common import model_dtype, op_name, own_tensors
 from torchaudit.rules.engine import Rule, register
 
@@ -49,7 +49,7 @@ class Float64Tensor(Rule):
     title = "float64 tensor in a float32 model"
 
     def __init__(self) -> None:
-        self.sites = astutil.Sites()
+        self.sites = sites.Sites()
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         if model_dtype(ctx) != torch.float32:

@@ -6,7 +6,7 @@ from math import prod
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, sites
 from torchaudit.rules.dtype.common import HALF, NORMS, name, op_name
 from torchaudit.rules.engine import Rule, register
 
@@ -53,7 +53,7 @@ class HalfPrecisionNormalization(Rule):
     title = "Normalization or reduction in half precision"
 
     def __init__(self) -> None:
-        self.sites = astutil.Sites()
+        self.sites = sites.Sites()
 
     def check_module(self, path: str, module: nn.Module, ctx: AuditContext) -> Iterable[Finding]:
         half = half_norm(module)

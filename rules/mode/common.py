@@ -12,7 +12,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.rnn import RNNBase
 
 from torchaudit.report import Finding
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, sites
 from torchaudit.rules.engine import Rule
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def graph_training_on(node: GraphNode, ctx: AuditContext) -> tuple[str, bool] | 
     with ``training`` true in the eval-mode trace)."""
     if node.op != "call_function" or (node.target not in TRAINING_POSITION and node.target not in ATEN_TRAIN):
         return None
-    fx = astutil.fx_node(ctx, node.name)
+    fx = sites.fx_node(ctx, node.name)
     if fx is None:
         return None
     if node.target in TRAINING_POSITION:
@@ -128,9 +128,9 @@ class FunctionalTrainingRule(Rule):
     kinds: ClassVar[frozenset[str]]
 
     def __init__(self) -> None:
-        self.sites = astutil.Sites()
+        self.sites = sites.Sites()
 
-    def report(self, site: astutil.Site) -> Finding:
+    def report(self, site: sites.Site) -> Finding:
         raise NotImplementedError
 
     def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:

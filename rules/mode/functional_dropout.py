@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, sites
 from torchaudit.rules.engine import register
 from torchaudit.rules.mode.common import FunctionalTrainingRule, short
 
@@ -42,7 +42,7 @@ class FunctionalDropoutDefault(FunctionalTrainingRule):
 
     kinds = frozenset({"missing", "expr"})
 
-    def report(self, site: astutil.Site) -> Finding:
+    def report(self, site: sites.Site) -> Finding:
         name = short(site.data["name"])
         module, extra = astutil.attribution(site.modules)
         return self.finding(
