@@ -107,3 +107,8 @@ def test_findings_are_deterministic() -> None:
     second = render_json(torchaudit.scan(str(fixture)))
     assert first == second
     assert json.loads(first)["findings"]
+
+
+def test_unwritable_baseline_is_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    out = run_cli("scan", str(EXAMPLE), "--write-baseline", str(tmp_path / "missing-dir" / "b.json"))
+    assert out.returncode == 2 and "cannot write the baseline" in out.stderr and "Traceback" not in out.stderr
