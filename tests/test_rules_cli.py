@@ -112,3 +112,12 @@ def test_findings_are_deterministic() -> None:
 def test_unwritable_baseline_is_exit_2_and_no_traceback(tmp_path: Path) -> None:
     out = run_cli("scan", str(EXAMPLE), "--write-baseline", str(tmp_path / "missing-dir" / "b.json"))
     assert out.returncode == 2 and "cannot write the baseline" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_baseline_from_pyproject_is_relative_to_it(tmp_path: Path) -> None:
+    model = _copy(tmp_path)
+    rc, _, err = _scan(str(model), "--write-baseline", str(tmp_path / "accepted.json"))
+    assert rc == 0, err
+    (tmp_path / "pyproject.toml").write_text('[tool.torchaudit]\nbaseline = "accepted.json"\n')
+    rc, data, _ = _scan(str(model), cwd=Path("/"))
+    assert rc == 0 and data["findings"] == [] and data["baseline"]["known"] == 4
