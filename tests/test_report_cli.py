@@ -18,7 +18,7 @@ def test_reports_are_written_when_the_gate_fails(tmp_path):
     assert "--fail-on info" in page  # the command to reproduce, and the gate in the verdict
     assert md.read_text().startswith("### \u274c torchaudit FAIL: `examples/data_dependent.py`")
     run = json.loads(sarif.read_text())["runs"][0]
-    assert run["invocations"][0]["exitCode"] == 1 and run["results"][0]["ruleId"] == "TA901"
+    assert run["invocations"][0]["exitCode"] == 1 and "TA901" in {r["ruleId"] for r in run["results"]}
 
 
 def test_unwritable_report_path_is_one_line_and_exit_2(tmp_path):
