@@ -36,6 +36,12 @@ def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def model_copy(model: nn.Module) -> nn.Module:
-    """A deep copy to trace or exercise; the user's model is never run in place."""
+    """A deep copy to trace or exercise; the user's model is never run in place.
+
+    Tensors without data (fake or meta, from ``--meta``) are shared, not copied: see
+    ``analyzer/meta.py`` ``shared_state``.
+    """
+    from torchaudit.analyzer.meta import shared_state
+
     with preserved_rng():
-        return copy.deepcopy(model)
+        return copy.deepcopy(model, shared_state(model))

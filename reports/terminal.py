@@ -42,6 +42,17 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
         elif c.skipped_reason:
             text += f" ({c.skipped_reason})"
         console.print(text)
+    meta = report.extras.get("meta")
+    if meta:
+        console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized", style="dim"))
+    skipped = report.extras.get("skipped_rules") or {}
+    if skipped:
+        console.print(Text(f"skipped {len(skipped)} rules:", style="dim"))
+        by_reason: dict[str, list[str]] = {}
+        for code, why in sorted(skipped.items()):
+            by_reason.setdefault(why, []).append(code)
+        for why, codes in by_reason.items():
+            console.print(Text(f"  {', '.join(codes)}: {why}", style="dim"))
     s = report.summary
     verdict_style = "bold green" if s.verdict == "pass" else "bold red"
     console.print(

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from torchaudit.analyzer.context import AuditContext
 from torchaudit.analyzer.environment import environment
+from torchaudit.analyzer.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, realize_inputs
 from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, resolve_inputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 from torchaudit.analyzer.target import LoadedTarget, load_target
@@ -28,34 +29,40 @@ def scan(
     ignore: Sequence[str] | None = None,
     fail_on: str = "error",
     command: str | None = None,
+    meta: bool = False,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
     The model is never changed: tracing and every run happen on copies, and the global RNG
-    state is restored.
+    state is restored. ``meta=True`` builds the model without weight memory (fake tensors,
+    see analyzer/meta.py) and skips the rules that need tensor values.
     """
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
     target: LoadedTarget | None = None
     if isinstance(model, str):
-        target = load_target(model)
+        target = load_meta_target(model) if meta else load_target(model)
         module = target.model
     elif isinstance(model, nn.Module):
-        module = model
+        module = as_meta_model(model) if meta else model
     else:
         raise OptionError(f"scan() takes an nn.Module or a TARGET string, not {type(model).__name__}", "pass the model")
+    built_meta = meta
+    meta = meta or has_no_values(module)  # a model built on meta or fake has no values to check
 
     with preserved_rng():
         if example_inputs is not None:
             inputs: ExampleInputs | None = from_value(example_inputs, "the example_inputs argument")
         else:
             inputs = resolve_inputs(module, target.module if target else None, inputs_spec, list(input_shapes or []))
+        if meta:
+            inputs = realize_inputs(inputs)
         if inputs is not None:
             probe = model_copy(module).eval()
             check_forward(probe, inputs)
             del probe
 
-    ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment())
+    ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment(), options={"meta": meta})
     findings: list[Finding] = []
     try:
         ctx.graph = trace_model(module, inputs)
@@ -71,8 +78,15 @@ def scan(
         comparisons=[],
         fail_on=fail_on,
         command=command,
-        extras={"skipped_rules": skipped} if skipped else {},
+        extras=_extras(skipped, meta, built_meta),
     )
+
+
+def _extras(skipped: dict[str, str], meta: bool, built_meta: bool) -> dict[str, Any]:
+    extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped)} if skipped else {}
+    if meta:
+        extras["meta"] = {"built_with": META_HOW if built_meta else "the model as given", "values": False}
+    return extras
 
 
 def _finding_order(f: Finding) -> tuple[Any, ...]:

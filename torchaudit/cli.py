@@ -66,6 +66,9 @@ def scan(
         str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")
     ] = "error",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    meta: Annotated[
+        bool, typer.Option("--meta", help="Build the model without weight memory (fake tensors); skip rules that need values.")
+    ] = False,
 ) -> None:
     """Trace the model, run the rules and comparisons, and write the reports."""
     from torchaudit.errors import TorchAuditError
@@ -74,7 +77,7 @@ def scan(
     try:
         from torchaudit.api import scan as run_scan, write_json
 
-        report = run_scan(target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command)
+        report = run_scan(target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command, meta=meta)
         if json_path:
             write_json(report, json_path)
     except TorchAuditError as exc:
