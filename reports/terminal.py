@@ -18,6 +18,9 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
     if graph is not None:
         head += f"  ({graph.tracer} graph, {graph.nodes} nodes, {graph.parameters:,} parameters)"
     console.print(head, style="bold")
+    ckpt = report.target.get("checkpoint_info")
+    if ckpt:
+        console.print(Text(checkpoint_line(ckpt), style="dim"))
     for severity in Severity:
         group = [f for f in report.findings if f.severity == severity]
         if not group:
@@ -59,3 +62,21 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
         Text(f"{s.verdict.upper()}", style=verdict_style)
         + Text(f": {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})")
     )
+
+
+def checkpoint_line(info: dict) -> str:
+    """One line on the checkpoint: format, wrapper, and whether it loaded with strict=True."""
+    parts = [info["format"]]
+    if info.get("wrapper_key"):
+        parts.append(f"unwrapped from {info['wrapper_key']!r}" + (" (Lightning)" if info.get("producer") == "lightning" else ""))
+    if info.get("trusted"):
+        parts.append("UNPICKLED WITH weights_only=False (--trust-checkpoint)")
+    strict = info.get("strict_load") or {}
+    if info.get("not_loaded_reason"):
+        parts.append(info["not_loaded_reason"])
+    elif strict.get("ok"):
+        fix = f" after {strict['prefix_fix']}" if strict.get("prefix_fix") else ""
+        parts.append(f"loaded into a copy of the model with strict=True{fix}")
+    elif strict.get("error"):
+        parts.append(f"strict load failed: {strict['error']}")
+    return f"checkpoint: {info['path']}  (" + "; ".join(parts) + ")"

@@ -66,6 +66,14 @@ def scan(
         str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")
     ] = "error",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option("--checkpoint", help="Check this checkpoint against the model (.safetensors, .pt, .pth, .bin, .ckpt)."),
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option("--trust-checkpoint", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
+    ] = False,
     meta: Annotated[
         bool, typer.Option("--meta", help="Build the model without weight memory (fake tensors); skip rules that need values.")
     ] = False,
@@ -77,7 +85,16 @@ def scan(
     try:
         from torchaudit.api import scan as run_scan, write_json
 
-        report = run_scan(target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command, meta=meta)
+        report = run_scan(
+            target,
+            input_shapes=input_shape,
+            inputs_spec=inputs,
+            fail_on=fail_on,
+            command=command,
+            checkpoint=checkpoint,
+            trust_checkpoint=trust_checkpoint,
+            meta=meta,
+        )
         if json_path:
             write_json(report, json_path)
     except TorchAuditError as exc:
