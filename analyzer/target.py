@@ -44,6 +44,8 @@ class LoadedTarget:
             folder = self.file.parent
             for mod in list(sys.modules.values()):
                 path = getattr(mod, "__file__", None)
+                if getattr(mod, "__name__", "").startswith("_torchaudit_target_"):
+                    continue  # another target scanned in this process, not a sibling this one imported
                 if path and Path(path).parent == folder and Path(path) != self.file:
                     files.append(Path(path))
         else:

@@ -1,13 +1,50 @@
-"""The terminal summary: readable in five seconds, grouped by severity."""
+"""The terminal summary: readable in five seconds, grouped by severity.
+
+Each finding is one line (``file:line  CODE  module  message``) and its one-line fix; a rule
+with many findings in one group shows the first few and a count, so an inventory of forty
+dropout layers never buries the one error.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
-from torchaudit.report import Report, Severity
+from torchaudit.report import Finding, Report, Severity
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+SHOWN_PER_RULE = 3  # findings of one rule shown per severity group before "... and N more"
+
+
+def _where(f: Finding) -> str:
+    if f.location is not None and f.location.file:
+        return str(f.location)
+    return "<model>"
+
+
+def _module(f: Finding) -> str:
+    if f.module is None:
+        return ""
+    return f.module or "<root>"
+
+
+def _group_lines(group: list[Finding]) -> Iterable[tuple[Finding | None, int]]:
+    """Findings to show, and for a collapsed rule a (None, hidden count) entry after its last."""
+    per_rule: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    for f in group:
+        totals[f.rule] = totals.get(f.rule, 0) + 1
+    limit = {r: (n if n <= SHOWN_PER_RULE + 1 else SHOWN_PER_RULE) for r, n in totals.items()}
+    for f in group:
+        seen = per_rule.get(f.rule, 0)
+        per_rule[f.rule] = seen + 1
+        if seen < limit[f.rule]:
+            yield f, 0
+        if seen + 1 == totals[f.rule] and totals[f.rule] > limit[f.rule]:
+            yield None, totals[f.rule] - limit[f.rule]
 
 
 def print_summary(report: Report, to_stderr: bool = False) -> None:
@@ -26,13 +63,18 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
         if not group:
             continue
         console.print(Text(f"{severity.value}s ({len(group)})", style=_STYLE[severity]))
-        for f in group:
-            where = str(f.location) if f.location else (f.module or "<model>")
+        last_rule = ""
+        for f, hidden in _group_lines(group):
+            if f is None:
+                console.print(Text(f"  ... and {hidden} more {last_rule} (see --json)", style="dim"))
+                continue
+            last_rule = f.rule
             line = Text("  ")
+            line.append(_where(f))
+            line.append("  ")
             line.append(f.rule, style=_STYLE[severity])
-            line.append(f"  {where}")
-            if f.module and f.location:
-                line.append(f"  [{f.module}]", style="dim")
+            if _module(f):
+                line.append(f"  {_module(f)}", style="bold")
             line.append(f"  {f.message}")
             console.print(line)
             if f.fix:
@@ -45,6 +87,9 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
         elif c.skipped_reason:
             text += f" ({c.skipped_reason})"
         console.print(text)
+    baseline = report.extras.get("baseline")
+    if baseline:
+        console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))
     meta = report.extras.get("meta")
     if meta:
         console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized", style="dim"))
@@ -80,3 +125,27 @@ def checkpoint_line(info: dict) -> str:
     elif strict.get("error"):
         parts.append(f"strict load failed: {strict['error']}")
     return f"checkpoint: {info['path']}  (" + "; ".join(parts) + ")"
+
+
+def rules_table(rules: Iterable[Any]) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("code")
+    table.add_column("severity")
+    table.add_column("title")
+    for cls in rules:
+        table.add_row(cls.code, Text(cls.severity.value, style=_STYLE[cls.severity]), cls.title)
+    return table
+
+
+def print_rules(rules: Iterable[Any]) -> None:
+    Console(highlight=False, soft_wrap=True).print(rules_table(rules))
+
+
+def print_rule_docs(cls: Any) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(Text(f"{cls.code}  {cls.title}", style="bold") + Text(f"  ({cls.severity.value})", style=_STYLE[cls.severity]))
+    for heading, body in cls.docs.sections():
+        console.print()
+        console.print(Text(heading, style="bold"))
+        for line in body.splitlines():
+            console.print(Text("  " + line))

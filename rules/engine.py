@@ -7,7 +7,9 @@ wants to see by overriding one or more of:
 * ``check_module(path, module, ctx)``: every ``(path, nn.Module)`` of the module tree;
 * ``check_source(node, source, ctx)``: every AST node of the user's source whose type is in
   the rule's ``source_nodes`` (``(ast.Call,)`` by default);
-* ``check(ctx)``: once, for whole-model facts (state dict, checkpoint, environment).
+* ``check(ctx)``: once, for whole-model facts (state dict, checkpoint, environment);
+* ``finish(ctx)``: once after the walks, for rules that merge what they gathered (a graph node
+  and its source line reported as one finding).
 
 The engine walks the graph, the module tree and each source file once and dispatches to the
 rules that asked. A rule that raises becomes a ``TA902`` finding and the scan goes on.
@@ -97,6 +99,11 @@ class Rule:
         return ()
 
     def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        """After every walk: findings a rule gathered from several kinds of evidence (a graph
+        node and the source line behind it become one finding)."""
         return ()
 
 
@@ -217,6 +224,9 @@ def run_rules(
     ctx: AuditContext, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
 ) -> tuple[list[Finding], dict[str, str]]:
     """Run every selected rule that can run; return findings and ``{code: why skipped}``."""
+    from torchaudit.rules.config import codes
+
+    select, ignore = codes(select, "select"), codes(ignore, "ignore")  # "TA1,TA20" strings or lists
     rules: list[Rule] = []
     skipped: dict[str, str] = {}
     for code, cls in load_rules().items():
@@ -249,8 +259,32 @@ def run_rules(
                 for rule in source_rules:
                     if isinstance(node, rule.source_nodes):
                         _call(rule, "check_source", out, broken, node, src, ctx)
-    findings = [f for f in out if selected(f.rule, select, ignore) and not suppressed(f, ctx)]
+    for rule in rules:
+        if _overrides(rule, "finish"):
+            _call(rule, "finish", out, broken, ctx)
+    findings = [display(f) for f in out if selected(f.rule, select, ignore) and not suppressed(f, ctx)]
     return dedupe(findings), skipped
+
+
+def display_path(file: str) -> str:
+    """A path relative to the working directory when it lies below it, else absolute."""
+    import os
+    from pathlib import Path
+
+    try:
+        path = Path(file).resolve()
+        return str(path.relative_to(Path(os.getcwd()).resolve()))
+    except (OSError, ValueError):
+        return file
+
+
+def display(finding: Finding) -> Finding:
+    import dataclasses
+
+    loc = finding.location
+    if loc is None or not loc.file:
+        return finding
+    return dataclasses.replace(finding, location=dataclasses.replace(loc, file=display_path(loc.file)))
 
 
 def suppressed(finding: Finding, ctx: AuditContext) -> bool:
@@ -258,8 +292,11 @@ def suppressed(finding: Finding, ctx: AuditContext) -> bool:
     loc = finding.location
     if loc is None or loc.line is None:
         return False
+    from pathlib import Path
+
+    want = Path(loc.file).resolve()
     for src in ctx.sources:
-        if str(src.path) == loc.file or src.path.name == loc.file:
+        if src.path.resolve() == want:
             if 0 < loc.line <= len(src.lines):
                 m = _IGNORE.search(src.lines[loc.line - 1])
                 if m:

@@ -63,8 +63,24 @@ def scan(
     ] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
     fail_on: Annotated[
-        str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")
-    ] = "error",
+        Optional[str],
+        typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never (default error)."),
+    ] = None,
+    # rule selection and release gates (rules/config.py, rules/baseline.py)
+    select: Annotated[
+        Optional[list[str]],
+        typer.Option("--select", help="Run only these rule codes or prefixes, e.g. TA1,TA201 (comma-separated, repeatable)."),
+    ] = None,
+    ignore: Annotated[
+        Optional[list[str]],
+        typer.Option("--ignore", help="Skip these rule codes or prefixes, e.g. TA107,TA20 (comma-separated, repeatable)."),
+    ] = None,
+    baseline: Annotated[
+        Optional[str], typer.Option("--baseline", help="Gate only on findings not in this baseline file.")
+    ] = None,
+    write_baseline: Annotated[
+        Optional[str], typer.Option("--write-baseline", help="Write the current findings as a baseline file (then gate against it).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
     checkpoint: Annotated[
         Optional[str],
@@ -85,16 +101,27 @@ def scan(
     try:
         from torchaudit.api import scan as run_scan, write_json
 
+        from torchaudit.rules.baseline import apply_baseline, write_baseline as save_baseline
+        from torchaudit.rules.config import load_config, resolve
+
+        settings = resolve(load_config(target), select, ignore, fail_on, baseline)
         report = run_scan(
             target,
             input_shapes=input_shape,
             inputs_spec=inputs,
-            fail_on=fail_on,
+            select=settings.select,
+            ignore=settings.ignore,
+            fail_on=settings.fail_on,
             command=command,
             checkpoint=checkpoint,
             trust_checkpoint=trust_checkpoint,
             meta=meta,
         )
+        if write_baseline:
+            save_baseline(report, write_baseline)
+        gate = settings.baseline or write_baseline
+        if gate:
+            report = apply_baseline(report, gate)
         if json_path:
             write_json(report, json_path)
     except TorchAuditError as exc:
@@ -107,6 +134,42 @@ def scan(
 
     print_summary(report, to_stderr=json_path == "-")
     raise typer.Exit(report.exit_code)
+
+
+@app.command("rules")
+def rules_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
+) -> None:
+    """List every rule: code, severity and title."""
+    from torchaudit.rules.engine import load_rules
+
+    registry = load_rules()
+    if as_json:
+        import json
+
+        data = [
+            {"code": c.code, "severity": c.severity.value, "title": c.title, "docs": dict(c.docs.sections())}
+            for c in registry.values()
+        ]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from torchaudit.reports.terminal import print_rules
+
+    print_rules(registry.values())
+
+
+@app.command("rule")
+def rule_command(code: Annotated[str, typer.Argument(help="A rule code, e.g. TA101.")]) -> None:
+    """Print one rule's docs: what it finds, why it matters, an example and the fix."""
+    from torchaudit.rules.engine import load_rules
+
+    cls = load_rules().get(code.strip().upper())
+    if cls is None:
+        typer.echo(f"torchaudit: error: unknown rule code {code!r} (fix: run 'torchaudit rules' for the list)", err=True)
+        raise typer.Exit(2)
+    from torchaudit.reports.terminal import print_rule_docs
+
+    print_rule_docs(cls)
 
 
 def main() -> None:

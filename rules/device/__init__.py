@@ -1,0 +1,1 @@
+"""TA5xx: device and determinism."""

@@ -1,0 +1,1 @@
+"""TA4xx: dtype and precision."""

@@ -1,0 +1,1 @@
+"""TA1xx: mode (train vs eval)."""

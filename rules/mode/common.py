@@ -1,0 +1,171 @@
+"""Shared predicates of the TA1xx family: functional dropout calls and mode-sensitive layers."""
+
+from __future__ import annotations
+
+import ast
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
+from torch.nn.modules.instancenorm import _InstanceNorm
+from torch.nn.modules.rnn import RNNBase
+
+from torchaudit.report import Finding
+from torchaudit.rules import astutil, sites
+from torchaudit.rules.engine import Rule
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.graph import GraphNode
+
+F = "torch.nn.functional."
+# functional dropouts and the default of their `training` argument (torch/nn/functional.py):
+# dropout/dropout1d/2d/3d default to True, alpha_dropout/feature_alpha_dropout to False
+DROPOUT_DEFAULTS = {
+    F + "dropout": True,
+    F + "dropout1d": True,
+    F + "dropout2d": True,
+    F + "dropout3d": True,
+    F + "alpha_dropout": False,
+    F + "feature_alpha_dropout": False,
+}
+TRAINING_POSITION = {name: 2 for name in DROPOUT_DEFAULTS} | {F + "batch_norm": 5}
+# aten ops of an export graph, with the index of their `train` argument
+ATEN_TRAIN = {
+    "aten.dropout.default": 2,
+    "aten.feature_dropout.default": 2,
+    "aten.alpha_dropout.default": 2,
+    "aten.feature_alpha_dropout.default": 2,
+    "aten.batch_norm.default": 5,
+}
+
+
+def short(name: str) -> str:
+    return "F." + name.rsplit(".", 1)[-1]
+
+
+def training_arg(call: ast.Call, name: str) -> tuple[str, ast.expr | None]:
+    """How a source call passes ``training``: "missing", "true", "false", "expr" or "unknown"."""
+    expr = astutil.argument(call, "training", TRAINING_POSITION[name])
+    if expr is None:
+        return ("unknown" if astutil.has_star_kwargs(call) else "missing"), None
+    if astutil.is_constant(expr, True):
+        return "true", expr
+    if astutil.is_constant(expr, False):
+        return "false", expr
+    return "expr", expr
+
+
+def graph_training_on(node: GraphNode, ctx: AuditContext) -> tuple[str, bool] | None:
+    """For a functional dropout / batch_norm graph node: (its functional name, whether it ran
+    with ``training`` true in the eval-mode trace)."""
+    if node.op != "call_function" or (node.target not in TRAINING_POSITION and node.target not in ATEN_TRAIN):
+        return None
+    fx = sites.fx_node(ctx, node.name)
+    if fx is None:
+        return None
+    if node.target in TRAINING_POSITION:
+        pos = TRAINING_POSITION[node.target]
+        value = fx.kwargs.get("training", fx.args[pos] if len(fx.args) > pos else DROPOUT_DEFAULTS.get(node.target, False))
+        return node.target, value is True
+    if node.target in ATEN_TRAIN:
+        pos = ATEN_TRAIN[node.target]
+        value = fx.args[pos] if len(fx.args) > pos else fx.kwargs.get("train", fx.kwargs.get("training"))
+        name = F + ("batch_norm" if "batch_norm" in node.target else node.target.split(".")[1])
+        return name, value is True
+    return None
+
+
+def reads_training(cls: ast.ClassDef) -> bool:
+    """A class whose methods (other than ``__init__``) read ``self.training``."""
+    for fn in astutil.methods(cls):
+        if fn.name == "__init__":
+            continue
+        for n in astutil.walk_body(fn):
+            if astutil.is_self_attr(n, "training") and isinstance(n.ctx, ast.Load):  # type: ignore[attr-defined]
+                return True
+    return False
+
+
+def sensitivity(module: nn.Module, ctx: AuditContext | None = None) -> str | None:
+    """Why a module behaves differently in train and eval mode, or None."""
+    if isinstance(module, _DropoutNd):
+        return f"{type(module).__name__}(p={module.p})" if module.p > 0 else None
+    if isinstance(module, _BatchNorm):
+        return f"{type(module).__name__} (running statistics)" if module.track_running_stats else None
+    if isinstance(module, _InstanceNorm):
+        return f"{type(module).__name__} (running statistics)" if module.track_running_stats else None
+    if isinstance(module, RNNBase):
+        return f"{type(module).__name__}(dropout={module.dropout})" if module.dropout > 0 and module.num_layers > 1 else None
+    if isinstance(module, nn.MultiheadAttention):
+        return f"MultiheadAttention(dropout={module.dropout})" if module.dropout > 0 else None
+    if ctx is not None:
+        found = astutil.class_source(ctx, module)
+        if found is not None and reads_training(found[1]):
+            return f"{type(module).__name__} (its code reads self.training)"
+    return None
+
+
+def sensitive_modules(ctx: AuditContext) -> list[tuple[str, nn.Module, str]]:
+    cache: dict[str, Any] = ctx.__dict__
+    if "_ta_sensitive" not in cache:
+        out = []
+        for path, m in ctx.model.named_modules():
+            why = sensitivity(m, ctx)
+            if why:
+                out.append((path, m, why))
+        cache["_ta_sensitive"] = out
+    return cache["_ta_sensitive"]
+
+
+class FunctionalTrainingRule(Rule):
+    """Base of TA101/TA102: functional dropout / batch_norm calls whose ``training`` argument
+    is of one of ``kinds``: "missing" (left at a default of True), "true" (a literal),
+    "expr" (anything else that was true in the eval-mode trace). Graph nodes and the source
+    calls behind them are merged by line; source calls the graph did not show are added."""
+
+    kinds: ClassVar[frozenset[str]]
+
+    def __init__(self) -> None:
+        self.sites = sites.Sites()
+
+    def report(self, site: sites.Site) -> Finding:
+        raise NotImplementedError
+
+    def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
+        hit = graph_training_on(node, ctx)
+        if hit is None or not hit[1] or (node.module_type or "").startswith("torch.nn."):
+            return ()  # off, or inside torch's own module code (BatchNorm without running stats is TA104's)
+        name, kind, loc = hit[0], "expr", node.location
+        for src, call in astutil.calls_at(ctx, node.location):
+            if astutil.call_name(call, src) == name:
+                kind = training_arg(call, name)[0]
+                kind = "expr" if kind == "unknown" else kind
+                loc = astutil.location(src, call)
+                break
+        if kind == "expr" and name not in DROPOUT_DEFAULTS:
+            return ()  # batch_norm fed an expression: only a literal is known to be wrong
+        if kind in self.kinds:
+            self.sites.add(loc, [node.module], node=node.name, name=name, target=node.target)
+        return ()
+
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        name = astutil.call_name(node, source)
+        if name not in TRAINING_POSITION:
+            return ()
+        owner = astutil.enclosing_class(node, source)
+        paths = astutil.instances(ctx, source, owner) if owner else []
+        if not paths:
+            return ()
+        kind = training_arg(node, name)[0]  # type: ignore[arg-type]
+        if kind == "missing" and not DROPOUT_DEFAULTS.get(name, False):
+            return ()  # alpha_dropout and batch_norm default to training=False
+        loc = astutil.location(source, node)
+        if kind in self.kinds - {"expr"} and not self.sites.has(loc):  # an expression: only the graph knows
+            self.sites.add(loc, paths, name=name, target=name)
+        return ()
+
+    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+        for site in self.sites:
+            yield self.report(site)

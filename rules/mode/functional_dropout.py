@@ -1,0 +1,56 @@
+"""TA101: a functional dropout left at its default ``training=True``."""
+
+from __future__ import annotations
+
+from torchaudit.report import Finding, Severity
+from torchaudit.rules import astutil, sites
+from torchaudit.rules.engine import register
+from torchaudit.rules.mode.common import FunctionalTrainingRule, short
+
+
+@register
+class FunctionalDropoutDefault(FunctionalTrainingRule):
+    """
+    What it finds:
+        `F.dropout`, `F.dropout1d`, `F.dropout2d` or `F.dropout3d` called inside a module
+        without a `training=` argument (or with one that was still true when the model was
+        traced in eval mode): the dropout stays on after `model.eval()`.
+
+    Why it matters:
+        Every inference call randomly zeroes activations: outputs change from call to call,
+        and accuracy measured in eval mode is not the model's accuracy.
+
+    Example:
+        `x = F.dropout(x, 0.1)` in `forward`. The silent look-alike is
+        `F.dropout(x, 0.1, training=self.training)`, or an `nn.Dropout` module.
+
+    Fix:
+        Pass `training=self.training`, or use an `nn.Dropout` submodule, which follows
+        `train()`/`eval()`. For deliberate Monte-Carlo dropout add
+        `# torchaudit: ignore[TA101]` on the line.
+
+    Fact:
+        `torch.nn.functional.dropout(input, p=0.5, training=True, inplace=False)` and
+        `dropout1d/2d/3d` default `training` to True (torch/nn/functional.py). Note that
+        `alpha_dropout` and `feature_alpha_dropout` default it to False, so they are off
+        without the argument and this rule does not flag them.
+    """
+
+    code = "TA101"
+    severity = Severity.ERROR
+    title = "Functional dropout is always on"
+
+    kinds = frozenset({"missing", "expr"})
+
+    def report(self, site: sites.Site) -> Finding:
+        name = short(site.data["name"])
+        module, extra = astutil.attribution(site.modules)
+        return self.finding(
+            f"{name} is called without training=self.training, so it stays on after model.eval()"
+            + astutil.instances_note(site.modules),
+            fix=f"pass training=self.training to {name}, or use an nn.Dropout submodule",
+            module=module,
+            node=site.node,
+            location=site.location,
+            evidence={"function": site.data["name"], "target": site.data["target"], **extra},
+        )

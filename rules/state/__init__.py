@@ -1,0 +1,1 @@
+"""TA2xx: state that state_dict() does not capture."""

@@ -1,0 +1,37 @@
+"""The terminal summary: grouped by severity, file:line, code, module, one-line fix."""
+
+from __future__ import annotations
+
+from torchaudit.report import Finding, Location, Report, Severity
+from torchaudit.reports.terminal import print_summary
+
+
+def _finding(rule: str, severity: Severity, module: str, line: int | None) -> Finding:
+    return Finding(
+        rule=rule,
+        severity=severity,
+        title="t",
+        message=f"{rule} message",
+        module=module,
+        location=Location("model.py", line) if line else None,
+        fix=f"{rule} fix",
+    )
+
+
+def test_grouped_by_severity_with_location_code_module_and_fix(capsys) -> None:
+    findings = [_finding("TA101", Severity.ERROR, "block", 18)]
+    findings += [_finding("TA106", Severity.WARNING, "", None)]
+    findings += [_finding("TA107", Severity.INFO, f"layers.{i}.drop", 10 + i) for i in range(9)]
+    report = Report(target={"spec": "model.py"}, environment={}, graph=None, findings=findings, comparisons=[])
+    print_summary(report)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "torchaudit: model.py"
+    assert out[1] == "errors (1)"
+    assert out[2] == "  model.py:18  TA101  block  TA101 message"
+    assert out[3] == "      fix: TA101 fix"
+    assert out[4] == "warnings (1)" and out[5] == "  <model>  TA106  <root>  TA106 message"
+    assert out[7] == "infos (9)"
+    # an inventory of nine layers shows three and a count, so it never buries the error
+    assert sum("TA107  layers." in line for line in out) == 3
+    assert "  ... and 6 more TA107 (see --json)" in out
+    assert out[-1] == "FAIL: 1 errors, 1 warnings, 9 infos (fail on error)"
