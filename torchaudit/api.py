@@ -49,11 +49,10 @@ def scan(
         target = load_meta_target(model) if meta else load_target(model)
         module = target.model
     elif isinstance(model, nn.Module):
+        meta = meta or has_no_values(model)  # a model built on meta or fake has no values to check
         module = as_meta_model(model) if meta else model
     else:
         raise OptionError(f"scan() takes an nn.Module or a TARGET string, not {type(model).__name__}", "pass the model")
-    built_meta = meta
-    meta = meta or has_no_values(module)  # a model built on meta or fake has no values to check
 
     with preserved_rng():
         if example_inputs is not None:
@@ -91,14 +90,14 @@ def scan(
         comparisons=[],
         fail_on=fail_on,
         command=command,
-        extras=_extras(skipped, meta, built_meta),
+        extras=_extras(skipped, meta),
     )
 
 
-def _extras(skipped: dict[str, str], meta: bool, built_meta: bool) -> dict[str, Any]:
+def _extras(skipped: dict[str, str], meta: bool) -> dict[str, Any]:
     extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped)} if skipped else {}
     if meta:
-        extras["meta"] = {"built_with": META_HOW if built_meta else "the model as given", "values": False}
+        extras["meta"] = {"built_with": META_HOW, "values": False}
     return extras
 
 
