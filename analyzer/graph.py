@@ -66,12 +66,13 @@ class ModelGraph:
         return self.graph.nodes[name]["info"]
 
     def fx_node(self, name: str) -> torch.fx.Node | None:
+        """The fx node by name; the index is built once (a rule calling this per node stays linear)."""
         if self.gm is None:
             return None
-        for n in self.gm.graph.nodes:
-            if n.name == name:
-                return n
-        return None
+        index = self.__dict__.get("_fx_index")
+        if index is None or len(index) != len(self.gm.graph.nodes):
+            index = self.__dict__["_fx_index"] = {n.name: n for n in self.gm.graph.nodes}
+        return index.get(name)
 
     def nodes_in(self, module: str) -> list[GraphNode]:
         """Nodes made by ``module`` or any of its submodules."""
