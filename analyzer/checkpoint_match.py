@@ -159,6 +159,6 @@ def prepare_checkpoint(model: nn.Module, path: str, *, trust: bool = False) -> t
     from torchaudit.analyzer.meta import has_no_values
 
     if has_no_values(model):  # meta device or --meta (fake tensors): never read tensor data
-        return replace(ckpt, loaded_into_model=LoadStatus(False, "the model has no tensor values (meta device or --meta)")), model
+        return replace(ckpt, loaded_into_model=LoadStatus(False, "not loaded into the model: it has no tensor values (--meta or the meta device)")), model
     loaded, status = load_into_copy(model, ckpt)
     return replace(ckpt, loaded_into_model=status), (loaded if loaded is not None else model)

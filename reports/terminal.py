@@ -123,7 +123,8 @@ def checkpoint_line(info: dict) -> str:
         fix = f" after {strict['prefix_fix']}" if strict.get("prefix_fix") else ""
         parts.append(f"loaded into a copy of the model with strict=True{fix}")
     elif strict.get("error"):
-        parts.append(f"strict load failed: {strict['error']}")
+        err = strict["error"]
+        parts.append(err if err.startswith("not loaded") else f"strict load failed: {err}")
     return f"checkpoint: {info['path']}  (" + "; ".join(parts) + ")"
 
 
