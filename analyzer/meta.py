@@ -146,6 +146,17 @@ def realize_inputs(inputs: ExampleInputs | None) -> ExampleInputs | None:
     return ExampleInputs(real(inputs.args), real(inputs.kwargs), inputs.source)
 
 
+def needs_values(exc: BaseException | None) -> bool:
+    """Whether an error (or its cause) came from Python control flow on a fake tensor's value."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+
+    while exc is not None:
+        if isinstance(exc, (DataDependentOutputException, DynamicOutputShapeException)):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def describe_skips(skipped: dict[str, str]) -> dict[str, str]:
     """``{code: need}`` from the rule engine -> ``{code: why, in words}``."""
     return {code: SKIP_REASONS.get(need, f"needs {need}") for code, need in skipped.items()}

@@ -92,7 +92,7 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))
     meta = report.extras.get("meta")
     if meta:
-        console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized", style="dim"))
+        console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized; comparisons did not run", style="dim"))
     skipped = report.extras.get("skipped_rules") or {}
     if skipped:
         console.print(Text(f"skipped {len(skipped)} rules:", style="dim"))

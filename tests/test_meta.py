@@ -81,3 +81,15 @@ def test_meta_skips_value_rules_and_says_why(tmp_path: Path) -> None:
     assert data["skipped_rules"]["TA307"] == "needs tensor values, which --meta does not materialize"
     tail = meta.stdout.strip().splitlines()[-3:]
     assert any("TA307" in line and "needs tensor values" in line for line in tail), meta.stdout
+
+
+def test_meta_on_a_value_dependent_forward_still_runs_the_other_rules(tmp_path: Path) -> None:
+    # forward branches on `h.mean() > 0.5`: without values no tracer can follow it
+    out = run_cli("scan", "examples/data_dependent.py", "--meta", "--json", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr[-2000:]  # not exit 2: the inputs are fine
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["graph"]["tracer"] == "none"
+    ta901 = [f for f in data["findings"] if f["rule"] == "TA901"]
+    assert ta901 and "DataDependentOutputException" in ta901[0]["message"]
+    assert {"TA106", "TA107"} <= {f["rule"] for f in data["findings"]}  # module-tree rules ran
+    assert data["meta"]["comparisons"] == "not run: they need tensor values"

@@ -55,7 +55,7 @@ def test_llama_7b_meta_scan_against_matching_header(tmp_path: Path) -> None:
     assert rss_gb < 2.0
     assert report["graph"]["parameters"] == PARAMS
     assert report["graph"]["tracer"] in ("fx", "transformers-fx", "export") and report["graph"]["nodes"] > 1000
-    assert report["meta"] == {"built_with": "meta device, then FakeTensorMode", "values": False}
+    assert report["meta"]["built_with"] == "meta device, then FakeTensorMode" and report["meta"]["values"] is False
     codes = {f["rule"] for f in report["findings"]}
     assert not codes & {"TA301", "TA302", "TA303", "TA304", "TA305"}, codes
     # rules that need values were skipped, and the report says why

@@ -9,12 +9,12 @@ import torch.nn as nn
 
 from torchaudit.analyzer.context import AuditContext
 from torchaudit.analyzer.environment import environment
-from torchaudit.analyzer.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, realize_inputs
+from torchaudit.analyzer.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, needs_values, realize_inputs
 from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, resolve_inputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 from torchaudit.analyzer.target import LoadedTarget, load_target
 from torchaudit.analyzer.tracing import TraceError, trace_model
-from torchaudit.errors import OptionError
+from torchaudit.errors import InputError, OptionError
 from torchaudit.report import FAIL_ON_CHOICES, Finding, GraphInfo, Location, Report
 from torchaudit.rules.engine import run_rules
 
@@ -63,7 +63,11 @@ def scan(
             inputs = realize_inputs(inputs)
         if inputs is not None:
             probe = model_copy(module).eval()
-            check_forward(probe, inputs)
+            try:
+                check_forward(probe, inputs)
+            except InputError as exc:
+                if not (meta and needs_values(exc)):  # --meta: forward branches on a value; tracers say so
+                    raise
             del probe
 
     ckpt = None
@@ -97,7 +101,7 @@ def scan(
 def _extras(skipped: dict[str, str], meta: bool) -> dict[str, Any]:
     extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped)} if skipped else {}
     if meta:
-        extras["meta"] = {"built_with": META_HOW, "values": False}
+        extras["meta"] = {"built_with": META_HOW, "values": False, "comparisons": "not run: they need tensor values"}
     return extras
 
 
