@@ -172,7 +172,9 @@ def _load_safetensors(path: Path) -> Checkpoint:
 
     read_safetensors_header(path)  # a truncated file says so before the library's own message
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        # framework "np": the "pt" one maps the whole file privately through torch, which fails
+        # on files larger than RAM + swap (measured: a 27 GB Llama header on a 24 GB machine)
+        with safe_open(str(path), framework="np") as f:
             keys = list(f.keys())
             meta = dict(f.metadata() or {})
             entries = {}

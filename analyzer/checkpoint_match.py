@@ -156,7 +156,9 @@ def prepare_checkpoint(model: nn.Module, path: str, *, trust: bool = False) -> t
     from torchaudit.analyzer.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, trust=trust, model=model)
-    if any(t.device.type == "meta" for t in model.state_dict().values() if hasattr(t, "device")):
-        return replace(ckpt, loaded_into_model=LoadStatus(False, "the model is on the meta device")), model
+    from torchaudit.analyzer.meta import has_no_values
+
+    if has_no_values(model):  # meta device or --meta (fake tensors): never read tensor data
+        return replace(ckpt, loaded_into_model=LoadStatus(False, "not loaded into the model: it has no tensor values (--meta or the meta device)")), model
     loaded, status = load_into_copy(model, ckpt)
     return replace(ckpt, loaded_into_model=status), (loaded if loaded is not None else model)

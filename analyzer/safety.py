@@ -60,10 +60,14 @@ def model_copy(model: nn.Module) -> nn.Module:
     """A deep copy to trace or exercise; the user's model is never run in place.
 
     A model that cannot be deep-copied is a user error (exit 2), not a crash: running it in
-    place would risk changing it."""
+    place would risk changing it. Tensors without data (fake or meta, from ``--meta``) are
+    shared, not copied: see ``analyzer/meta.py`` ``shared_state``.
+    """
+    from torchaudit.analyzer.meta import shared_state
+
     with preserved_rng():
         try:
-            return copy.deepcopy(model)
+            return copy.deepcopy(model, shared_state(model))
         except Exception as exc:  # noqa: BLE001 - user attributes decide what deepcopy does
             raise TargetError(
                 f"cannot copy the model with copy.deepcopy ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "

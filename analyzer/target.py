@@ -211,8 +211,12 @@ def _build(obj: Any, label: str) -> nn.Module:
     return model
 
 
-def load_target(spec: str) -> LoadedTarget:
-    """Import the target and build the model (in whatever mode its constructor leaves it)."""
+def load_target(spec: str, build_context: Callable[[], Any] | None = None) -> LoadedTarget:
+    """Import the target and build the model (in whatever mode its constructor leaves it).
+
+    ``build_context`` makes a context manager that every build (the first and each
+    ``factory()`` call) runs in; ``--meta`` passes a ``FakeTensorMode`` (analyzer/meta.py).
+    """
     path_part, _, name = spec.partition(":")
     if ":" in spec and spec.count(":") == 1 and len(path_part) == 1 and spec[1:3] in (":\\", ":/"):
         path_part, name = spec, ""  # a Windows drive letter, not a NAME
@@ -240,10 +244,13 @@ def load_target(spec: str) -> LoadedTarget:
     label = f"{where}:{name}"
     if isinstance(obj, nn.Module):
         raise TargetError(f"{label} is a module instance, not a class or factory", "name its class, or a factory that builds it")
-    model = _build(obj, label)
-
     def factory() -> nn.Module:
-        return _build(obj, label)
+        if build_context is None:
+            return _build(obj, label)
+        with build_context():
+            return _build(obj, label)
+
+    model = factory()
 
     return LoadedTarget(
         spec=spec, model=model, module=module, name=name, factory=factory, file=file,

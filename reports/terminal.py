@@ -90,6 +90,17 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
     baseline = report.extras.get("baseline")
     if baseline:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))
+    meta = report.extras.get("meta")
+    if meta:
+        console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized; comparisons did not run", style="dim"))
+    skipped = report.extras.get("skipped_rules") or {}
+    if skipped:
+        console.print(Text(f"skipped {len(skipped)} rules:", style="dim"))
+        by_reason: dict[str, list[str]] = {}
+        for code, why in sorted(skipped.items()):
+            by_reason.setdefault(why, []).append(code)
+        for why, codes in by_reason.items():
+            console.print(Text(f"  {', '.join(codes)}: {why}", style="dim"))
     s = report.summary
     verdict_style = "bold green" if s.verdict == "pass" else "bold red"
     console.print(
@@ -112,7 +123,8 @@ def checkpoint_line(info: dict) -> str:
         fix = f" after {strict['prefix_fix']}" if strict.get("prefix_fix") else ""
         parts.append(f"loaded into a copy of the model with strict=True{fix}")
     elif strict.get("error"):
-        parts.append(f"strict load failed: {strict['error']}")
+        err = strict["error"]
+        parts.append(err if err.startswith("not loaded") else f"strict load failed: {err}")
     return f"checkpoint: {info['path']}  (" + "; ".join(parts) + ")"
 
 

@@ -60,7 +60,7 @@ class Rule:
     severity: ClassVar[Severity]
     title: ClassVar[str]
     # evidence the rule reads: "graph", "tree", "source", "checkpoint", "environment", "values",
-    # "dynamic"; a scan that lacks one (no graph, --meta without values) skips the rule
+    # "devices" (where tensors were built), "dynamic"; a scan that lacks one (no graph, --meta without values) skips the rule
     needs: ClassVar[frozenset[str]] = frozenset()
     source_nodes: ClassVar[tuple[type[ast.AST], ...]] = (ast.Call,)
     docs: ClassVar[RuleDocs]
@@ -213,6 +213,7 @@ def available(rule_cls: type[Rule], ctx: AuditContext) -> str | None:
         "gm": ctx.graph is None or ctx.graph.gm is None,
         "checkpoint": getattr(ctx, "checkpoint", None) is None,
         "values": bool(ctx.options.get("meta")),
+        "devices": bool(ctx.options.get("meta")),  # --meta builds every tensor on one device
     }
     for need in sorted(rule_cls.needs):
         if missing.get(need):

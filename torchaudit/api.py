@@ -10,10 +10,11 @@ import torch.nn as nn
 from torchaudit.analyzer.context import AuditContext
 from torchaudit.analyzer.environment import environment
 from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, place_inputs, resolve_inputs
+from torchaudit.analyzer.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, needs_values, realize_inputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 from torchaudit.analyzer.target import LoadedTarget, load_target
 from torchaudit.analyzer.tracing import TraceError, trace_model
-from torchaudit.errors import OptionError
+from torchaudit.errors import InputError, OptionError
 from torchaudit.report import FAIL_ON_CHOICES, Finding, GraphInfo, Location, Report
 from torchaudit.rules.engine import run_rules
 
@@ -30,6 +31,7 @@ def scan(
     command: str | None = None,
     checkpoint: str | None = None,
     trust_checkpoint: bool = False,
+    meta: bool = False,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
@@ -37,15 +39,18 @@ def scan(
     state is restored. ``checkpoint`` is read safely (see ``analyzer/checkpoint.py``) and,
     where it loads with ``strict=True``, loaded into a copy that the later stages use;
     ``trust_checkpoint`` allows unpickling with ``weights_only=False``.
+    ``meta=True`` builds the model without weight memory (fake tensors, see
+    analyzer/meta.py), skips the rules that need tensor values and never loads checkpoint data.
     """
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
     target: LoadedTarget | None = None
     if isinstance(model, str):
-        target = load_target(model)
+        target = load_meta_target(model) if meta else load_target(model)
         module = target.model
     elif isinstance(model, nn.Module):
-        module = model
+        meta = meta or has_no_values(model)  # a model built on meta or fake has no values to check
+        module = as_meta_model(model) if meta else model
     else:
         raise OptionError(f"scan() takes an nn.Module or a TARGET string, not {type(model).__name__}", "pass the model")
 
@@ -54,10 +59,16 @@ def scan(
             inputs: ExampleInputs | None = from_value(example_inputs, "the example_inputs argument")
         else:
             inputs = resolve_inputs(module, target.module if target else None, inputs_spec, list(input_shapes or []))
+        if meta:
+            inputs = realize_inputs(inputs)
         if inputs is not None:
             inputs = place_inputs(inputs, module)  # on the model's device; the caller's tensors stay
             probe = model_copy(module).eval()
-            check_forward(probe, inputs)
+            try:
+                check_forward(probe, inputs)
+            except InputError as exc:
+                if not (meta and needs_values(exc)):  # --meta: forward branches on a value; tracers say so
+                    raise
             del probe
 
     ckpt = None
@@ -67,7 +78,7 @@ def scan(
         with preserved_rng():
             ckpt, module = prepare_checkpoint(module, str(checkpoint), trust=trust_checkpoint)
 
-    ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment())
+    ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment(), options={"meta": meta})
     ctx.checkpoint = ckpt
     findings: list[Finding] = []
     try:
@@ -84,9 +95,16 @@ def scan(
         comparisons=[],
         fail_on=fail_on,
         command=command,
-        extras={"skipped_rules": skipped} if skipped else {},
+        extras=_extras(skipped, meta),
         graph_view=_graph_view(ctx),
     )
+
+
+def _extras(skipped: dict[str, str], meta: bool) -> dict[str, Any]:
+    extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped)} if skipped else {}
+    if meta:
+        extras["meta"] = {"built_with": META_HOW, "values": False, "comparisons": "not run: they need tensor values"}
+    return extras
 
 
 def _finding_order(f: Finding) -> tuple[Any, ...]:

@@ -100,6 +100,9 @@ def scan(
         bool,
         typer.Option("--trust-checkpoint", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
     ] = False,
+    meta: Annotated[
+        bool, typer.Option("--meta", help="Build the model without weight memory (fake tensors); skip rules that need values.")
+    ] = False,
 ) -> None:
     """Trace the model, run the rules and comparisons, and write the reports."""
     from torchaudit.errors import TorchAuditError
@@ -123,6 +126,7 @@ def scan(
                 command=command,
                 checkpoint=checkpoint,
                 trust_checkpoint=trust_checkpoint,
+                meta=meta,
             )
         if write_baseline:
             save_baseline(report, write_baseline)

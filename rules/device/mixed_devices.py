@@ -41,6 +41,7 @@ class MixedDevices(Rule):
     code = "TA505"
     severity = Severity.WARNING
     title = "Tensors on more than one device"
+    needs = frozenset({"devices"})  # --meta builds every tensor on the meta device: placement is unknown
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         counts: Counter[str] = Counter()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from torchaudit.analyzer.meta import is_valueless
 from torchaudit.report import Finding, Severity
 from torchaudit.rules.astutil import module_finding_args
 from torchaudit.rules.engine import Rule, register
@@ -47,10 +48,11 @@ class CumulativeBatchNormMomentum(Rule):
     def check_module(self, path: str, module: nn.Module, ctx: AuditContext) -> Iterable[Finding]:
         if isinstance(module, _BatchNorm) and module.track_running_stats and module.momentum is None:
             tracked = module.num_batches_tracked
-            count = int(tracked.item()) if tracked is not None and not tracked.is_meta else None
+            count = None if tracked is None or is_valueless(tracked) else int(tracked.item())  # --meta: no value
+            now = f" (now {count})" if count is not None else ""
             yield self.finding(
                 f"{type(module).__name__} has momentum=None: its statistics are a cumulative average weighted by "
-                f"1/num_batches_tracked (now {count}), so a stray train-mode forward on a fresh counter overwrites them",
+                f"1/num_batches_tracked{now}, so a stray train-mode forward on a fresh counter overwrites them",
                 fix="save and load num_batches_tracked with the statistics and never run train-mode forwards after training, or set a numeric momentum",
                 evidence={"num_batches_tracked": count},
                 **module_finding_args(ctx, path),
