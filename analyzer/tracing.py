@@ -189,11 +189,37 @@ def trace_transformers(model: nn.Module, inputs: ExampleInputs | None) -> ModelG
     concrete = get_concrete_args(model, input_names)
     tracer = HFTracer()
     tracer.record_stack_traces = True
-    graph = tracer.trace(model, concrete_args=concrete)
+    with _restores_hf_patches(model, HFTracer):
+        graph = tracer.trace(model, concrete_args=concrete)
     gm = torch.fx.GraphModule(model, graph)
     _drop_pinning_asserts(gm, concrete)
     _shape_prop(gm, model, inputs, concrete)
     return from_fx(gm, "transformers-fx", model, traced_mode="eval")
+
+
+@contextlib.contextmanager
+def _restores_hf_patches(model: nn.Module, tracer_cls: Any) -> Any:
+    """Undo what ``HFTracer.patch_for_tracing`` patches, also when the trace fails.
+
+    transformers 4.57's ``patch_for_tracing`` (transformers/utils/fx.py) replaces ``torch.empty``,
+    ``torch.zeros``, ... and classes of the model's module, and restores them only after a
+    successful trace: its ``yield`` has no ``finally``. A failed trace (GPT-2, Llama) would
+    leave torch's factory functions wrapped for the rest of the process.
+    """
+    saved_torch = {name: getattr(torch, name) for name in tracer_cls._TORCH_METHODS_TO_PATCH}
+    home = inspect.getmodule(model)
+    saved_classes = [
+        (home, attr, value)
+        for attr, value in (vars(home).items() if home is not None else ())
+        if any(value is cls for cls in tracer_cls._CLASSES_TO_PATCH)
+    ]
+    try:
+        yield
+    finally:
+        for name, fn in saved_torch.items():
+            setattr(torch, name, fn)
+        for mod, attr, value in saved_classes:
+            setattr(mod, attr, value)
 
 
 def trace_export(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:

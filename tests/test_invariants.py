@@ -130,3 +130,18 @@ def test_bert_through_transformers_tracer_keeps_config():
     assert report.graph.tracer == "transformers-fx"
     assert_unchanged(before, model)
     assert model.config.to_dict() == config_before
+
+
+def test_failed_transformers_trace_leaves_torch_functions_unpatched():
+    # transformers' HFTracer wraps torch.empty, torch.zeros, ... and restores them only when
+    # its trace succeeds; GPT-2 fails it (and falls through to torch.export)
+    transformers = pytest.importorskip("transformers")
+    from transformers.utils.fx import HFTracer
+
+    before = {name: getattr(torch, name) for name in HFTracer._TORCH_METHODS_TO_PATCH}
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2))
+    report = torchaudit.scan(model, example_inputs={"input_ids": torch.randint(0, 100, (2, 8))})
+    assert report.graph.tracer == "export"
+    assert [n for n, fn in before.items() if getattr(torch, n) is not fn] == []
+    with torch.device("meta"):
+        assert torch.nn.Linear(2, 2).weight.device.type == "meta"
