@@ -113,3 +113,30 @@ class ProgressBar:
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+def scan_comparisons(
+    model: nn.Module,
+    inputs: ExampleInputs | None,
+    target: Any,
+    names: Sequence[str] | None,
+    *,
+    reference: str | None = None,
+    candidate: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[list[ComparisonResult], list[Finding]]:
+    """What ``scan`` runs: parse the options, then every requested comparison."""
+    from torchaudit.analyzer.comparisons import parse_config
+
+    opts = Options(
+        seed=seed, atol=atol, rtol=rtol, target=target,
+        reference=parse_config(reference, "--reference") if reference else None,
+        candidate=parse_config(candidate, "--candidate") if candidate else None,
+    )
+    big = sum(p.numel() for p in model.parameters()) > 1_000_000
+    with ProgressBar(progress and big) as bar:
+        opts.progress = bar if bar.enabled else None
+        return run_comparisons(model, inputs, names, opts)

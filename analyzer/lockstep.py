@@ -49,7 +49,12 @@ def cast_like(ref: Any, cand: Any) -> Any:
         return out if isinstance(ref, list) else type(ref)(*out) if hasattr(ref, "_fields") else tuple(out)
     if isinstance(ref, dict) and isinstance(cand, dict):
         return {k: cast_like(v, cand.get(k)) for k, v in ref.items()}
+    if isinstance(ref, float) and isinstance(cand, float) and not abs(ref) <= _FLOAT32_MAX:
+        return cand  # e.g. finfo(float64).min for a mask: saturates to the candidate's own
     return ref
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _clone_shared(value: Any, original: Any) -> Any:

@@ -40,6 +40,9 @@ def fresh_builder(model: nn.Module, target: Any) -> tuple[Callable[[], nn.Module
     if callable(fn):
         return fn, "fresh_model() in the target file"
     cls = type(model)
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(cls, "config_class"):  # transformers: Model(config)
+        return (lambda: cls(copy.deepcopy(config))), f"{cls.__name__}(model.config)"
     try:
         sig = inspect.signature(cls)
         needs_args = any(

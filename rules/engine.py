@@ -206,6 +206,7 @@ def available(rule_cls: type[Rule], ctx: AuditContext) -> str | None:
         "gm": ctx.graph is None or ctx.graph.gm is None,
         "checkpoint": getattr(ctx, "checkpoint", None) is None,
         "values": bool(ctx.options.get("meta")),
+        "dynamic": "comparisons" not in ctx.options,
     }
     for need in sorted(rule_cls.needs):
         if missing.get(need):

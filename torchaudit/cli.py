@@ -66,6 +66,16 @@ def scan(
         str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")
     ] = "error",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option("--compare", help="Comparison to run: auto (default), dtype, device, reload, mode, determinism, batch (repeatable)."),
+    ] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Reference config device:dtype[:mode], e.g. cpu:float64:eval.")] = None,
+    candidate: Annotated[Optional[str], typer.Option("--candidate", help="Candidate config device:dtype[:mode], e.g. cpu:float16.")] = None,
+    static_only: Annotated[bool, typer.Option("--static-only", help="Skip the dynamic stage (no comparisons).")] = False,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of random ops in the comparisons.")] = 0,
 ) -> None:
     """Trace the model, run the rules and comparisons, and write the reports."""
     from torchaudit.errors import TorchAuditError
@@ -74,7 +84,11 @@ def scan(
     try:
         from torchaudit.api import scan as run_scan, write_json
 
-        report = run_scan(target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command)
+        report = run_scan(
+            target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command,
+            compare=compare or ("auto",), reference=reference, candidate=candidate, static_only=static_only,
+            atol=atol, rtol=rtol, seed=seed, progress=True,
+        )
         if json_path:
             write_json(report, json_path)
     except TorchAuditError as exc:
