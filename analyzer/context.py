@@ -6,13 +6,16 @@ import ast
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
 
 from torchaudit.analyzer.graph import ModelGraph
 from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.target import LoadedTarget
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.checkpoint import Checkpoint
 
 
 @dataclass
@@ -37,6 +40,9 @@ class AuditContext:
     environment: dict[str, Any]
     trace_failures: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    # --checkpoint: what the file holds; when it loaded with strict=True, ``model`` is a copy
+    # of the user's model with it loaded (the user's object is never changed)
+    checkpoint: Checkpoint | None = None
 
     @cached_property
     def sources(self) -> list[SourceFile]:

@@ -36,11 +36,15 @@ def scan(
     rtol: float | None = None,
     seed: int = 0,
     progress: bool = False,
+    checkpoint: str | None = None,
+    trust_checkpoint: bool = False,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
     The model is never changed: tracing and every run happen on copies, and the global RNG
-    state is restored.
+    state is restored. ``checkpoint`` is read safely (see ``analyzer/checkpoint.py``) and,
+    where it loads with ``strict=True``, loaded into a copy that the later stages use;
+    ``trust_checkpoint`` allows unpickling with ``weights_only=False``.
     """
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
@@ -63,7 +67,15 @@ def scan(
             check_forward(probe, inputs)
             del probe
 
+    ckpt = None
+    if checkpoint is not None:
+        from torchaudit.analyzer.checkpoint_match import prepare_checkpoint
+
+        with preserved_rng():
+            ckpt, module = prepare_checkpoint(module, str(checkpoint), trust=trust_checkpoint)
+
     ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment())
+    ctx.checkpoint = ckpt
     findings: list[Finding] = []
     try:
         ctx.graph = trace_model(module, inputs)
@@ -107,7 +119,8 @@ def _target_info(ctx: AuditContext) -> dict[str, Any]:
         "spec": ctx.target.spec if ctx.target else None,
         "model_class": type(ctx.model).__name__,
         "file": str(ctx.target.file) if ctx.target and ctx.target.file else None,
-        "checkpoint": None,
+        "checkpoint": str(ctx.checkpoint.path) if ctx.checkpoint else None,
+        "checkpoint_info": ctx.checkpoint.describe() if ctx.checkpoint else None,
         "inputs": ctx.inputs.describe() if ctx.inputs else None,
         "inputs_source": ctx.inputs.source if ctx.inputs else None,
     }

@@ -76,6 +76,14 @@ def scan(
     atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random ops in the comparisons.")] = 0,
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option("--checkpoint", help="Check this checkpoint against the model (.safetensors, .pt, .pth, .bin, .ckpt)."),
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option("--trust-checkpoint", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
+    ] = False,
 ) -> None:
     """Trace the model, run the rules and comparisons, and write the reports."""
     from torchaudit.errors import TorchAuditError
@@ -86,6 +94,7 @@ def scan(
 
         report = run_scan(
             target, input_shapes=input_shape, inputs_spec=inputs, fail_on=fail_on, command=command,
+            checkpoint=checkpoint, trust_checkpoint=trust_checkpoint,
             compare=compare or ("auto",), reference=reference, candidate=candidate, static_only=static_only,
             atol=atol, rtol=rtol, seed=seed, progress=True,
         )

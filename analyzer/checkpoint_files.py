@@ -1,0 +1,107 @@
+"""What kind of file a checkpoint path is, from its first bytes (never from its name alone).
+
+Every file that is not a readable checkpoint becomes a :class:`CheckpointError` with one
+line saying what the file is and what was expected: missing, a directory, empty, truncated,
+or another kind of file altogether (an image, text, an archive).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from torchaudit.errors import CheckpointError
+
+EXPECTED = "expected a .safetensors file or a torch.save file (.pt, .pth, .bin, .ckpt)"
+_MAGICS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive (unpack it first)"),
+    (b"BZh", "a bzip2 archive (unpack it first)"),
+    (b"\xfd7zXZ", "an xz archive (unpack it first)"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x89HDF", "an HDF5 file (Keras/h5py)"),
+    (b"GGUF", "a GGUF file (llama.cpp)"),
+)
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+
+
+def sniff(path: Path) -> str:
+    """``"safetensors"``, ``"zip"`` or ``"pickle"``; anything else raises CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}", "check the path")
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt"))
+        hint = f"pass one of the files inside it ({', '.join(inside[:3])})" if inside else EXPECTED
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file", hint)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint", EXPECTED)
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if _looks_safetensors(head):
+        return "safetensors"
+    if head[:1] == b"\x80" and len(head) >= 2 and head[1] <= 5:
+        return "pickle"  # protocol 2+ (torch.save always writes protocol 2)
+    if head[:1] in (b"c", b"(", b"}", b"]", b"i") and b"\n" in head[:128]:
+        return "pickle"  # protocol 0/1 opcodes; the opcode scan decides whether it really is one
+    raise not_a_checkpoint(path, head)
+
+
+def not_a_checkpoint(path: Path, head: bytes | None = None) -> CheckpointError:
+    """The error for a file that is no checkpoint: what it looks like instead."""
+    if head is None:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    for magic, what in _MAGICS:
+        if head.startswith(magic):
+            return CheckpointError(f"{path} is {what}, not a checkpoint", EXPECTED)
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return CheckpointError(f"{path} is a text file, not a checkpoint", EXPECTED)
+        except UnicodeDecodeError:
+            pass
+    return CheckpointError(f"{path} is not a recognized checkpoint format ({path.stat().st_size} bytes)", EXPECTED)
+
+
+def _looks_safetensors(head: bytes) -> bool:
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= _MAX_HEADER and head[8:9] == b"{"
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (8-byte length, then JSON), checked against the
+    file size so a truncated download says so. Reads only the header."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        if 8 + n > size:
+            raise truncated(path, "safetensors", f"its header claims {n} bytes, the file has {size}")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is a damaged safetensors file: its header is not JSON ({exc})", "save it again") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is a damaged safetensors file: its header is not a JSON object", "save it again")
+    end = max((v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)), default=0)
+    if 8 + n + end > size:
+        raise truncated(path, "safetensors", f"its tensors need {8 + n + end} bytes, the file has {size}")
+    return header
+
+
+def truncated(path: Path, kind: str, detail: str) -> CheckpointError:
+    size = path.stat().st_size
+    return CheckpointError(
+        f"{path} is a truncated or damaged {kind} file ({size} bytes): {detail}", "copy or download the checkpoint again"
+    )

@@ -1,0 +1,153 @@
+"""Match a checkpoint's keys against a model's state dict: by name, or through a known prefix.
+
+Structure checks use :class:`TensorEntry` (shape and dtype) only, so they work on a model
+built on the ``meta`` device and on a safetensors header without reading any tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+import torch.nn as nn
+
+from torchaudit.analyzer.checkpoint import Checkpoint, LoadStatus, TensorEntry
+
+# prefix -> (where it comes from, the one-line fix when the checkpoint has it and the model not)
+PREFIXES = {
+    "module.": (
+        "DataParallel/DistributedDataParallel",
+        "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state_dict, 'module.') before load_state_dict",
+    ),
+    "_orig_mod.": (
+        "torch.compile",
+        "state_dict = {k.removeprefix('_orig_mod.'): v for k, v in state_dict.items()} before load_state_dict "
+        "(or save model._orig_mod.state_dict())",
+    ),
+    "model.": (
+        "a Lightning module or a wrapper class",
+        "state_dict = {k.removeprefix('model.'): v for k, v in state_dict.items()} before load_state_dict",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How checkpoint keys map onto model keys, and what is left over on each side."""
+
+    to_model: dict[str, str]  # checkpoint key -> model key, for keys both have
+    missing: tuple[str, ...]  # model keys the checkpoint lacks
+    unexpected: tuple[str, ...]  # checkpoint keys the model lacks
+    prefix: str | None = None  # the prefix that explains the difference
+    prefix_side: str | None = None  # "checkpoint": only the checkpoint has it; "model": only the model
+
+    def describe_fix(self) -> str:
+        if self.prefix is None:
+            return ""
+        if self.prefix_side == "checkpoint":
+            return PREFIXES[self.prefix][1]
+        attr = self.prefix.rstrip(".")
+        return f"load into the inner model: model.{attr}.load_state_dict(state_dict), or save the wrapped model's state dict"
+
+
+def model_entries(model: nn.Module) -> dict[str, TensorEntry]:
+    """Shape and dtype of every state-dict entry of a model (works on the meta device)."""
+    return {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in model.state_dict(keep_vars=True).items() if hasattr(v, "shape")}
+
+
+def _match(model_keys: frozenset[str], ckpt_keys: list[str], strip: str, add: str) -> dict[str, str]:
+    out = {}
+    for k in ckpt_keys:
+        if strip and not k.startswith(strip):
+            continue
+        mk = add + k[len(strip):]
+        if mk in model_keys:
+            out[k] = mk
+    return out
+
+
+def align(model: Mapping[str, TensorEntry], ckpt: Mapping[str, TensorEntry]) -> Alignment:
+    """Plain key match, unless stripping or adding one known prefix matches clearly more keys."""
+    return _align_cached(tuple(model), tuple(ckpt))
+
+
+@lru_cache(maxsize=8)
+def _align_cached(model_order: tuple[str, ...], ckpt_keys: tuple[str, ...]) -> Alignment:
+    model_keys = frozenset(model_order)
+    keys = list(ckpt_keys)
+    best = _match(model_keys, keys, "", "")
+    prefix = side = None
+    for p in PREFIXES:
+        for strip, add, where in ((p, "", "checkpoint"), ("", p, "model")):
+            m = _match(model_keys, keys, strip, add)
+            # a prefix must explain most of the difference, not shave off a few keys
+            if len(m) > len(best) and len(m) >= 0.5 * max(len(model_keys), 1) + len(best) * 0.5:
+                best, prefix, side = m, p, where
+    matched = set(best.values())
+    return Alignment(
+        to_model=best,
+        missing=tuple(k for k in model_order if k not in matched),
+        unexpected=tuple(k for k in keys if k not in best),
+        prefix=prefix,
+        prefix_side=side,
+    )
+
+
+def load_into_copy(model: nn.Module, ckpt: Checkpoint) -> tuple[nn.Module | None, LoadStatus]:
+    """Load the checkpoint into a deep copy of ``model`` with ``strict=True``.
+
+    When a known prefix explains the key difference, the keys are renamed first and the
+    status says so. The user's model is never touched.
+    """
+    from torchaudit.analyzer.safety import model_copy
+
+    if ckpt.tensors is None or ckpt.entries is None:
+        return None, LoadStatus(False, ckpt.not_loaded_reason or "the checkpoint was not unpickled")
+    al = align(model_entries(model), ckpt.entries)
+    fix = None
+    if al.prefix and al.prefix_side == "checkpoint":
+        fix = f"strip {al.prefix!r}"
+        state = {al.to_model.get(k, k): ckpt.tensors[k] for k in ckpt.entries}
+    else:
+        state = {k: ckpt.tensors[k] for k in ckpt.entries}
+    copy = model_copy(model)
+    try:
+        copy.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        text = " ".join(str(exc).split())
+        return None, LoadStatus(False, text[:300] + ("..." if len(text) > 300 else ""), fix)
+    return copy, LoadStatus(True, None, fix)
+
+
+def context_alignment(ctx: object) -> tuple[Checkpoint, Alignment, dict[str, TensorEntry]] | None:
+    """``(checkpoint, alignment, model entries)`` for a rule, or ``None`` when the checkpoint's
+    structure is unknown (it was not unpickled)."""
+    ckpt = getattr(ctx, "checkpoint", None)
+    if ckpt is None or ckpt.entries is None:
+        return None
+    entries = model_entries(ctx.model)  # type: ignore[attr-defined]
+    return ckpt, align(entries, ckpt.entries), entries
+
+
+def owner(key: str) -> tuple[str, str]:
+    """``("encoder.fc", "weight")`` for ``"encoder.fc.weight"``; the root module is ``""``."""
+    mod, _, name = key.rpartition(".")
+    return mod, name
+
+
+def prepare_checkpoint(model: nn.Module, path: str, *, trust: bool = False) -> tuple[Checkpoint, nn.Module]:
+    """Load ``path`` safely and, where it loads, into a copy of ``model`` with ``strict=True``.
+
+    Returns the checkpoint (its ``loaded_into_model`` says how the strict load went) and the
+    model the later stages should use: the loaded copy, or ``model`` itself when it did not load.
+    """
+    from dataclasses import replace
+
+    from torchaudit.analyzer.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, trust=trust, model=model)
+    if any(t.device.type == "meta" for t in model.state_dict().values() if hasattr(t, "device")):
+        return replace(ckpt, loaded_into_model=LoadStatus(False, "the model is on the meta device")), model
+    loaded, status = load_into_copy(model, ckpt)
+    return replace(ckpt, loaded_into_model=status), (loaded if loaded is not None else model)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+from torch.nn.modules.batchnorm import _NormBase
+
+from torchaudit.analyzer.checkpoint_match import context_alignment
+from torchaudit.report import Finding, Location, Severity
+from torchaudit.rules.engine import Rule, register
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.context import AuditContext
+
+
+@register
+class BatchNormStatsNeverAccumulated(Rule):
+    """
+    What it finds:
+        BatchNorm (and InstanceNorm with `track_running_stats=True`) layers whose statistics
+        in the checkpoint are still their initial values: `running_mean` all 0,
+        `running_var` all 1 and `num_batches_tracked` 0.
+
+    Why it matters:
+        In eval mode BatchNorm normalizes with the running statistics. Initial ones mean the
+        layer never saw training data in train mode (trained in eval mode, frozen too early,
+        or statistics reset before saving): eval outputs are wrong while train-mode outputs
+        look fine.
+
+    Example:
+        A fine-tuning loop that called `model.eval()` before training, then saved:
+        `bn.running_mean` is all zeros in the checkpoint.
+
+    Fix:
+        Run training (or a calibration pass over training data) in train mode before saving,
+        or check that the checkpoint is the trained one.
+
+    Fact:
+        `_NormBase.reset_running_stats` (torch/nn/modules/batchnorm.py) sets
+        `running_mean.zero_()`, `running_var.fill_(1)`, `num_batches_tracked.zero_()`; only a
+        train-mode forward updates them.
+    """
+
+    code = "TA306"
+    severity = Severity.WARNING
+    title = "BatchNorm statistics never accumulated"
+    needs = frozenset({"checkpoint", "values"})
+
+    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+        found = context_alignment(ctx)
+        if found is None or found[0].tensors is None:
+            return
+        ckpt, al, _ = found
+        to_ckpt = {m: c for c, m in al.to_model.items()}
+        for path, module in ctx.model.named_modules():
+            if not isinstance(module, _NormBase) or not module.track_running_stats:
+                continue
+            pre = f"{path}." if path else ""
+            keys = [to_ckpt.get(pre + n) for n in ("running_mean", "running_var", "num_batches_tracked")]
+            if keys[0] is None or keys[1] is None:
+                continue
+            mean, var = ckpt.tensors[keys[0]], ckpt.tensors[keys[1]]
+            count = ckpt.tensors[keys[2]] if keys[2] is not None else None
+            fresh = bool(torch.all(mean == 0)) and bool(torch.all(var == 1))
+            if not fresh or (count is not None and int(count.reshape(-1)[0]) != 0):
+                continue
+            yield self.finding(
+                f"{path or '<root>'} has its initial statistics in the checkpoint (running_mean all 0, running_var all 1"
+                f"{', num_batches_tracked 0' if count is not None else ''}): eval-mode outputs will be wrong",
+                fix="run training or a calibration pass in train mode before saving, or load the trained checkpoint",
+                module=path,
+                location=Location(str(ckpt.path)),
+                evidence={"keys": [k for k in keys if k]},
+            )

@@ -1,0 +1,1 @@
+"""TA6xx: checkpoint security."""

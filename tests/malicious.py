@@ -1,0 +1,84 @@
+"""Real malicious checkpoints for the security tests: each, when unpickled, creates ``canary``.
+
+Every builder writes a file that genuinely runs its payload under ``pickle.load`` /
+``torch.load(weights_only=False)``; ``test_payloads_are_real`` proves it in a subprocess with
+a separate canary, so a scan that leaves the canary absent is evidence, not luck.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+from pathlib import Path
+
+import torch
+
+
+class _Reduce:
+    def __init__(self, fn: object, args: tuple) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self) -> tuple:
+        return self.fn, self.args
+
+
+def zip_os_system(path: Path, canary: Path) -> str:
+    """A torch.save zip checkpoint whose pickle calls os.system."""
+    torch.save({"fc.weight": torch.zeros(2, 2), "x": _Reduce(os.system, (f"touch {canary}",))}, path)
+    return f"{os.system.__module__}.system"  # posix.system on Linux
+
+
+def raw_exec(path: Path, canary: Path) -> str:
+    """A raw pickle (protocol 4: STACK_GLOBAL with memoized strings) calling builtins.exec."""
+    path.write_bytes(pickle.dumps(_Reduce(exec, (f"open({str(canary)!r}, 'w').write('pwned')",)), protocol=4))
+    return "builtins.exec"
+
+
+def legacy_subprocess(path: Path, canary: Path) -> str:
+    """A legacy (non-zip) torch.save file whose pickle calls subprocess.call."""
+    payload = _Reduce(subprocess.call, (["touch", str(canary)],))
+    torch.save({"fc.weight": torch.zeros(2, 2), "x": payload}, path, _use_new_zipfile_serialization=False)
+    return "subprocess.call"
+
+
+def _op_str(s: str) -> bytes:
+    data = s.encode()
+    return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+
+def importlib_indirection(path: Path, canary: Path) -> str:
+    """Hand-built protocol 4 pickle: ``getattr(importlib.import_module('os'), 'system')(cmd)``,
+    where the module name 'importlib' is pushed early, memoized, popped, and fetched back with
+    BINGET right before STACK_GLOBAL (a scanner without memo tracking misses it)."""
+    memo = b"\x94"  # MEMOIZE
+    body = (
+        _op_str("importlib") + memo + b"0"  # push, memo[0], POP
+        + _op_str("builtins") + memo + _op_str("getattr") + memo + b"\x93"  # STACK_GLOBAL builtins.getattr
+        + b"h\x00" + _op_str("import_module") + memo + b"\x93"  # BINGET 0 -> importlib.import_module
+        + _op_str("os") + b"\x85" + b"R"  # ('os',) REDUCE -> os module
+        + _op_str("system") + b"\x86" + b"R"  # (os, 'system') getattr -> os.system
+        + _op_str(f"touch {canary}") + b"\x85" + b"R"  # os.system(cmd)
+        + b"."
+    )
+    path.write_bytes(b"\x80\x04\x95" + struct.pack("<Q", len(body)) + body)
+    return "importlib.import_module"
+
+
+def runpy_run_code(path: Path, canary: Path) -> str:
+    """A raw pickle (protocol 2: GLOBAL) calling runpy._run_code, which execs a string."""
+    import runpy
+
+    code = f"open({str(canary)!r}, 'w').write('pwned')"
+    path.write_bytes(pickle.dumps(_Reduce(runpy._run_code, (code, {})), protocol=2))
+    return "runpy._run_code"
+
+
+BUILDERS = {
+    "zip_os_system": zip_os_system,
+    "raw_exec": raw_exec,
+    "legacy_subprocess": legacy_subprocess,
+    "importlib_indirection": importlib_indirection,
+    "runpy_run_code": runpy_run_code,
+}

@@ -1,0 +1,155 @@
+"""TA301-TA307: a firing case and a silent look-alike each, through ``torchaudit.scan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+
+import torchaudit
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.fc2 = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.bn(self.fc1(x)).relu())
+
+
+class HasModuleAttr(nn.Module):
+    """Look-alike for TA303: its own top-level submodule is called ``module``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.module = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+def trained(model: nn.Module) -> dict[str, torch.Tensor]:
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 4) * 3 + 1)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def scan(model: nn.Module, state: dict, tmp_path: Path, name: str = "ckpt.pt") -> list:
+    path = tmp_path / name
+    if name.endswith(".safetensors"):
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    report = torchaudit.scan(model, torch.randn(2, 4), checkpoint=str(path))
+    return report.findings
+
+
+def codes(findings: list, prefix: str = "TA30") -> list[tuple[str, str | None]]:
+    return sorted((f.rule, f.module) for f in findings if f.rule.startswith(prefix))
+
+
+def test_matching_trained_checkpoint_is_silent(tmp_path: Path) -> None:
+    assert codes(scan(Net(), trained(Net()), tmp_path)) == []
+
+
+def test_ta301_missing_keys(tmp_path: Path) -> None:
+    state = {k: v for k, v in trained(Net()).items() if not k.startswith("fc2.")}
+    findings = scan(Net(), state, tmp_path)
+    assert codes(findings) == [("TA301", "fc2")]
+    f = next(f for f in findings if f.rule == "TA301")
+    assert f.evidence["missing_keys"] == ["fc2.weight", "fc2.bias"]
+
+
+def test_ta302_unexpected_keys(tmp_path: Path) -> None:
+    state = trained(Net()) | {"head.weight": torch.zeros(2, 8)}
+    findings = scan(Net(), state, tmp_path)
+    assert codes(findings) == [("TA302", None)]
+    assert "head" in findings[0].message or any("head.weight" in str(f.evidence) for f in findings)
+
+
+def test_ta303_module_prefix_replaces_the_flood(tmp_path: Path) -> None:
+    state = {f"module.{k}": v for k, v in trained(Net()).items()}
+    findings = scan(Net(), state, tmp_path)
+    assert codes(findings) == [("TA303", "")]
+    f = findings[[x.rule for x in findings].index("TA303")]
+    assert f.evidence["prefix"] == "module." and "consume_prefix_in_state_dict_if_present" in f.fix
+
+
+def test_ta303_orig_mod_from_torch_compile(tmp_path: Path) -> None:
+    source = Net()
+    trained(source)
+    compiled = torch.compile(source)  # state_dict keys gain "_orig_mod."; nothing is compiled until called
+    findings = scan(Net(), dict(compiled.state_dict()), tmp_path)
+    assert codes(findings) == [("TA303", "")]
+    assert next(f for f in findings if f.rule == "TA303").evidence["prefix"] == "_orig_mod."
+
+
+def test_ta303_silent_for_a_model_whose_top_module_is_named_module(tmp_path: Path) -> None:
+    model = HasModuleAttr()
+    findings = scan(HasModuleAttr(), dict(model.state_dict()), tmp_path)
+    assert codes(findings) == []
+
+
+def test_ta304_shape_mismatch(tmp_path: Path) -> None:
+    state = trained(Net()) | {"fc2.weight": torch.zeros(3, 8), "fc2.bias": torch.zeros(3)}
+    findings = scan(Net(), state, tmp_path)
+    assert codes(findings) == [("TA304", "fc2"), ("TA304", "fc2")]
+    f = next(f for f in findings if f.rule == "TA304")
+    assert (f.evidence["checkpoint_shape"], f.evidence["model_shape"]) in (([3, 8], [2, 8]), ([3], [2]))
+
+
+def test_ta305_dtype_mismatch_from_the_safetensors_header(tmp_path: Path) -> None:
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in trained(Net()).items()}
+    findings = scan(Net(), state, tmp_path, "model.safetensors")
+    assert codes(findings) == [("TA305", "")]
+    f = next(f for f in findings if f.rule == "TA305")
+    assert (f.evidence["checkpoint_dtype"], f.evidence["model_dtype"]) == ("float16", "float32")
+    assert len(f.evidence["keys"]) == 8  # every float tensor; num_batches_tracked stays int64
+
+
+def test_ta306_fresh_batchnorm_statistics(tmp_path: Path) -> None:
+    findings = scan(Net(), dict(Net().state_dict()), tmp_path)
+    assert codes(findings) == [("TA306", "bn")]
+
+
+def test_ta306_silent_for_trained_statistics(tmp_path: Path) -> None:
+    assert "TA306" not in [f.rule for f in scan(Net(), trained(Net()), tmp_path)]
+
+
+def test_ta307_nan_and_inf(tmp_path: Path) -> None:
+    state = trained(Net())
+    state["fc1.weight"][0, 0] = float("nan")
+    state["fc1.weight"][1, 1] = float("inf")
+    findings = scan(Net(), state, tmp_path, "model.safetensors")
+    assert codes(findings) == [("TA307", "fc1")]
+    f = next(f for f in findings if f.rule == "TA307")
+    assert (f.evidence["key"], f.evidence["nan"], f.evidence["inf"]) == ("fc1.weight", 1, 1)
+
+
+def test_ta307_silent_for_large_but_finite_values(tmp_path: Path) -> None:
+    state = trained(Net())
+    state["fc1.weight"][0, 0] = torch.finfo(torch.float32).max
+    assert "TA307" not in [f.rule for f in scan(Net(), state, tmp_path)]
+
+
+def test_checkpoint_loads_into_a_copy_never_the_users_model(tmp_path: Path) -> None:
+    state = trained(Net())
+    model = Net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    path = tmp_path / "ckpt.pt"
+    torch.save(state, path)
+    report = torchaudit.scan(model, torch.randn(2, 4), checkpoint=str(path))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(after["fc1.weight"], state["fc1.weight"])
+    info = report.target["checkpoint_info"]
+    assert report.target["checkpoint"] == str(path)
+    assert info["strict_load"] == {"ok": True, "error": None, "prefix_fix": None}
+    assert model.training  # modes untouched too

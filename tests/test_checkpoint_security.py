@@ -1,0 +1,114 @@
+"""TA601 and TA310 through the real command line, with real malicious files built here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests import malicious
+from tests.conftest import run_cli
+
+MODEL = textwrap.dedent(
+    """
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+    """
+)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "net.py"
+    path.write_text(MODEL)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(malicious.BUILDERS))
+def test_payloads_are_real(kind: str, tmp_path: Path) -> None:
+    """Unpickled without protection, each file really creates its canary."""
+    proof = tmp_path / "proof"
+    evil = tmp_path / "evil.pt"
+    malicious.BUILDERS[kind](evil, proof)
+    loader = (
+        "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))"
+        if kind in ("raw_exec", "importlib_indirection", "runpy_run_code")
+        else "import torch,sys; torch.load(sys.argv[1], weights_only=False)"
+    )
+    subprocess.run([sys.executable, "-c", loader, str(evil)], capture_output=True, timeout=120)
+    assert proof.exists(), f"the {kind} payload did not run when unpickled: the test would prove nothing"
+
+
+@pytest.mark.parametrize("kind", sorted(malicious.BUILDERS))
+def test_malicious_checkpoint_is_reported_and_never_run(kind: str, tmp_path: Path, model_file: Path) -> None:
+    canary = tmp_path / "canary"
+    evil = tmp_path / "evil.pt"
+    expected = malicious.BUILDERS[kind](evil, canary)
+    report = tmp_path / "r.json"
+    res = run_cli("scan", str(model_file), "--checkpoint", str(evil), "--json", str(report))
+    assert not canary.exists(), f"{kind}: the payload ran"
+    assert res.returncode == 1, res.stderr  # TA601 is an error: the gate fails, the scan ran
+    data = json.loads(report.read_text())
+    ta601 = [f for f in data["findings"] if f["rule"] == "TA601"]
+    named = {f["evidence"]["global"]: f for f in ta601}
+    assert expected in named, f"{kind}: TA601 named {sorted(named)}"
+    assert named[expected]["evidence"]["dangerous"] is True
+    assert expected in named[expected]["message"] and "dangerous" in named[expected]["message"]
+    assert "TA601" in res.stdout and expected in res.stdout
+    info = data["target"]["checkpoint_info"]
+    assert info["unpickled"] is False and info["strict_load"]["ok"] is False
+    assert not any(f["rule"] in ("TA301", "TA302") for f in data["findings"])  # unknown structure: no flood
+
+
+def test_stack_global_through_memo_is_resolved(tmp_path: Path) -> None:
+    from torchaudit.analyzer.checkpoint import load_checkpoint
+
+    evil = tmp_path / "evil.pkl"
+    malicious.importlib_indirection(evil, tmp_path / "canary")
+    names = {g.name: g.dangerous for g in load_checkpoint(evil).unsafe_globals}
+    assert names == {"builtins.getattr": True, "importlib.import_module": True}
+
+
+def _save_pickled_module(model_file: Path, out: Path) -> None:
+    script = f"import sys, torch; sys.path.insert(0, {str(model_file.parent)!r}); from net import Net; torch.save(Net(), {str(out)!r})"
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+
+
+def test_pickled_module_is_ta310_and_not_loaded_without_trust(tmp_path: Path, model_file: Path) -> None:
+    ckpt = tmp_path / "whole.pt"
+    _save_pickled_module(model_file, ckpt)
+    report = tmp_path / "r.json"
+    res = run_cli("scan", str(model_file), "--checkpoint", str(ckpt), "--json", str(report))
+    assert res.returncode == 0, res.stderr  # TA310 is a warning
+    data = json.loads(report.read_text())
+    rules = [f["rule"] for f in data["findings"]]
+    assert "TA310" in rules and "TA601" not in rules
+    ta310 = next(f for f in data["findings"] if f["rule"] == "TA310")
+    assert "net.Net" in ta310["evidence"]["classes"] and "not unpickled" in ta310["message"]
+    assert data["target"]["checkpoint_info"]["unpickled"] is False
+
+
+def test_trust_checkpoint_loads_a_pickled_module(tmp_path: Path, model_file: Path) -> None:
+    ckpt = tmp_path / "whole.pt"
+    _save_pickled_module(model_file, ckpt)
+    report = tmp_path / "r.json"
+    res = run_cli("scan", str(model_file), "--checkpoint", str(ckpt), "--trust-checkpoint", "--json", str(report))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(report.read_text())
+    ta310 = next(f for f in data["findings"] if f["rule"] == "TA310")
+    assert ta310["evidence"]["trusted"] is True and "--trust-checkpoint" in ta310["message"]
+    info = data["target"]["checkpoint_info"]
+    assert info["trusted"] is True and info["unpickled"] is True and info["pickled_module"] is True
+    assert info["strict_load"] == {"ok": True, "error": None, "prefix_fix": None}
+    assert info["tensors"] == 2
