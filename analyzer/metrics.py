@@ -85,7 +85,7 @@ def is_float(t: Any) -> bool:
 
 def has_nonfinite(value: Any) -> bool:
     for leaf in leaves(value):
-        if is_float(leaf) and leaf.numel() and not bool(torch.isfinite(leaf).all()):
+        if is_float(leaf) and leaf.numel() and not _finite_tensor(leaf):
             return True
         if isinstance(leaf, float) and not math.isfinite(leaf):
             return True
@@ -106,6 +106,7 @@ class _Acc:
     diff_sq: float = 0.0
     exact_mismatch: bool = False  # an integer/bool leaf or a shape differs
     float_mismatch: bool = False
+    nonfinite: bool = False  # NaN/Inf somewhere in either value (then has_nonfinite tells which)
 
     def stats(self) -> ErrorStats:
         denom = math.sqrt(self.ref_sq * self.cand_sq)
@@ -128,7 +129,13 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else 1.7976931348623157e308
 
 
-def _add_tensor(acc: _Acc, ref: torch.Tensor, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype) -> None:
+def _finite_tensor(t: torch.Tensor) -> bool:
+    """No NaN/Inf in ``t``: one vectorized sum; the exact test only when the sum is not finite."""
+    total = float(t.detach().sum())
+    return math.isfinite(total) or bool(torch.isfinite(t).all())
+
+
+def _add_tensor(acc: _Acc, ref: torch.Tensor, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype, light: bool = False) -> None:
     if ref.shape != cand.shape:
         acc.exact_mismatch = True
         acc.count += max(cand.numel(), 1)
@@ -147,36 +154,58 @@ def _add_tensor(acc: _Acc, ref: torch.Tensor, cand: torch.Tensor, tol: Tolerance
             acc.mismatched += bad
             acc.max_abs = max(acc.max_abs, float((ref.double() - cand.double()).abs().max()))
         return
-    a = ref.detach().to(torch.float64)
-    b = cand.detach().to(torch.float64)
-    if cand_dtype.is_floating_point and cand_dtype != torch.float64:
+    wide = torch.float64 if torch.float64 in (ref.dtype, cand.dtype) else torch.float32
+    a = ref.detach().reshape(-1).to(wide)
+    b = cand.detach().reshape(-1).to(wide)
+    if ref.dtype == cand.dtype and torch.equal(a, b):  # the common case of same-dtype comparisons
+        finite = _finite_tensor(a)
+        acc.nonfinite |= not finite
+        sq = float(torch.dot(a, a)) if finite else 0.0
+        acc.dot += sq
+        acc.ref_sq += sq
+        acc.cand_sq += sq
+        return
+    aa = a.abs()
+    if cand_dtype.is_floating_point and cand_dtype.itemsize < torch.finfo(wide).bits // 8:
         info = torch.finfo(cand_dtype)  # a reference value beyond the candidate's range saturates
-        a = a.clamp(info.min, info.max)
-    fa, fb = torch.isfinite(a), torch.isfinite(b)
-    both = fa & fb
-    same_nonfinite = (~fa & ~fb) & ((a == b) | (a.isnan() & b.isnan()))
-    bad_nonfinite = int((~both & ~same_nonfinite).sum())
-    a = torch.where(both, a, 0.0)
-    b = torch.where(both, b, 0.0)
-    d = (b - a).abs()
-    mism = int((d > tol.atol + tol.rtol * a.abs()).sum()) + bad_nonfinite
+        if not float(aa.max()) <= info.max:
+            a = a.clamp(info.min, info.max)
+            aa = a.abs()
+    d = b - a
+    bad_nonfinite = 0
+    if not _finite_tensor(d):
+        acc.nonfinite = True
+        fa, fb = torch.isfinite(a), torch.isfinite(b)
+        both = fa & fb
+        same_nonfinite = (~fa & ~fb) & ((a == b) | (a.isnan() & b.isnan()))
+        bad_nonfinite = int((~both & ~same_nonfinite).sum())
+        a = torch.where(both, a, 0.0)
+        b = torch.where(both, b, 0.0)
+        aa = a.abs()
+        d = b - a
+    d.abs_()
+    acc.max_abs = max(acc.max_abs, float(d.max()))
+    work = aa.mul(tol.rtol).add_(tol.atol)
+    mism = int(torch.gt(d, work).sum()) + bad_nonfinite
     acc.mismatched += mism
     if mism:
         acc.float_mismatch = True
-    acc.max_abs = max(acc.max_abs, float(d.max()))
-    nz = a != 0
-    if bool(nz.any()):
-        acc.max_rel = max(acc.max_rel, float((d[nz] / a[nz].abs()).max()))
-    acc.dot += float((a * b).sum())
-    acc.ref_sq += float((a * a).sum())
-    acc.cand_sq += float((b * b).sum())
-    acc.diff_sq += float((d * d).sum())
+    torch.div(d, aa, out=work)  # |a| == 0 gives nan or inf there: left out of max_rel
+    acc.max_rel = max(acc.max_rel, float(work.nan_to_num_(nan=0.0, posinf=0.0).max()))
+    if light:
+        return
+    acc.dot += float(torch.dot(a, b))
+    acc.ref_sq += float(torch.dot(a, a))
+    acc.cand_sq += float(torch.dot(b, b))
+    acc.diff_sq += float(torch.dot(d, d))
     if bad_nonfinite:
         acc.diff_sq = math.inf
 
 
-def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype) -> _Acc | None:
-    """Leaf-by-leaf statistics, or ``None`` when the values hold nothing comparable."""
+def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype, light: bool = False) -> _Acc | None:
+    """Leaf-by-leaf statistics, or ``None`` when the values hold nothing comparable.
+
+    ``light`` measures only ``max_abs``, ``max_rel`` and mismatches (no norms, no cosine)."""
     ref_leaves, cand_leaves = list(leaves(ref)), list(leaves(cand))
     if not cand_leaves and not ref_leaves:
         return None
@@ -187,7 +216,7 @@ def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype)
         return acc
     for r, c in zip(ref_leaves, cand_leaves):
         if isinstance(r, torch.Tensor) and isinstance(c, torch.Tensor):
-            _add_tensor(acc, r, c, tol, cand_dtype)
+            _add_tensor(acc, r, c, tol, cand_dtype, light)
         elif isinstance(r, torch.Tensor) or isinstance(c, torch.Tensor):
             acc.exact_mismatch = True
             acc.count += 1

@@ -39,7 +39,7 @@ def test_dtype_on_bert_runs_to_the_end_with_per_node_errors():
     report = torchaudit.scan(tiny_bert(), example_inputs=bert_inputs(), compare=["dtype"])
     [c] = report.comparisons
     assert c.status.value == "matched", c.first_divergence
-    assert len(c.nodes) > 80
+    assert len(c.nodes) > 40  # every computing node (pure view/reshape ops are not re-measured)
     assert c.nodes[-1].op == "output" and c.output["cosine"] > 0.999999
     assert any(n.module and "encoder.layer.1" in n.module for n in c.nodes)  # reached the last layer
     assert sum(n.local.max_abs > 0 for n in c.nodes) > 20  # errors are measured per node
