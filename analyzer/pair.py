@@ -45,7 +45,7 @@ def run_pair(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[LockstepResult, ModelGraph]:
     """Lockstep ``ref`` against ``cand``; returns the result and the candidate's graph."""
-    g_cand = trace_model(cand.model, cand.inputs, mode=cand.mode)
+    g_cand = _quiet_trace(cand.model, cand.inputs, cand.mode)
     g_ref = _trace_reference(ref)
     if g_cand.gm is None or g_ref.gm is None:
         return hook_pair(ref, cand, tol, cand_dtype, g_cand), g_cand
@@ -64,11 +64,17 @@ def _trace_reference(ref: Side) -> ModelGraph:
     (export bakes shapes in), else on the whole batch (fx graphs do not depend on it)."""
     if ref.samples:
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints what it raises
-                return trace_model(ref.model, ref.samples[0], mode=ref.mode)
+            return _quiet_trace(ref.model, ref.samples[0], ref.mode)
         except TraceError:
             pass
-    return trace_model(ref.model, ref.inputs, mode=ref.mode)
+    return _quiet_trace(ref.model, ref.inputs, ref.mode)
+
+
+def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str) -> ModelGraph:
+    """Tracers that fail print graphs and tracebacks (ShapeProp, export); the scan's own trace
+    already reported why, so the comparisons' traces keep stderr clean."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return trace_model(model, inputs, mode=mode)
 
 
 def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any], float]:
@@ -133,7 +139,7 @@ def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, in
             finally:
                 torch.random.set_rng_state(saved)
                 state["busy"] = False
-            _compare(_Fixed(name, r_out, []), _Fixed(name, out, [], "call_module"), name, shadow, tol, cand_dtype, info, None, result)
+            _compare(_Fixed(name, r_out, []), _Fixed(name, out, [args, kwargs, list(mod.parameters())], "call_module"), name, shadow, tol, cand_dtype, info, None, result)
         return hook
 
     out_a = _run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)
@@ -161,8 +167,9 @@ def _run_hooked(model: nn.Module, inputs: ExampleInputs, mode: str, rng: RngStre
 class _Fixed:
     """A one-node stand-in side for the hook path: one value, already computed."""
 
-    def __init__(self, name: str, value: Any, inputs: list[str], op: str = "call_module") -> None:
+    def __init__(self, name: str, value: Any, inputs: list[Any], op: str = "call_module") -> None:
         self.env = {name: value}
+        self.inputs = inputs  # what the module was fed (and its parameters): for the fan-in
         self.nodes = {name: _Op(op, name)}
         self.order = [name]
         self.gm = None
@@ -171,6 +178,9 @@ class _Fixed:
         return self.env.get(name)
 
     def input_names(self, name: str) -> list[str]:
+        if self.inputs:
+            self.env["__inputs"] = self.inputs
+            return ["__inputs"]
         return []
 
     def __contains__(self, name: str) -> bool:
