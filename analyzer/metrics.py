@@ -165,28 +165,28 @@ def _add_tensor(acc: _Acc, ref: torch.Tensor, cand: torch.Tensor, tol: Tolerance
         acc.ref_sq += sq
         acc.cand_sq += sq
         return
-    aa = a.abs()
-    if cand_dtype.is_floating_point and cand_dtype.itemsize < torch.finfo(wide).bits // 8:
-        info = torch.finfo(cand_dtype)  # a reference value beyond the candidate's range saturates
-        if not float(aa.max()) <= info.max:
-            a = a.clamp(info.min, info.max)
-            aa = a.abs()
     d = b - a
+    d.abs_()
+    max_abs = float(d.max())  # NaN or Inf in either value shows here: no separate pass
     bad_nonfinite = 0
-    if not _finite_tensor(d):
-        acc.nonfinite = True
+    narrower = cand_dtype.is_floating_point and cand_dtype.itemsize < torch.finfo(wide).bits // 8
+    if not math.isfinite(max_abs) or (narrower and max_abs > torch.finfo(cand_dtype).max):
+        if narrower:
+            info = torch.finfo(cand_dtype)  # a reference value beyond the candidate's range saturates
+            a = a.clamp(info.min, info.max)
         fa, fb = torch.isfinite(a), torch.isfinite(b)
         both = fa & fb
         same_nonfinite = (~fa & ~fb) & ((a == b) | (a.isnan() & b.isnan()))
         bad_nonfinite = int((~both & ~same_nonfinite).sum())
+        acc.nonfinite = bad_nonfinite > 0 or not bool(both.all())
         a = torch.where(both, a, 0.0)
         b = torch.where(both, b, 0.0)
-        aa = a.abs()
-        d = b - a
-    d.abs_()
-    acc.max_abs = max(acc.max_abs, float(d.max()))
-    work = aa.mul(tol.rtol).add_(tol.atol)
-    mism = int(torch.gt(d, work).sum()) + bad_nonfinite
+        d = (b - a).abs_()
+        max_abs = float(d.max())
+    aa = a.abs()
+    acc.max_abs = max(acc.max_abs, max_abs)
+    work = torch.add(d, aa, alpha=-tol.rtol)  # |d| - rtol |a| > atol: outside assert_close's band
+    mism = int(torch.count_nonzero(work > tol.atol)) + bad_nonfinite
     acc.mismatched += mism
     if mism:
         acc.float_mismatch = True
