@@ -214,6 +214,7 @@ def available(rule_cls: type[Rule], ctx: AuditContext) -> str | None:
         "checkpoint": getattr(ctx, "checkpoint", None) is None,
         "values": bool(ctx.options.get("meta")),
         "devices": bool(ctx.options.get("meta")),  # --meta builds every tensor on one device
+        "dynamic": "comparisons" not in ctx.options,
     }
     for need in sorted(rule_cls.needs):
         if missing.get(need):

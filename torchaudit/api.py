@@ -29,6 +29,14 @@ def scan(
     ignore: Sequence[str] | None = None,
     fail_on: str = "error",
     command: str | None = None,
+    compare: Sequence[str] | None = ("auto",),
+    reference: str | None = None,
+    candidate: str | None = None,
+    static_only: bool = False,
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
     checkpoint: str | None = None,
     trust_checkpoint: bool = False,
     meta: bool = False,
@@ -85,6 +93,17 @@ def scan(
         ctx.graph = trace_model(module, inputs)
     except TraceError as exc:
         ctx.trace_failures = str(exc).split("; ")
+    comparisons: list[Any] = []
+    if not static_only and not meta:  # the dynamic stage (it needs tensor values): its TA7xx rules read ctx.options["comparisons"]
+        from torchaudit.analyzer.dynamic import scan_comparisons
+        from torchaudit.rules.engine import selected
+
+        comparisons, failures = scan_comparisons(
+            module, inputs, target, compare, reference=reference, candidate=candidate,
+            atol=atol, rtol=rtol, seed=seed, progress=progress,
+        )
+        ctx.options["comparisons"] = comparisons
+        findings.extend(f for f in failures if selected(f.rule, select, ignore))
     rule_findings, skipped = run_rules(ctx, select, ignore)
     findings.extend(rule_findings)
     return Report(
@@ -92,7 +111,7 @@ def scan(
         environment=ctx.environment,
         graph=_graph_info(ctx),
         findings=sorted(findings, key=_finding_order),
-        comparisons=[],
+        comparisons=comparisons,
         fail_on=fail_on,
         command=command,
         extras=_extras(skipped, meta),
@@ -152,3 +171,6 @@ def write_json(report: Report, path: str | Path) -> None:
         print(text)
     else:
         Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+from torchaudit.consistency import assert_consistent, compare  # noqa: E402 - re-exported API (imports this module)

@@ -92,6 +92,16 @@ def scan(
         Optional[str], typer.Option("--write-baseline", help="Write the current findings as a baseline file (then gate against it).")
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option("--compare", help="Comparison to run: auto (default), dtype, device, reload, mode, determinism, batch (repeatable)."),
+    ] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Reference config device:dtype[:mode], e.g. cpu:float64:eval.")] = None,
+    candidate: Annotated[Optional[str], typer.Option("--candidate", help="Candidate config device:dtype[:mode], e.g. cpu:float16.")] = None,
+    static_only: Annotated[bool, typer.Option("--static-only", help="Skip the dynamic stage (no comparisons).")] = False,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of random ops in the comparisons.")] = 0,
     checkpoint: Annotated[
         Optional[str],
         typer.Option("--checkpoint", help="Check this checkpoint against the model (.safetensors, .pt, .pth, .bin, .ckpt)."),
@@ -127,6 +137,14 @@ def scan(
                 checkpoint=checkpoint,
                 trust_checkpoint=trust_checkpoint,
                 meta=meta,
+                compare=compare or ("auto",),
+                reference=reference,
+                candidate=candidate,
+                static_only=static_only,
+                atol=atol,
+                rtol=rtol,
+                seed=seed,
+                progress=True,
             )
         if write_baseline:
             save_baseline(report, write_baseline)
@@ -184,6 +202,43 @@ def rule_command(code: Annotated[str, typer.Argument(help="A rule code, e.g. TA1
     from torchaudit.reports.terminal import print_rule_docs
 
     print_rule_docs(cls)
+
+
+@app.command()
+def diff(
+    target: Annotated[str, typer.Argument(help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
+    a: Annotated[str, typer.Argument(help="The first checkpoint (the reference).")],
+    b: Annotated[str, typer.Argument(help="The second checkpoint (the candidate).")],
+    inputs: Annotated[Optional[str], typer.Option("--inputs", help="Example inputs from a function: path.py:fn.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="A random input of this shape (repeatable).")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Unpickle with weights_only=False (only for files you made).")] = False,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparison.")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparison.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of random ops in the comparison.")] = 0,
+    fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")] = "error",
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Two checkpoints of one model: what changed per tensor, then where the activations part."""
+
+    command = "torchaudit " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    try:
+        from torchaudit.api import write_json
+        from torchaudit.diffing import diff as run_diff
+
+        report = run_diff(target, a, b, input_shapes=input_shape, inputs_spec=inputs, trust_checkpoint=trust_checkpoint,
+                          atol=atol, rtol=rtol, seed=seed, fail_on=fail_on, command=command)
+        if json_path:
+            write_json(report, json_path)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        _fail(exc, debug)
+        return
+    from torchaudit.reports.tensor_table import print_tensor_table
+    from torchaudit.reports.terminal import print_summary
+
+    print_tensor_table(report, to_stderr=json_path == "-")
+    print_summary(report, to_stderr=json_path == "-")
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -1,0 +1,223 @@
+"""The named comparisons of the dynamic stage (DESIGN.md, "Comparisons").
+
+| name          | reference                  | candidate                              |
+|---------------|----------------------------|----------------------------------------|
+| `dtype`       | CPU float64                | CPU, the model's dtype                 |
+| `device`      | CPU                        | CUDA (skipped without CUDA)            |
+| `reload`      | the model after exercise   | fresh instance + `load_state_dict`     |
+| `mode`        | eval                       | train                                  |
+| `determinism` | the candidate config       | the same config again (other seed)     |
+| `batch`       | each sample alone          | the whole batch                        |
+| `custom`      | `--reference CFG`          | `--candidate CFG`                      |
+
+Every comparison works on copies of the user's model. One that cannot run here returns a
+``skipped`` result with its reason and the flag that fixes it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.lockstep import LockstepResult
+from torchaudit.analyzer.metrics import Tolerance
+from torchaudit.analyzer.pair import Side, run_pair
+from torchaudit.errors import OptionError
+from torchaudit.report import ComparisonResult, Config, Status
+
+NAMES = ("dtype", "device", "reload", "mode", "determinism", "batch")
+AUTO = ("dtype", "device", "reload", "mode", "determinism", "batch")
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "double": torch.float64, "float": torch.float32, "half": torch.float16, "bf16": torch.bfloat16,
+          "fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16}
+
+
+class Skip(Exception):
+    """A comparison that cannot run here: the reason, with the flag that fixes it."""
+
+
+@dataclass
+class Options:
+    seed: int = 0
+    atol: float | None = None
+    rtol: float | None = None
+    progress: Callable[[str, int, int], None] | None = None
+    target: Any = None  # LoadedTarget, for reload's fresh instance
+    reference: Config | None = None
+    candidate: Config | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def parse_config(text: str, flag: str) -> Config:
+    """``device:dtype[:mode]``, e.g. ``cpu:float64:eval``."""
+    parts = text.split(":")
+    fix = f"write {flag} as device:dtype[:mode], e.g. cpu:float64:eval"
+    if len(parts) not in (2, 3):
+        raise OptionError(f"malformed {flag} {text!r}", fix)
+    device, dtype = parts[0].strip(), parts[1].strip()
+    mode = parts[2].strip() if len(parts) == 3 else "eval"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise OptionError(f"unknown device {device!r} in {flag} {text!r}", "use cpu or cuda[:N]")
+    if dtype not in DTYPES:
+        raise OptionError(f"unknown dtype {dtype!r} in {flag} {text!r}", f"use one of {', '.join(sorted(DTYPES))}")
+    if mode not in ("eval", "train"):
+        raise OptionError(f"unknown mode {mode!r} in {flag} {text!r}", "use eval or train")
+    return Config(device, dtype_name(DTYPES[dtype]), mode)
+
+
+def convert_inputs(inputs: ExampleInputs, device: str, dtype: torch.dtype | None) -> ExampleInputs:
+    def conv(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            if dtype is not None and v.is_floating_point():
+                return v.to(device=device, dtype=dtype)
+            return v.to(device=device)
+        if isinstance(v, (list, tuple)):
+            return type(v)(conv(x) for x in v)
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    ex = inputs.clone()
+    return ExampleInputs(conv(ex.args), conv(ex.kwargs), inputs.source)
+
+
+def placed(model: nn.Module, cfg: Config) -> nn.Module:
+    """A copy of ``model`` on ``cfg``'s device and dtype, in its mode."""
+    work = copy.deepcopy(model)
+    work.to(device=cfg.device, dtype=DTYPES[cfg.dtype])
+    return work.train(cfg.mode == "train")
+
+
+def result_from(name: str, ref: Config, cand: Config, tol: Tolerance, run: LockstepResult, **extra: Any) -> ComparisonResult:
+    diverged = run.first_divergence is not None or run.first_nonfinite is not None or bool(extra.get("force_diverged"))
+    extra.pop("force_diverged", None)
+    return ComparisonResult(
+        name=name, reference=ref, candidate=cand,
+        status=Status.DIVERGED if diverged else Status.MATCHED,
+        tolerance=tol.to_dict(), output=run.output, first_divergence=run.first_divergence,
+        first_nonfinite=run.first_nonfinite, nodes=tuple(run.nodes), **extra,
+    )
+
+
+def skipped(name: str, reason: str, ref: Config | None = None, cand: Config | None = None) -> ComparisonResult:
+    return ComparisonResult(name=name, reference=ref or Config(), candidate=cand or Config(),
+                            status=Status.SKIPPED, skipped_reason=reason)
+
+
+def _progress(opts: Options, name: str) -> Callable[[int, int], None] | None:
+    return (lambda done, total: opts.progress(name, done, total)) if opts.progress else None
+
+
+def configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Config, cand: Config, opts: Options,
+            seeds: tuple[int, int] | None = None) -> ComparisonResult:
+    """Run the model under two configurations (device, dtype, mode) in lockstep."""
+    for cfg in (ref, cand):
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise Skip(f"{name}: CUDA is not available here (torch.cuda.is_available() is False); run on a machine with a GPU")
+    cand_dtype = DTYPES[cand.dtype]
+    tol = Tolerance.for_dtype(cand_dtype, opts.atol, opts.rtol)
+    s_ref, s_cand = seeds or (opts.seed, opts.seed)
+    a = Side(placed(model, ref), convert_inputs(inputs, ref.device, DTYPES[ref.dtype]), ref.mode, s_ref, ref.device)
+    b = Side(placed(model, cand), convert_inputs(inputs, cand.device, cand_dtype), cand.mode, s_cand, cand.device)
+    explain = ref.dtype == "float64" and cand.dtype != "float64"
+    run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=_progress(opts, name))
+    return result_from(name, ref, cand, tol, run)
+
+
+def compare_dtype(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    dt = model_dtype(model)
+    if dt == torch.float64:
+        raise Skip("dtype: the model is already float64, so there is no higher-precision reference; use --reference/--candidate")
+    return configs("dtype", model, inputs, Config("cpu", "float64", "eval"), Config("cpu", dtype_name(dt), "eval"), opts)
+
+
+def compare_device(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    dt = dtype_name(model_dtype(model))
+    return configs("device", model, inputs, Config("cpu", dt, "eval"), Config("cuda", dt, "eval"), opts)
+
+
+def compare_mode(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    dt = dtype_name(model_dtype(model))
+    return configs("mode", model, inputs, Config("cpu", dt, "eval"), Config("cpu", dt, "train"), opts)
+
+
+def compare_determinism(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    """The same config twice; the runs draw different random numbers, as two real runs would."""
+    cfg = opts.candidate or Config("cpu", dtype_name(model_dtype(model)), "eval")
+    return configs("determinism", model, inputs, cfg, cfg, opts, seeds=(opts.seed, opts.seed + 1))
+
+
+def compare_custom(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    if opts.reference is None or opts.candidate is None:
+        raise Skip("custom: needs both --reference CFG and --candidate CFG (device:dtype[:mode])")
+    return configs("custom", model, inputs, opts.reference, opts.candidate, opts)
+
+
+def split_batch(inputs: ExampleInputs) -> list[ExampleInputs] | None:
+    """One ExampleInputs per sample, when every tensor input shares a leading batch of >= 2."""
+    tensors = inputs.tensors()
+    sizes = {t.shape[0] for t in tensors if t.dim() > 0}
+    if not tensors or len(sizes) != 1 or any(t.dim() == 0 for t in tensors):
+        return None
+    n = sizes.pop()
+    if n < 2:
+        return None
+
+    def pick(v: Any, i: int) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v[i : i + 1].clone()
+        if isinstance(v, (list, tuple)):
+            return type(v)(pick(x, i) for x in v)
+        if isinstance(v, dict):
+            return {k: pick(x, i) for k, x in v.items()}
+        return v
+
+    return [ExampleInputs(pick(inputs.args, i), pick(inputs.kwargs, i), inputs.source) for i in range(n)]
+
+
+def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    samples = split_batch(inputs)
+    dt = model_dtype(model)
+    cfg = Config("cpu", dtype_name(dt), "eval")
+    if samples is None:
+        raise Skip("batch: needs example inputs whose tensors share a batch of at least 2 along dim 0; "
+                   "pass e.g. --input-shape 4,16")
+    tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
+    a = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, samples=samples)
+    b = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed)
+    run, _ = run_pair(a, b, tol, dt, progress=_progress(opts, "batch"))
+    ref_cfg = Config("cpu", cfg.dtype, "eval")
+    return result_from("batch", ref_cfg, cfg, tol, run)
+
+
+def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    from torchaudit.analyzer.reload import compare_reload as run_reload
+
+    return run_reload(model, inputs, opts)
+
+
+COMPARISONS: dict[str, Callable[[nn.Module, ExampleInputs, Options], ComparisonResult]] = {
+    "dtype": compare_dtype,
+    "device": compare_device,
+    "reload": compare_reload,
+    "mode": compare_mode,
+    "determinism": compare_determinism,
+    "batch": compare_batch,
+    "custom": compare_custom,
+}

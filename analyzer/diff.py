@@ -1,0 +1,107 @@
+"""``torchaudit diff TARGET A B``: what did the new checkpoint change?
+
+First a per-tensor table (key, shape, dtype, max absolute and relative change; keys only in A
+or only in B), then the ``checkpoints`` comparison: the model with A loaded (reference) and
+with B loaded (candidate), same device and dtype, in lockstep, pinning the first node whose
+activations part. Both files are read by :func:`torchaudit.analyzer.checkpoint_match.prepare_checkpoint`
+(``weights_only`` unless ``--trust-checkpoint``) and loaded into copies with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from torchaudit.analyzer.comparisons import dtype_name, model_dtype, result_from, skipped
+from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.metrics import Tolerance
+from torchaudit.analyzer.pair import Side, run_pair
+from torchaudit.errors import CheckpointError
+from torchaudit.report import ComparisonResult, Config
+
+
+@dataclass(frozen=True)
+class TensorChange:
+    key: str
+    status: str  # "changed", "unchanged", "only_in_a", "only_in_b", "shape_changed", "dtype_changed"
+    shape_a: tuple[int, ...] | None
+    shape_b: tuple[int, ...] | None
+    dtype_a: str | None
+    dtype_b: str | None
+    max_abs: float | None = None
+    max_rel: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "status": self.status,
+            "shape_a": list(self.shape_a) if self.shape_a is not None else None,
+            "shape_b": list(self.shape_b) if self.shape_b is not None else None,
+            "dtype_a": self.dtype_a, "dtype_b": self.dtype_b,
+            "max_abs": self.max_abs, "max_rel": self.max_rel,
+        }
+
+
+def _dt(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def tensor_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> list[TensorChange]:
+    """One row per key of A or B, in A's order then B's new keys; tensors read one at a time."""
+    rows: list[TensorChange] = []
+    keys = list(a) + [k for k in b if k not in a]
+    for key in keys:
+        if key not in b:
+            t = a[key]
+            rows.append(TensorChange(key, "only_in_a", tuple(t.shape), None, _dt(t), None))
+            continue
+        if key not in a:
+            t = b[key]
+            rows.append(TensorChange(key, "only_in_b", None, tuple(t.shape), None, _dt(t)))
+            continue
+        ta, tb = a[key], b[key]
+        sa, sb = tuple(ta.shape), tuple(tb.shape)
+        if sa != sb:
+            rows.append(TensorChange(key, "shape_changed", sa, sb, _dt(ta), _dt(tb)))
+            continue
+        x, y = ta.detach().double(), tb.detach().double()
+        d = (y - x).abs()
+        max_abs = float(d.max()) if d.numel() else 0.0
+        nz = x != 0
+        max_rel = float((d[nz] / x[nz].abs()).max()) if bool(nz.any()) else (0.0 if max_abs == 0 else None)
+        status = "dtype_changed" if ta.dtype != tb.dtype else ("changed" if max_abs > 0 else "unchanged")
+        rows.append(TensorChange(key, status, sa, sb, _dt(ta), _dt(tb), max_abs, max_rel))
+    return rows
+
+
+def load_pair(model: nn.Module, path: str, trust: bool) -> tuple[Any, nn.Module | None]:
+    """The checkpoint and a copy of ``model`` with it loaded (``None`` when it does not load)."""
+    from torchaudit.analyzer.checkpoint_match import prepare_checkpoint
+
+    ckpt, loaded = prepare_checkpoint(model, path, trust=trust)
+    if not ckpt.loaded:
+        raise CheckpointError(f"{path}: {ckpt.not_loaded_reason}", "pass --trust-checkpoint only for a file you made yourself")
+    ok = ckpt.loaded_into_model is not None and ckpt.loaded_into_model.ok
+    return ckpt, (loaded if ok and loaded is not model else None)
+
+
+def compare_checkpoints(
+    model_a: nn.Module | None, model_b: nn.Module | None, inputs: ExampleInputs | None, why_not: str | None,
+    *, atol: float | None = None, rtol: float | None = None, seed: int = 0,
+) -> ComparisonResult:
+    """The ``checkpoints`` comparison: the model with A loaded against the model with B loaded."""
+    if inputs is None:
+        from torchaudit.analyzer.dynamic import NO_INPUTS
+
+        return skipped("checkpoints", f"checkpoints: {NO_INPUTS}")
+    if model_a is None or model_b is None:
+        return skipped("checkpoints", f"checkpoints: {why_not}")
+    dt = model_dtype(model_b)
+    cfg = Config("cpu", dtype_name(dt), "eval")
+    tol = Tolerance.for_dtype(dt, atol, rtol)
+    a = Side(model_a.eval(), inputs.clone(), "eval", seed)
+    b = Side(model_b.eval(), inputs.clone(), "eval", seed)
+    run, _ = run_pair(a, b, tol, dt)
+    return result_from("checkpoints", cfg, cfg, tol, run)

@@ -1,0 +1,193 @@
+"""Run one reference/candidate pair: trace each side, then lockstep over the graphs, or, when
+only the forward-hook fallback could trace the model, compare module by module.
+
+Each side is traced from its own instance in its own mode, so what a trace bakes in
+(``self.training``, Python attributes, tensor constants, ``self.dtype``) belongs to that side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from torchaudit.analyzer.graph import ModelGraph
+from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.lockstep import LockstepResult, cast_like, lockstep
+from torchaudit.analyzer.metrics import Tolerance, compare_values
+from torchaudit.analyzer.sides import FxSide, PerSampleSide, RngStream
+from torchaudit.analyzer.tracing import TraceError, trace_model
+
+
+@dataclass
+class Side:
+    """What one side runs: its own model instance (already a copy), inputs, mode and seed."""
+
+    model: nn.Module
+    inputs: ExampleInputs
+    mode: str = "eval"
+    seed: int = 0
+    device: str = "cpu"
+    samples: list[ExampleInputs] | None = None  # per-sample reference of ``batch``
+
+
+def run_pair(
+    ref: Side,
+    cand: Side,
+    tol: Tolerance,
+    cand_dtype: torch.dtype,
+    *,
+    explain: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[LockstepResult, ModelGraph]:
+    """Lockstep ``ref`` against ``cand``; returns the result and the candidate's graph."""
+    g_cand = _quiet_trace(cand.model, cand.inputs, cand.mode)
+    g_ref = _trace_reference(ref)
+    if g_cand.gm is None or g_ref.gm is None:
+        return hook_pair(ref, cand, tol, cand_dtype, g_cand), g_cand
+    ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
+    b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
+    if ref.samples:
+        a: Any = PerSampleSide(g_ref, ref.samples, ref_rng, ref.model.forward)
+    else:
+        a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
+    explainer = _explainer(cand_dtype) if explain else None
+    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explainer, progress=progress), g_cand
+
+
+def _trace_reference(ref: Side) -> ModelGraph:
+    """The reference's graph; a per-sample reference is traced on one sample where it can be
+    (export bakes shapes in), else on the whole batch (fx graphs do not depend on it)."""
+    if ref.samples:
+        try:
+            return _quiet_trace(ref.model, ref.samples[0], ref.mode)
+        except TraceError:
+            pass
+    return _quiet_trace(ref.model, ref.inputs, ref.mode)
+
+
+def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str) -> ModelGraph:
+    """Tracers that fail print graphs and tracebacks (ShapeProp, export); the scan's own trace
+    already reported why, so the comparisons' traces keep stderr clean."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return trace_model(model, inputs, mode=mode)
+
+
+def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any], float]:
+    """How far the reference op moves when its inputs are rounded to the candidate dtype."""
+    fp64 = Tolerance.for_dtype(torch.float64)
+
+    def round_trip(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return v.to(cand_dtype).to(v.dtype)
+        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+            return type(v)(round_trip(x) for x in v)
+        return v
+
+    def explain(ref: Any, name: str, y_a: Any) -> float:
+        if not isinstance(ref, FxSide):
+            return 0.0
+        args, kwargs = ref.own_args(name)
+        args = tuple(round_trip(a) for a in args)
+        kwargs = {k: round_trip(v) for k, v in kwargs.items()}
+        with ref.rng.active(advance=False):
+            y = ref.execute(name, args, kwargs)
+        acc = compare_values(y_a, y, fp64, torch.float64)
+        return acc.norm_rel if acc is not None else 0.0
+
+    return explain
+
+
+def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph) -> LockstepResult:
+    """Module granularity: leaf-module outputs of both runs, each with its shadow."""
+    from torchaudit.analyzer.lockstep import _compare  # one comparison routine for both paths
+
+    recorded: dict[str, tuple[Any, Any, Any]] = {}
+    result = LockstepResult()
+    ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
+    state = {"busy": False}
+
+    def name_for(path: str, counts: dict[str, int]) -> str:
+        c = counts.get(path, 0)
+        counts[path] = c + 1
+        return path.replace(".", "_") + (f"_{c}" if c else "")
+
+    ref_counts: dict[str, int] = {}
+    cand_counts: dict[str, int] = {}
+
+    def ref_hook(path: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+            recorded[name_for(path, ref_counts)] = (args, kwargs, out)
+        return hook
+
+    def cand_hook(path: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+            if state["busy"]:
+                return
+            name = name_for(path, cand_counts)
+            if name not in recorded:
+                return
+            r_args, r_kwargs, r_out = recorded.pop(name)
+            state["busy"] = True
+            saved = torch.random.get_rng_state()
+            try:
+                shadow = mod(*cast_like(r_args, args), **cast_like(r_kwargs, kwargs))
+            finally:
+                torch.random.set_rng_state(saved)
+                state["busy"] = False
+            _compare(_Fixed(name, r_out, []), _Fixed(name, out, [args, kwargs, list(mod.parameters())], "call_module"), name, shadow, tol, cand_dtype, info, None, result)
+        return hook
+
+    out_a = _run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)
+    out_b = _run_hooked(cand.model, cand.inputs, cand.mode, cand_rng, cand_hook)
+    _compare(_Fixed("output", out_a, []), _Fixed("output", out_b, [], "output"), "output",
+             cast_like(out_a, out_b), tol, cand_dtype, info, None, result)
+    return result
+
+
+def _run_hooked(model: nn.Module, inputs: ExampleInputs, mode: str, rng: RngStream, make: Callable[[str], Any]) -> Any:
+    handles = []
+    model.train(mode == "train")
+    try:
+        for path, m in model.named_modules():
+            if path and not list(m.children()):
+                handles.append(m.register_forward_hook(make(path), with_kwargs=True))
+        ex = inputs.clone()
+        with torch.no_grad(), rng.active():
+            return model(*ex.args, **ex.kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _Fixed:
+    """A one-node stand-in side for the hook path: one value, already computed."""
+
+    def __init__(self, name: str, value: Any, inputs: list[Any], op: str = "call_module") -> None:
+        self.env = {name: value}
+        self.inputs = inputs  # what the module was fed (and its parameters): for the fan-in
+        self.nodes = {name: _Op(op, name)}
+        self.order = [name]
+        self.gm = None
+
+    def value(self, name: str, like: Any = None) -> Any:
+        return self.env.get(name)
+
+    def input_names(self, name: str) -> list[str]:
+        if self.inputs:
+            self.env["__inputs"] = self.inputs
+            return ["__inputs"]
+        return []
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.env
+
+
+@dataclass
+class _Op:
+    op: str
+    target: str

@@ -1,0 +1,155 @@
+"""The ``reload`` comparison: the trained model against the one rebuilt from its state dict.
+
+The tool plays both sides of the everyday workflow (DESIGN.md): on a copy of the model it runs
+a few train-mode forward passes (moving BatchNorm statistics, non-persistent buffers and any
+attribute a forward mutates), builds a **fresh** instance (``fresh_model()`` in the target
+file; else the class called with no arguments; else the target's factory), loads the copy's
+state dict into it through an in-memory ``torch.save``/``torch.load(weights_only=True)``
+round trip, and compares both in eval mode. ``state_diff`` lists every tensor and plain
+attribute that differs between the two instances, by dotted name.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import torch.nn as nn
+
+from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.metrics import Tolerance
+from torchaudit.analyzer.pair import Side, run_pair
+from torchaudit.report import ComparisonResult, Config, StateDifference
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.comparisons import Options
+
+EXERCISE_STEPS = 3
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def fresh_builder(model: nn.Module, target: Any) -> tuple[Callable[[], nn.Module], str]:
+    """How to build a fresh instance, and a label saying which way was used."""
+    from torchaudit.analyzer.comparisons import Skip
+
+    module = getattr(target, "module", None)
+    fn = getattr(module, "fresh_model", None) if module is not None else None
+    if callable(fn):
+        return fn, "fresh_model() in the target file"
+    cls = type(model)
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(cls, "config_class"):  # transformers: Model(config)
+        return (lambda: cls(copy.deepcopy(config))), f"{cls.__name__}(model.config)"
+    try:
+        sig = inspect.signature(cls)
+        needs_args = any(
+            p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            for p in sig.parameters.values()
+        )
+    except (TypeError, ValueError):
+        needs_args = True
+    if not needs_args:
+        return cls, f"{cls.__name__}()"
+    if target is not None:
+        return target.factory, "the target's factory"
+    raise Skip(
+        f"reload: {cls.__name__} needs constructor arguments and there is no fresh_model() to build a fresh "
+        "instance; add fresh_model() to the model file, or pass the model as a TARGET"
+    )
+
+
+def exercised(model: nn.Module, inputs: ExampleInputs, seed: int) -> nn.Module:
+    """A copy after a few train-mode forward passes (what training does to state)."""
+    work = copy.deepcopy(model)
+    work.train()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for _ in range(EXERCISE_STEPS):
+            ex = inputs.clone()
+            work(*ex.args, **ex.kwargs)
+    return work.eval()
+
+
+def reloaded(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
+    fresh = build()
+    if not isinstance(fresh, nn.Module):
+        raise TypeError(f"the fresh-instance builder returned a {type(fresh).__name__}, not an nn.Module")
+    buf = io.BytesIO()
+    torch.save(trained.state_dict(), buf)
+    buf.seek(0)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    return fresh.eval()
+
+
+def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> ComparisonResult:
+    from torchaudit.analyzer.comparisons import _progress, dtype_name, model_dtype, result_from
+
+    build, _label = fresh_builder(model, opts.target)
+    trained = exercised(model, inputs, opts.seed)
+    fresh = reloaded(trained, build)
+    diffs = state_diff(trained, fresh)
+    dt = model_dtype(model)
+    cfg = Config("cpu", dtype_name(dt), "eval")
+    tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
+    a = Side(trained, inputs.clone(), "eval", opts.seed)
+    b = Side(fresh, inputs.clone(), "eval", opts.seed)
+    run, _ = run_pair(a, b, tol, dt, progress=_progress(opts, "reload"))
+    return result_from("reload", cfg, cfg, tol, run, state_diff=tuple(diffs))
+
+
+def _kinds(m: nn.Module) -> dict[str, tuple[str, Any]]:
+    out: dict[str, tuple[str, Any]] = {}
+    for name, p in m._parameters.items():
+        if p is not None:
+            out[name] = ("parameter", p)
+    for name, b in m._buffers.items():
+        if b is not None:
+            kind = "non_persistent_buffer" if name in m._non_persistent_buffers_set else "buffer"
+            out[name] = (kind, b)
+    for name, v in vars(m).items():
+        if name.startswith("_") or name == "training" or name in out:
+            continue
+        if isinstance(v, torch.Tensor):
+            out[name] = ("tensor_attribute", v)
+        elif isinstance(v, _PLAIN):
+            out[name] = ("python_attribute", v)
+    return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, torch.Tensor):
+        if v.numel() <= 6:
+            return str(v.detach().cpu().tolist())
+        t = v.detach().double() if v.is_floating_point() else v.detach()
+        return f"Tensor[{','.join(map(str, v.shape))}]:{str(v.dtype).removeprefix('torch.')} mean={float(t.double().mean()):.6g}"
+    return repr(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a.detach().cpu(), b.detach().cpu()))
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return False
+    return type(a) is type(b) and a == b
+
+
+def state_diff(reference: nn.Module, candidate: nn.Module) -> list[StateDifference]:
+    """Every tensor and plain attribute that differs, by dotted name."""
+    cand_modules = dict(candidate.named_modules())
+    out: list[StateDifference] = []
+    for path, m in reference.named_modules():
+        other = cand_modules.get(path)
+        ref_items = _kinds(m)
+        cand_items = _kinds(other) if other is not None else {}
+        for name in sorted(set(ref_items) | set(cand_items)):
+            full = f"{path}.{name}" if path else name
+            r = ref_items.get(name)
+            c = cand_items.get(name)
+            if r is not None and c is not None and _same(r[1], c[1]):
+                continue
+            kind = (r or c)[0]  # type: ignore[index]
+            out.append(StateDifference(full, kind, _show(r[1]) if r else "(absent)", _show(c[1]) if c else "(absent)"))
+    return out

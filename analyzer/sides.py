@@ -1,0 +1,239 @@
+"""One side of a lockstep run: a traced graph bound to one model instance and its inputs.
+
+:class:`FxSide` runs an fx ``GraphModule`` node by node through ``torch.fx.Interpreter``'s
+per-op methods (``call_module``, ``call_function``, ...), keeping its own environment by node
+name so the engine can free each value after its last user. :class:`PerSampleSide` runs one
+graph per sample of a batch (the reference of the ``batch`` comparison) and joins the samples'
+values along their batch dimension when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+import torch.fx
+from torch.fx.node import map_arg
+
+from torchaudit.analyzer.graph import ModelGraph
+from torchaudit.analyzer.inputs import ExampleInputs
+
+
+class RngStream:
+    """A private copy of the global RNG state, so each side draws its own random numbers."""
+
+    def __init__(self, seed: int, device: str = "cpu") -> None:
+        self.cuda = device.startswith("cuda")
+        with _saved_rng(self.cuda):
+            torch.manual_seed(seed)
+            self.state = self._get()
+
+    def _get(self) -> Any:
+        cpu = torch.random.get_rng_state()
+        return (cpu, torch.cuda.get_rng_state()) if self.cuda else (cpu,)
+
+    def _set(self, state: Any) -> None:
+        torch.random.set_rng_state(state[0])
+        if self.cuda:
+            torch.cuda.set_rng_state(state[1])
+
+    @contextlib.contextmanager
+    def active(self, advance: bool = True) -> Iterator[None]:
+        """Draw from this stream; ``advance=False`` leaves the stream where it was (the shadow)."""
+        self._set(self.state)
+        try:
+            yield
+        finally:
+            if advance:
+                self.state = self._get()
+
+
+@contextlib.contextmanager
+def _saved_rng(cuda: bool) -> Iterator[None]:
+    cpu = torch.random.get_rng_state()
+    dev = torch.cuda.get_rng_state() if cuda else None
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(cpu)
+        if dev is not None:
+            torch.cuda.set_rng_state(dev)
+
+
+def placeholder_values(gm: torch.fx.GraphModule, inputs: ExampleInputs) -> dict[str, Any]:
+    """Values for the graph's placeholders, from the example inputs."""
+    import inspect
+
+    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    spec = getattr(gm, "_in_spec", None)
+    if spec is not None:  # torch.export: placeholders are the flattened (args, kwargs)
+        from torch.utils._pytree import tree_flatten
+
+        flat = tree_flatten((tuple(inputs.args), dict(inputs.kwargs)))[0]
+        if len(flat) == len(phs):
+            return {n.name: v for n, v in zip(phs, flat)}
+    root = getattr(gm, "_ta_root_forward", None)
+    bound: dict[str, Any] = {}
+    try:
+        sig = inspect.signature(root) if root is not None else None
+        if sig is not None:
+            bound = dict(sig.bind(*inputs.args, **inputs.kwargs).arguments)
+    except TypeError:
+        bound = {}
+    values: dict[str, Any] = {}
+    positional = list(inputs.args)
+    for i, n in enumerate(phs):
+        name = str(n.target).lstrip("*")
+        if name in bound:
+            values[n.name] = bound[name]
+        elif name in inputs.kwargs:
+            values[n.name] = inputs.kwargs[name]
+        elif not bound and i < len(positional):
+            values[n.name] = positional[i]
+        else:
+            values[n.name] = n.args[0] if n.args else None
+    return values
+
+
+def _mutates(n: torch.fx.Node, gm: torch.fx.GraphModule) -> bool:
+    """Could this node write into its inputs? (in-place methods, ``inplace=True``, ``aten.*_``)"""
+    if n.kwargs.get("inplace"):
+        return True
+    if n.op == "call_method":
+        return str(n.target).endswith("_") and not str(n.target).endswith("__")
+    if n.op == "call_module":
+        return bool(getattr(gm.get_submodule(str(n.target)), "inplace", False))
+    if n.op == "call_function":
+        schema = getattr(n.target, "_schema", None)
+        if schema is not None:
+            return bool(schema.is_mutable)
+        name = getattr(n.target, "__name__", "")
+        return name.endswith("_") and not name.endswith("__")
+    return False
+
+
+class FxSide:
+    """A graph bound to one model instance, run one node at a time."""
+
+    def __init__(self, graph: ModelGraph, inputs: ExampleInputs, rng: RngStream, model_forward: Any = None) -> None:
+        assert graph.gm is not None
+        self.gm = graph.gm
+        self.graph = graph
+        self.interp = torch.fx.Interpreter(self.gm, garbage_collect_values=False)
+        self.nodes = {n.name: n for n in self.gm.graph.nodes}
+        self.order = list(self.nodes)
+        self.env: dict[str, Any] = {}
+        self.rng = rng
+        if model_forward is not None:
+            self.gm._ta_root_forward = model_forward  # type: ignore[assignment]
+        self.inputs = placeholder_values(self.gm, inputs)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.nodes
+
+    def input_names(self, name: str) -> list[str]:
+        return [m.name for m in self.nodes[name].all_input_nodes]
+
+    def mutates(self, name: str) -> bool:
+        return _mutates(self.nodes[name], self.gm)
+
+    def execute(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Node ``name``'s op applied to the given arguments (its own or the shadow's)."""
+        n = self.nodes[name]
+        if n.op == "placeholder":
+            return self.inputs[name]
+        if n.op == "output":
+            return args[0]
+        return getattr(self.interp, n.op)(n.target, args, kwargs)
+
+    def own_args(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        n = self.nodes[name]
+        return map_arg(n.args, lambda m: self.env[m.name]), map_arg(n.kwargs, lambda m: self.env[m.name])
+
+    def args_from(self, name: str, lookup: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        n = self.nodes[name]
+        return map_arg(n.args, lambda m: lookup(m.name)), map_arg(n.kwargs, lambda m: lookup(m.name))
+
+    def run(self, name: str) -> None:
+        args, kwargs = self.own_args(name)
+        with self.rng.active():
+            self.env[name] = self.execute(name, args, kwargs)
+
+    def value(self, name: str, like: Any = None) -> Any:
+        return self.env.get(name)
+
+    def free(self, name: str) -> None:
+        self.env.pop(name, None)
+
+
+class NotRunnable:
+    """A per-sample value that could not be computed: the op needs more than one sample."""
+
+    def __init__(self, reason: str, origin: str) -> None:
+        self.reason = reason
+        self.origin = origin  # the node that raised ("" = inherited from an input)
+
+
+class PerSampleSide:
+    """The reference of ``batch``: one graph run per sample; values joined on demand."""
+
+    def __init__(self, graph: ModelGraph, samples: list[ExampleInputs], rng: RngStream, model_forward: Any = None) -> None:
+        self.sides = [FxSide(graph, s, rng, model_forward) for s in samples]
+        self.nodes = self.sides[0].nodes
+        self.order = self.sides[0].order
+        self.graph = graph
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.nodes
+
+    def input_names(self, name: str) -> list[str]:
+        return self.sides[0].input_names(name)
+
+    def run(self, name: str) -> None:
+        first = self.sides[0]
+        upstream = [first.env.get(m) for m in first.input_names(name)]
+        if any(isinstance(v, NotRunnable) for v in upstream):
+            for s in self.sides:
+                s.env[name] = NotRunnable("an input could not be computed for a sample alone", origin="")
+            return
+        try:
+            for s in self.sides:
+                s.run(name)
+        except Exception as exc:  # noqa: BLE001 - an op that cannot see one sample alone
+            for s in self.sides:
+                s.env[name] = NotRunnable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", origin=name)
+
+    def value(self, name: str, like: Any = None) -> Any:
+        parts = [s.env.get(name) for s in self.sides]
+        if parts and isinstance(parts[0], NotRunnable):
+            return parts[0]
+        return join_samples(parts, like)
+
+    def free(self, name: str) -> None:
+        for s in self.sides:
+            s.free(name)
+
+
+def join_samples(parts: list[Any], like: Any) -> Any:
+    """Concatenate per-sample values along the dim where the batched value ``like`` is
+    ``len(parts)`` times larger; ``None`` when they do not line up (e.g. sizes, shapes)."""
+    if isinstance(like, torch.Tensor):
+        if not all(isinstance(p, torch.Tensor) and p.dim() == like.dim() for p in parts):
+            return None
+        shapes = [p.shape for p in parts]
+        if any(s != shapes[0] for s in shapes):
+            return None
+        for d in range(like.dim()):
+            if like.shape[d] == len(parts) * shapes[0][d] and all(
+                like.shape[e] == shapes[0][e] for e in range(like.dim()) if e != d
+            ):
+                return torch.cat(parts, dim=d)
+        return None
+    if isinstance(like, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == len(like) for p in parts):
+        joined = [join_samples([p[i] for p in parts], like[i]) for i in range(len(like))]
+        return None if any(j is None for j in joined) else type(like)(joined) if isinstance(like, list) else tuple(joined)
+    if isinstance(like, dict) and all(isinstance(p, dict) for p in parts):
+        out = {k: join_samples([p.get(k) for p in parts], v) for k, v in like.items()}
+        return None if any(v is None for v in out.values()) else out
+    return None

@@ -1,0 +1,204 @@
+"""Cost of one lockstep comparison against the two plain forward passes it compares.
+
+    .venv/bin/python benchmarks/bench_compare.py [--repeat 3] [--kind dtype|same]
+
+Models: a 12-layer pre-norm transformer (hidden 256, sequence 128, batch 8) and a BatchNorm CNN.
+Comparison ``dtype``: reference float64, candidate float32 (the shadow runs in float32 on the
+reference's inputs). ``same``: float32 against float32 (reload, determinism, checkpoints).
+
+Every figure is measured in its own subprocess (so one measurement's memory cannot hide in
+another's): wall time is the best of ``--repeat`` runs; peak memory is the rise of the
+process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its
+resident set when the measured phase starts. ``MALLOC_MMAP_THRESHOLD_`` is pinned so freed
+activations go back to the OS as they would be freed by torch.
+
+Three ways are measured: ``plain`` (the two forward passes, no comparison), ``lockstep`` (the
+engine: reference, shadow and candidate per node, errors measured, values freed after their last
+user) and ``hooks`` (the obvious alternative: forward hooks keep every module output of both
+runs, compared afterwards). The lockstep ratio is also given with tracing included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        w = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // self.heads), dim=-1)
+        x = x + self.proj((w @ v).transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, layers: int = 12, dim: int = 256, heads: int = 8) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.blocks(x))
+
+
+class CNN(nn.Module):
+    def __init__(self, width: int = 64, depth: int = 8) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+MODELS = {
+    "transformer-12x256": (Transformer, (8, 128, 256)),
+    "batchnorm-cnn": (CNN, (8, 3, 64, 64)),
+}
+
+
+def _rss() -> tuple[int, int]:
+    """(VmRSS, VmHWM) in bytes."""
+    vals = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, kb = line.split()[:2]
+                vals[key] = int(kb) * 1024
+    return vals["VmRSS:"], vals["VmHWM:"]
+
+
+def _reset_peak() -> int:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _rss()[0]
+
+
+def _setup(model_name: str, kind: str):
+    from torchaudit.analyzer.inputs import ExampleInputs
+
+    cls, shape = MODELS[model_name]
+    torch.manual_seed(0)
+    model = cls().eval()
+    x = torch.randn(*shape)
+    ref_dtype = torch.float64 if kind == "dtype" else torch.float32
+    ref = cls().eval()
+    ref.load_state_dict(model.state_dict())
+    ref = ref.to(ref_dtype)
+    return model, ref, ExampleInputs((x,)), ExampleInputs((x.to(ref_dtype),))
+
+
+def measure(model_name: str, how: str, kind: str) -> dict[str, float]:
+    """Runs in the child: returns seconds and peak-memory rise of the measured phase."""
+    from torchaudit.analyzer.lockstep import lockstep
+    from torchaudit.analyzer.metrics import Tolerance
+    from torchaudit.analyzer.pair import Side, _explainer, hook_pair
+    from torchaudit.analyzer.sides import FxSide, RngStream
+    from torchaudit.analyzer.tracing import trace_model
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    cand, ref, x_cand, x_ref = _setup(model_name, kind)
+    tol = Tolerance.for_dtype(torch.float32)
+    if how == "lockstep" or how == "lockstep+trace":
+        t0 = time.perf_counter()
+        g_cand, g_ref = trace_model(cand, x_cand), trace_model(ref, x_ref)
+        trace_s = time.perf_counter() - t0
+        a = FxSide(g_ref, x_ref, RngStream(0), ref.forward)
+        b = FxSide(g_cand, x_cand, RngStream(0), cand.forward)
+        explain = _explainer(torch.float32) if kind == "dtype" else None
+        base = _reset_peak()
+        t0 = time.perf_counter()
+        result = lockstep(a, b, tol, torch.float32, g_cand, explain=explain)
+        seconds = time.perf_counter() - t0
+        assert result.nodes and result.first_divergence is None, result.first_divergence
+        if how == "lockstep+trace":
+            seconds += trace_s
+    elif how == "hooks":
+        base = _reset_peak()
+        t0 = time.perf_counter()
+        _hooks_alternative(ref, cand, x_ref, x_cand)
+        seconds = time.perf_counter() - t0
+    else:
+        base = _reset_peak()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            ref(*x_ref.args)
+            cand(*x_cand.args)
+        seconds = time.perf_counter() - t0
+    peak = _rss()[1] - base
+    return {"seconds": seconds, "peak_bytes": peak}
+
+
+def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
+    """Keep every module output of both runs, then compare them pairwise."""
+    from torchaudit.analyzer.metrics import Tolerance, compare_values
+
+    outs: list[dict[str, torch.Tensor]] = [{}, {}]
+    for store, model, x in ((outs[0], ref, x_ref), (outs[1], cand, x_cand)):
+        handles = [m.register_forward_hook(lambda mod, i, o, n=n, s=store: s.__setitem__(n, o))
+                   for n, m in model.named_modules() if n]
+        with torch.no_grad():
+            model(*x.args)
+        for h in handles:
+            h.remove()
+    tol = Tolerance.for_dtype(torch.float32)
+    for name in outs[1]:
+        compare_values(outs[0][name], outs[1][name], tol, torch.float32)
+
+
+def child(model_name: str, how: str, kind: str, repeat: int) -> dict[str, float]:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, __file__, "--child", model_name, how, kind],
+                             capture_output=True, text=True, env=env, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {"seconds": min(r["seconds"] for r in runs), "peak_bytes": min(r["peak_bytes"] for r in runs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kind", choices=["dtype", "same"], default="dtype")
+    parser.add_argument("--child", nargs=3)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(*args.child)))
+        return
+    print(f"comparison kind: {args.kind} (reference {'float64' if args.kind == 'dtype' else 'float32'}, candidate float32)")
+    for name in MODELS:
+        res = {how: child(name, how, args.kind, args.repeat) for how in ("plain", "lockstep", "lockstep+trace", "hooks")}
+        p = res["plain"]
+        print(f"\n{name}: two plain forwards {p['seconds'] * 1e3:.0f} ms, peak +{p['peak_bytes'] / 2**20:.0f} MiB")
+        for how in ("lockstep", "lockstep+trace", "hooks"):
+            r = res[how]
+            print(f"  {how:15s} {r['seconds'] * 1e3:7.0f} ms  time x{r['seconds'] / p['seconds']:.2f}   "
+                  f"peak +{r['peak_bytes'] / 2**20:6.0f} MiB  memory x{r['peak_bytes'] / max(p['peak_bytes'], 1):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""TA7xx: what the comparisons of the dynamic stage found."""

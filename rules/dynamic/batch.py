@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from torchaudit.report import ComparisonResult, Severity
+from torchaudit.rules.dynamic.base import DivergenceRule, error_text, where
+from torchaudit.rules.engine import register
+
+
+@register
+class BatchDependentEval(DivergenceRule):
+    """
+    What it finds:
+        In eval mode a sample's output depends on the other samples of its batch: running each
+        sample alone and running the whole batch part at the named node.
+
+    Why it matters:
+        A prediction should not change with what else is in the batch. Batch statistics in
+        eval (BatchNorm with `track_running_stats=False`, or any normalization over dim 0)
+        make results depend on batch size and composition, so serving one request at a time
+        disagrees with offline batched evaluation.
+
+    Example:
+        `nn.BatchNorm1d(64, track_running_stats=False)`: it normalizes with the statistics of
+        the current batch even in eval mode.
+
+    Fix:
+        Keep running statistics (`track_running_stats=True`) or use a per-sample
+        normalization (LayerNorm, GroupNorm).
+
+    Fact:
+        `_BatchNorm.forward` uses batch statistics when `self.training` or when
+        `running_mean`/`running_var` are None (torch/nn/modules/batchnorm.py, `bn_training`).
+    """
+
+    code = "TA703"
+    severity = Severity.WARNING
+    title = "Eval-mode output depends on the rest of the batch"
+    comparison = "batch"
+
+    def message(self, result: ComparisonResult, d: Any) -> str:
+        return f"each sample alone and the whole batch part at {where(d)}: {error_text(d.local)}"
+
+    def fix_text(self, result: ComparisonResult, d: Any) -> str:
+        return "use running statistics in eval (track_running_stats=True) or a per-sample normalization"

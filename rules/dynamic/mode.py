@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from torchaudit.report import Finding, Severity, Status
+from torchaudit.rules.dynamic.base import comparisons, error_text, kind_of, where
+from torchaudit.rules.engine import Rule, register
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.context import AuditContext
+
+
+@register
+class ModeDependentNode(Rule):
+    """
+    What it finds:
+        Nodes whose own output differs between eval and train mode (fed the same inputs),
+        one finding per node. This is expected for Dropout and BatchNorm and confirms what
+        the TA1xx rules say from the code.
+
+    Why it matters:
+        It shows which layers actually behave differently by mode on these inputs, so that a
+        mode bug (a model evaluated in train mode, a layer that ignores `eval()`) is found
+        where it is, not guessed at.
+
+    Example:
+        `nn.BatchNorm1d` normalizes with batch statistics in train mode and with running
+        statistics in eval mode; `nn.Dropout` is the identity in eval mode.
+
+    Fix:
+        Nothing, when the difference is intended. Otherwise call `model.eval()` before
+        inference, and pass `training=self.training` to functional dropout.
+    """
+
+    code = "TA707"
+    severity = Severity.INFO
+    title = "Node output differs between eval and train mode"
+    needs = frozenset({"dynamic"})
+
+    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+        for result in comparisons(ctx):
+            if kind_of(result) != "mode" or result.status != Status.DIVERGED:
+                continue
+            for n in result.nodes:
+                if not n.diverged:
+                    continue
+                yield self.finding(
+                    f"{where(n)} gives another output in {result.candidate.mode} mode than in "
+                    f"{result.reference.mode} mode on the same inputs: {error_text(n.local)}",
+                    fix="nothing if intended; otherwise call model.eval() for inference and pass training=self.training to functional ops",
+                    module=n.module,
+                    node=n.node,
+                    location=n.location,
+                    evidence={"comparison": result.name, "local": n.local.to_dict()},
+                )

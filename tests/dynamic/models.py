@@ -1,0 +1,152 @@
+"""Small models for the dynamic-stage tests, each with one known hazard."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LinearBN(nn.Module):
+    """Fully captured state: BatchNorm statistics live in the state dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.out(F.relu(self.bn(self.fc(x))))
+
+
+class Counted(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(1), persistent=False)
+
+    def forward(self, x):
+        if self.training:
+            self.seen.add_(1.0)
+        return x + self.seen
+
+
+class NonPersistentBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.count = Counted()
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(self.count(self.fc(x)))
+
+
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.ones(6)  # a plain tensor attribute: not in the state dict
+
+    def forward(self, x):
+        if self.training:
+            self.scale = self.scale * 1.5
+        return x * self.scale
+
+
+class TensorAttribute(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.scaler = Scaled()
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(self.scaler(self.fc(x)))
+
+
+class Calls(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0  # a Python counter read by forward
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+        return x * (1.0 + 0.1 * self.calls)
+
+
+class PythonCounter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.head = Calls()
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(self.head(self.fc(x)))
+
+
+class AlwaysDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(F.dropout(self.fc(x), 0.3))  # training= defaults to True
+
+
+class BatchStats(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.norm = nn.BatchNorm1d(8, track_running_stats=False)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(self.norm(self.fc(x)))
+
+
+class ExpOverflow(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(4) * 20.0)
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        h = self.fc(x)
+        e = torch.exp(h)  # 20 * 1 -> exp(20) overflows float16
+        return e / (1.0 + e)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        )
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+class SmallTransformer(nn.Module):
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.head = nn.Linear(dim, 4)
+
+    def forward(self, x):
+        h = self.embed(x)
+        q, k, v = self.attn(self.norm1(h)).chunk(3, dim=-1)
+        w = torch.softmax(q @ k.transpose(-2, -1) / 5.0, dim=-1)
+        h = h + self.proj(w @ v)
+        h = h + self.mlp(self.norm2(h))
+        return self.head(h)

@@ -1,0 +1,106 @@
+"""``torchaudit.compare`` and ``torchaudit.assert_consistent``: two live modules, in lockstep.
+
+The case users ask about most is the in-memory trained model against the one reloaded from
+disk::
+
+    torchaudit.assert_consistent(trained, reloaded, batch)
+
+Both models are copied; neither is run in place, and the global RNG state is restored.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torchaudit.report import ComparisonResult, Config, Status
+
+
+def compare(
+    reference_model: nn.Module,
+    candidate_model: nn.Module,
+    example_inputs: Any,
+    *,
+    mode: str = "eval",
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = 0,
+    name: str = "models",
+) -> ComparisonResult:
+    """Run both models node by node on ``example_inputs`` (a tensor, a tuple of positional
+    arguments or a dict of keyword arguments) and pin the first node whose own output differs.
+
+    Floating inputs are cast to each model's dtype and moved to its device. The result's
+    ``state_diff`` lists every parameter, buffer and plain attribute that differs.
+    """
+    from torchaudit.analyzer.comparisons import dtype_name, model_dtype, result_from
+    from torchaudit.analyzer.inputs import from_value
+    from torchaudit.analyzer.metrics import Tolerance
+    from torchaudit.analyzer.pair import Side, run_pair
+    from torchaudit.analyzer.reload import state_diff
+    from torchaudit.analyzer.safety import preserved_modes, preserved_rng
+
+    if mode not in ("eval", "train"):
+        raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
+    inputs = from_value(example_inputs, "the example_inputs argument")
+    with preserved_rng(), preserved_modes(reference_model), preserved_modes(candidate_model):
+        sides = []
+        configs = []
+        for model in (reference_model, candidate_model):
+            work = copy.deepcopy(model).train(mode == "train")
+            dev, dt = _device(work), model_dtype(work)
+            sides.append(Side(work, _convert(inputs, dev, dt), mode, seed, str(dev)))
+            configs.append(Config(str(dev), dtype_name(dt), mode))
+        cand_dtype = model_dtype(candidate_model)
+        tol = Tolerance.for_dtype(cand_dtype, atol, rtol)
+        explain = configs[0].dtype == "float64" and configs[1].dtype != "float64"
+        diffs = tuple(state_diff(sides[0].model, sides[1].model))
+        run, _ = run_pair(sides[0], sides[1], tol, cand_dtype, explain=explain)
+        return result_from(name, configs[0], configs[1], tol, run, state_diff=diffs)
+
+
+def assert_consistent(reference_model: nn.Module, candidate_model: nn.Module, example_inputs: Any, **options: Any) -> ComparisonResult:
+    """Like :func:`compare`, for pytest: raises ``AssertionError`` naming the first divergent
+    node, its module and its source line (and the first NaN/Inf, if one appears)."""
+    result = compare(reference_model, candidate_model, example_inputs, **options)
+    if result.status == Status.DIVERGED:
+        raise AssertionError(describe(result))
+    return result
+
+
+def describe(result: ComparisonResult) -> str:
+    parts = []
+    d = result.first_divergence
+    if d is not None:
+        where = f" in module '{d.module}'" if d.module else ""
+        line = f" at {d.location}" if d.location else ""
+        parts.append(
+            f"models diverge first at node '{d.node}' ({d.op}){where}{line}: local max abs {d.local.max_abs:.3g}, "
+            f"max rel {d.local.max_rel:.3g}; inherited max abs {d.inherited.max_abs:.3g}"
+        )
+    nf = result.first_nonfinite
+    if nf:
+        loc = nf.get("location")
+        at = f" at {loc['file']}:{loc['line']}" if loc else ""
+        parts.append(f"NaN/Inf first appears at node '{nf['node']}' in the {nf['in']} only{at}")
+    if result.state_diff:
+        parts.append("state that differs: " + ", ".join(f"{s.name} ({s.kind})" for s in result.state_diff[:8]))
+    out = result.output
+    if out:
+        parts.append(f"output max abs {out.get('max_abs', 0.0):.3g}, cosine {out.get('cosine', 1.0):.6f}")
+    return "; ".join(parts)
+
+
+def _device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _convert(inputs: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    from torchaudit.analyzer.comparisons import convert_inputs
+
+    return convert_inputs(inputs, str(device), dtype)
