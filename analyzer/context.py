@@ -59,19 +59,19 @@ class AuditContext:
 
 
 def _files_of(model: nn.Module) -> list[Path]:
-    """Source files of the classes a live model is made of, outside torch itself."""
+    """Source files of the classes a live model is made of: the user's own code, not torch's
+    and not installed packages' (findings in transformers' source are nothing a user can fix)."""
     import inspect
+    import sysconfig
 
-    import torch
-
-    torch_dir = Path(torch.__file__).parent
+    installed = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib", "stdlib")}
     seen: dict[Path, None] = {}
-    for m in model.modules():
+    for cls in dict.fromkeys(type(m) for m in model.modules()):
         try:
-            path = Path(inspect.getfile(type(m))).resolve()
+            path = Path(inspect.getfile(cls)).resolve()
         except (TypeError, OSError):
             continue
-        if torch_dir in path.parents:
+        if any(root in path.parents for root in installed) or "site-packages" in path.parts:
             continue
         seen.setdefault(path, None)
     return list(seen)

@@ -47,7 +47,7 @@ def run_pair(
     """Lockstep ``ref`` against ``cand``; returns the result and the candidate's graph."""
     g_cand = _quiet_trace(cand.model, cand.inputs, cand.mode)
     g_ref = _trace_reference(ref)
-    if g_cand.gm is None or g_ref.gm is None:
+    if g_cand.gm is None or g_ref.gm is None or _nests_vmap(g_cand) or _nests_vmap(g_ref):
         return hook_pair(ref, cand, tol, cand_dtype, g_cand), g_cand
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
@@ -57,6 +57,14 @@ def run_pair(
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
     explainer = _explainer(cand_dtype) if explain else None
     return lockstep(a, b, tol, cand_dtype, g_cand, explain=explainer, progress=progress), g_cand
+
+
+def _nests_vmap(graph: ModelGraph) -> bool:
+    """Export graphs of vmapped code (transformers' attention masks) push and pop functorch's
+    global vmap levels (``_vmap_increment_nesting``/``_vmap_decrement_nesting``, see
+    torch/_functorch/predispatch.py): run node by node and interleaved with another run, the
+    levels of the two runs cross. Such graphs are compared at module granularity."""
+    return any(n.target.endswith("_vmap_increment_nesting") for n in graph)
 
 
 def _trace_reference(ref: Side) -> ModelGraph:
