@@ -55,9 +55,13 @@ def run_comparisons(
     results: list[ComparisonResult] = []
     findings: list[Finding] = []
     failed = ComparisonFailed()
+    valueless = _valueless(model)
     for name in chosen:
         if inputs is None:
             results.append(skipped(name, f"{name}: {NO_INPUTS}"))
+            continue
+        if valueless:
+            results.append(skipped(name, f"{name}: {valueless} is on the meta device (no values), so nothing could be run"))
             continue
         try:
             with untouched(model):
@@ -76,6 +80,14 @@ def run_comparisons(
                                            fix="report the model to torchaudit; --compare without this name skips it",
                                            evidence={"comparison": name, "exception": type(exc).__name__}))
     return results, findings
+
+
+def _valueless(model: nn.Module) -> str | None:
+    """The first parameter or buffer without data, by name, or ``None``."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_meta:
+            return name
+    return None
 
 
 @contextlib.contextmanager

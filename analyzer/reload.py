@@ -87,9 +87,18 @@ def reloaded(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
 def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> ComparisonResult:
     from torchaudit.analyzer.comparisons import _progress, dtype_name, model_dtype, result_from
 
-    build, _label = fresh_builder(model, opts.target)
+    from torchaudit.analyzer.comparisons import Skip
+
+    build, label = fresh_builder(model, opts.target)
     trained = exercised(model, inputs, opts.seed)
     fresh = reloaded(trained, build)
+    if model_dtype(fresh) != model_dtype(trained):
+        # load_state_dict casts into the fresh instance's dtype (param.copy_), so the two cannot
+        # run the same inputs; the model is converted after construction, which a rebuild misses
+        raise Skip(
+            f"reload: the fresh instance from {label} is {dtype_name(model_dtype(fresh))} while the model is "
+            f"{dtype_name(model_dtype(trained))}; add fresh_model() to the model file that builds it as it is served"
+        )
     diffs = state_diff(trained, fresh)
     dt = model_dtype(model)
     cfg = Config("cpu", dtype_name(dt), "eval")

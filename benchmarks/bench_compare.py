@@ -116,7 +116,7 @@ def measure(model_name: str, how: str, kind: str) -> dict[str, float]:
     """Runs in the child: returns seconds and peak-memory rise of the measured phase."""
     from torchaudit.analyzer.lockstep import lockstep
     from torchaudit.analyzer.metrics import Tolerance
-    from torchaudit.analyzer.pair import Side, _explainer, hook_pair
+    from torchaudit.analyzer.pair import _explainer
     from torchaudit.analyzer.sides import FxSide, RngStream
     from torchaudit.analyzer.tracing import trace_model
 

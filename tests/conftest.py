@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,8 +27,6 @@ def fixtures() -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> "subprocess.CompletedProcess[str]":
     """Run the real command line in a subprocess: exit code, stdout and stderr together."""
-    import subprocess
-
     return subprocess.run(
         [sys.executable, "-m", "torchaudit", *args],
         capture_output=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
@@ -69,6 +68,6 @@ def test_cli_writes_markdown(tmp_path):
     assert res.returncode in (0, 1), res.stderr
     text = out.read_text()
     verdict = "PASS" if res.returncode == 0 else "FAIL"
-    assert text.startswith(f"### ") and f"torchaudit {verdict}: `examples/transformer_block.py`" in text
+    assert text.startswith("### ") and f"torchaudit {verdict}: `examples/transformer_block.py`" in text
     assert verdict in res.stdout
     assert len(text.splitlines()) <= 60

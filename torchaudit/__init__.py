@@ -14,8 +14,12 @@ __all__ = ["__version__", "scan", "compare", "assert_consistent"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("scan", "compare", "assert_consistent"):
-        from torchaudit import api
+    if name == "scan":
+        from torchaudit.api import scan
 
-        return getattr(api, name)
+        return scan
+    if name in ("compare", "assert_consistent"):
+        from torchaudit import consistency
+
+        return getattr(consistency, name)
     raise AttributeError(f"module 'torchaudit' has no attribute {name!r}")

@@ -171,6 +171,3 @@ def write_json(report: Report, path: str | Path) -> None:
         print(text)
     else:
         Path(path).write_text(text + "\n", encoding="utf-8")
-
-
-from torchaudit.consistency import assert_consistent, compare  # noqa: E402 - re-exported API (imports this module)

@@ -1,0 +1,41 @@
+"""Comparisons that cannot run on a model say why (status skipped), rather than crash (TA903)."""
+
+import torch
+import torch.nn as nn
+
+import torchaudit
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def _by_name(report):
+    return {c.name: c for c in report.comparisons}
+
+
+def test_reload_of_a_model_converted_after_construction_is_skipped_with_the_fix():
+    model = Net().half().eval()  # Net() rebuilds it in float32: load_state_dict casts into that
+    report = torchaudit.scan(model, example_inputs=torch.randn(4, 8).half())  # auto
+    reload = _by_name(report)["reload"]
+    assert reload.status.value == "skipped"
+    assert "float32" in reload.skipped_reason and "float16" in reload.skipped_reason and "fresh_model()" in reload.skipped_reason
+    assert _by_name(report)["dtype"].status.value == "matched"
+    assert "TA903" not in {f.rule for f in report.findings}
+    # named explicitly, a comparison that cannot run is a TA903 warning carrying the same reason
+    named = torchaudit.scan(model, example_inputs=torch.randn(4, 8).half(), compare=["reload"])
+    assert [f.message for f in named.findings if f.rule == "TA903"] == [f"comparison 'reload' could not run: {reload.skipped_reason}"]
+
+
+def test_a_parameter_on_the_meta_device_skips_every_comparison_by_name():
+    model = Net().eval()
+    model.extra = nn.Linear(8, 8, device="meta")
+    report = torchaudit.scan(model, example_inputs=torch.randn(4, 8), compare=["auto"])
+    for result in report.comparisons:
+        assert result.status.value == "skipped" and "extra.weight" in result.skipped_reason
+    assert "TA903" not in {f.rule for f in report.findings}
