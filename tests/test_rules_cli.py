@@ -71,19 +71,22 @@ def test_inline_ignore_silences_one_line(tmp_path: Path) -> None:
     model = _copy(tmp_path)
     text = model.read_text().replace(
         "x = F.dropout(x, 0.1)  # always on: training= defaults to True",
-        "x = F.dropout(x, 0.1)  # torchaudit: ignore[TA101] deliberate MC-dropout",
+        "x = F.dropout(x, 0.1)  # torchaudit: ignore[TA101,TA702] deliberate MC-dropout",
     )
     model.write_text(text)
     rc, data, _ = _scan(str(model))
-    assert "TA101" not in _codes(data) and rc == 0
+    # the static finding and the determinism comparison's finding on that line are both silenced
+    assert "TA101" not in _codes(data) and "TA702" not in _codes(data) and rc == 0
+    assert "TA107" in _codes(data)  # the rest of the file is still checked
 
 
 def test_baseline_ignores_moved_lines_and_fails_on_new_findings(tmp_path: Path) -> None:
     model = _copy(tmp_path)
     base = tmp_path / "baseline.json"
+    known = len(_scan(str(model))[1]["findings"])
     rc, data, err = _scan(str(model), "--write-baseline", str(base))
     assert rc == 0, err
-    assert data["findings"] == [] and data["baseline"]["known"] == 4
+    assert data["findings"] == [] and data["baseline"]["known"] == known >= 4
     # moving code (a new import and a blank line above the dropout) changes no finding
     text = model.read_text().replace("import torch\n", "import math\nimport torch\n\n", 1)
     model.write_text(text)
@@ -93,7 +96,8 @@ def test_baseline_ignores_moved_lines_and_fails_on_new_findings(tmp_path: Path) 
     model.write_text(text.replace("return self.fc2(self.drop(x))", "return self.fc2(F.dropout(self.drop(x), 0.3))"))
     rc, data, _ = _scan(str(model), "--baseline", str(base))
     assert rc == 1
-    assert [(f["rule"], f["location"]["line"]) for f in data["findings"]] == [("TA101", 21)]
+    new = {(f["rule"], f["location"]["line"]) for f in data["findings"]}
+    assert ("TA101", 21) in new and {line for _, line in new} == {21}  # only the new line's findings
 
 
 def test_missing_baseline_is_exit_2(tmp_path: Path) -> None:
@@ -116,8 +120,8 @@ def test_unwritable_baseline_is_exit_2_and_no_traceback(tmp_path: Path) -> None:
 
 def test_baseline_from_pyproject_is_relative_to_it(tmp_path: Path) -> None:
     model = _copy(tmp_path)
-    rc, _, err = _scan(str(model), "--write-baseline", str(tmp_path / "accepted.json"))
+    rc, accepted, err = _scan(str(model), "--write-baseline", str(tmp_path / "accepted.json"))
     assert rc == 0, err
     (tmp_path / "pyproject.toml").write_text('[tool.torchaudit]\nbaseline = "accepted.json"\n')
     rc, data, _ = _scan(str(model), cwd=Path("/"))
-    assert rc == 0 and data["findings"] == [] and data["baseline"]["known"] == 4
+    assert rc == 0 and data["findings"] == [] and data["baseline"]["known"] == accepted["baseline"]["known"] >= 4
