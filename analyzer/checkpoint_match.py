@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch.nn as nn
 
@@ -143,6 +143,15 @@ def owner(key: str) -> tuple[str, str]:
     """``("encoder.fc", "weight")`` for ``"encoder.fc.weight"``; the root module is ``""``."""
     mod, _, name = key.rpartition(".")
     return mod, name
+
+
+def by_owner(keys: Iterable[str]) -> dict[str, list[str]]:
+    """State-dict keys grouped by the module that owns them: ``{module: [leaf names]}``."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        mod, name = owner(key)
+        groups.setdefault(mod, []).append(name)
+    return groups
 
 
 def prepare_checkpoint(model: nn.Module, path: str, *, trust: bool = False) -> tuple[Checkpoint, nn.Module]:

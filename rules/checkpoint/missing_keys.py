@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.checkpoint_match import context_alignment, owner
+from torchaudit.analyzer.checkpoint_match import by_owner, context_alignment
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -44,11 +44,7 @@ class MissingKeys(Rule):
         if found is None:
             return
         ckpt, al, _ = found
-        groups: dict[str, list[str]] = {}
-        for key in al.missing:
-            mod, name = owner(key)
-            groups.setdefault(mod, []).append(name)
-        for mod, names in groups.items():
+        for mod, names in by_owner(al.missing).items():
             yield self.finding(
                 f"the checkpoint has no {', '.join(names)} for module {mod or '<root>'}: "
                 f"{'they keep' if len(names) > 1 else 'it keeps'} the initial values",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.checkpoint_match import context_alignment, owner
+from torchaudit.analyzer.checkpoint_match import by_owner, context_alignment
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -43,11 +43,7 @@ class UnexpectedKeys(Rule):
         if found is None:
             return
         ckpt, al, _ = found
-        groups: dict[str, list[str]] = {}
-        for key in al.unexpected:
-            mod, name = owner(key)
-            groups.setdefault(mod, []).append(name)
-        for mod, names in groups.items():
+        for mod, names in by_owner(al.unexpected).items():
             yield self.finding(
                 f"the checkpoint has {', '.join(names)} under {mod or '<root>'}, which the model does not have: "
                 f"{'they are' if len(names) > 1 else 'it is'} dropped on load",
