@@ -79,14 +79,8 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
             console.print(line)
             if f.fix:
                 console.print(Text(f"      fix: {f.fix}", style="dim"))
-    for c in report.comparisons:
-        text = f"compare {c.name}: {c.status.value}"
-        if c.first_divergence:
-            d = c.first_divergence
-            text += f" at {d.node} ({d.module or '<root>'}, {d.op})"
-        elif c.skipped_reason:
-            text += f" ({c.skipped_reason})"
-        console.print(text)
+    for line in comparison_lines(report):
+        console.print(line)
     baseline = report.extras.get("baseline")
     if baseline:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))
@@ -150,3 +144,26 @@ def print_rule_docs(cls: Any) -> None:
         console.print(Text(heading, style="bold"))
         for line in body.splitlines():
             console.print(Text("  " + line))
+
+
+def comparison_lines(report: Report) -> list[str]:
+    """One line per comparison; comparisons skipped for one and the same reason share a line."""
+    rows: list[str | list[str]] = []  # a finished line, or the names skipped for one reason
+    skipped: dict[str, list[str]] = {}
+    for c in report.comparisons:
+        reason = (c.skipped_reason or "").removeprefix(f"{c.name}: ")
+        if c.status.value == "skipped":
+            if reason not in skipped:
+                skipped[reason] = []
+                rows.append(skipped[reason])
+            skipped[reason].append(c.name)
+            continue
+        text = f"compare {c.name}: {c.status.value}"
+        if c.first_divergence:
+            d = c.first_divergence
+            text += f" at {d.node} ({d.module or '<root>'}, {d.op})"
+        elif reason:
+            text += f" ({reason})"
+        rows.append(text)
+    reasons = {id(names): reason for reason, names in skipped.items()}
+    return [row if isinstance(row, str) else f"compare {', '.join(row)}: skipped ({reasons[id(row)]})" for row in rows]

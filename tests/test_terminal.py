@@ -35,3 +35,16 @@ def test_grouped_by_severity_with_location_code_module_and_fix(capsys) -> None:
     assert sum("TA107  layers." in line for line in out) == 3
     assert "  ... and 6 more TA107 (see --json)" in out
     assert out[-1] == "FAIL: 1 errors, 1 warnings, 9 infos (fail on error)"
+
+
+def test_comparisons_skipped_for_one_reason_share_a_line():
+    import torch.nn as nn
+
+    import torchaudit
+    from torchaudit.reports.terminal import comparison_lines
+
+    report = torchaudit.scan(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)))  # no example inputs
+    lines = comparison_lines(report)
+    assert len(lines) == 1
+    assert lines[0].startswith("compare dtype, device, reload, mode, determinism, batch: skipped (no example inputs")
+    assert "--input-shape" in lines[0]
