@@ -25,7 +25,7 @@ class LiteralTrainingTrue(FunctionalTrainingRule):
 
     Fix:
         Pass `training=self.training`. If the literal is deliberate (Monte-Carlo dropout at
-        inference), keep it and add `# torchaudit: ignore[TA102]` on the line.
+        inference), keep it and add `# torchaudit: ignore[TA102,TA702]` on the line (TA702 is the determinism comparison confirming it).
 
     Fact:
         The functional forms take `training` as a plain argument and never read the module's
@@ -45,7 +45,7 @@ class LiteralTrainingTrue(FunctionalTrainingRule):
         return self.finding(
             f"{name} is called with a literal training=True, so it ignores model.eval()"
             + astutil.instances_note(site.modules),
-            fix=f"pass training=self.training to {name} (or add '# torchaudit: ignore[TA102]' for deliberate MC-dropout)",
+            fix=f"pass training=self.training to {name} (or add '# torchaudit: ignore[TA102,TA702]' for deliberate MC-dropout)",
             module=module,
             node=site.node,
             location=site.location,
