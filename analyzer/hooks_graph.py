@@ -22,28 +22,13 @@ from torch.overrides import TorchFunctionMode
 
 from torchaudit.analyzer.graph import GraphNode, ModelGraph, forward_def_location, tensor_facts, type_name
 from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.values import tensor_leaves
 import torchaudit as _pkg
 from torchaudit.report import Location
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 # torchaudit's own frames (its analyzer and its package folder), never the user's code
 _OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(os.path.abspath(_pkg.__file__)) + os.sep)
-
-
-def flat_tensors(obj: Any) -> list[torch.Tensor]:
-    out: list[torch.Tensor] = []
-    stack = [obj]
-    while stack:
-        o = stack.pop()
-        if isinstance(o, torch.Tensor):
-            out.append(o)
-        elif isinstance(o, (list, tuple)):
-            stack.extend(o)
-        elif isinstance(o, dict):
-            stack.extend(o.values())
-        elif hasattr(o, "to_tuple") and callable(o.to_tuple):  # transformers ModelOutput
-            stack.extend(o.to_tuple())
-    return out
 
 
 class _Provenance(TorchFunctionMode):
@@ -55,14 +40,14 @@ class _Provenance(TorchFunctionMode):
 
     def of(self, obj: Any) -> frozenset[str]:
         found: set[str] = set()
-        for t in flat_tensors(obj):
+        for t in tensor_leaves(obj):
             hit = self._seen.get(id(t))
             if hit is not None and hit[0]() is t:
                 found |= hit[1]
         return frozenset(found)
 
     def mark(self, obj: Any, names: frozenset[str]) -> None:
-        for t in flat_tensors(obj):
+        for t in tensor_leaves(obj):
             try:
                 self._seen[id(t)] = (weakref.ref(t), names)
             except TypeError:  # not weak-referenceable

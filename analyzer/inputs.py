@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from torchaudit.analyzer.values import tensor_leaves
 from torchaudit.errors import InputError
 
 _DTYPES = {
@@ -46,21 +47,7 @@ class ExampleInputs:
         return ", ".join(parts)
 
     def tensors(self) -> list[torch.Tensor]:
-        found: list[torch.Tensor] = []
-
-        def walk(obj: Any) -> None:
-            if isinstance(obj, torch.Tensor):
-                found.append(obj)
-            elif isinstance(obj, (list, tuple)):
-                for o in obj:
-                    walk(o)
-            elif isinstance(obj, dict):
-                for o in obj.values():
-                    walk(o)
-
-        walk(self.args)
-        walk(self.kwargs)
-        return found
+        return tensor_leaves((self.args, self.kwargs))
 
 
 def _describe(obj: Any) -> str:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
+from torchaudit.analyzer.values import leaves
 from torchaudit.report import ErrorStats
 
 # torch/testing/_comparison.py: _DTYPE_PRECISIONS, as (rtol, atol)
@@ -61,22 +62,6 @@ class Tolerance:
 
     def to_dict(self) -> dict[str, float]:
         return {"atol": self.atol, "rtol": self.rtol}
-
-
-def leaves(value: Any) -> Iterator[Any]:
-    """Tensors and numbers of a (nested) value, in a stable order."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (bool, int, float)):
-        yield value
-    elif isinstance(value, dict):
-        for k in value:
-            yield from leaves(value[k])
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from leaves(v)
-    elif hasattr(value, "to_tuple") and callable(value.to_tuple):
-        yield from leaves(value.to_tuple())
 
 
 def is_float(t: Any) -> bool:

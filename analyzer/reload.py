@@ -12,7 +12,6 @@ attribute that differs between the two instances, by dotted name.
 from __future__ import annotations
 
 import copy
-import inspect
 import io
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,6 +21,7 @@ import torch.nn as nn
 from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.metrics import Tolerance
 from torchaudit.analyzer.pair import Side, run_pair
+from torchaudit.analyzer.target import needs_no_arguments
 from torchaudit.report import ComparisonResult, Config, StateDifference
 
 if TYPE_CHECKING:
@@ -43,15 +43,7 @@ def fresh_builder(model: nn.Module, target: Any) -> tuple[Callable[[], nn.Module
     config = getattr(model, "config", None)
     if config is not None and hasattr(cls, "config_class"):  # transformers: Model(config)
         return (lambda: cls(copy.deepcopy(config))), f"{cls.__name__}(model.config)"
-    try:
-        sig = inspect.signature(cls)
-        needs_args = any(
-            p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-            for p in sig.parameters.values()
-        )
-    except (TypeError, ValueError):
-        needs_args = True
-    if not needs_args:
+    if needs_no_arguments(cls):
         return cls, f"{cls.__name__}()"
     if target is not None:
         return target.factory, "the target's factory"

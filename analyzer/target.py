@@ -147,7 +147,8 @@ def _import_module(dotted: str) -> ModuleType:
         raise TargetError(f"importing {dotted!r} failed: {type(exc).__name__}: {_first_line(exc)}", "fix the module") from exc
 
 
-def _needs_no_arguments(fn: Callable[..., Any]) -> bool:
+def needs_no_arguments(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn()`` (a class or a factory) can be called without arguments."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -171,7 +172,7 @@ def _discover(module: ModuleType, where: str) -> str:
         if callable(getattr(module, name, None)):
             return name
     classes = _module_classes(module)
-    buildable = [c for c in classes if _needs_no_arguments(c)]
+    buildable = [c for c in classes if needs_no_arguments(c)]
     if len(buildable) == 1:
         return buildable[0].__name__
     if not classes:
@@ -194,7 +195,7 @@ def _discover(module: ModuleType, where: str) -> str:
 def _build(obj: Any, label: str) -> nn.Module:
     if not callable(obj):
         raise TargetError(f"{label} is a {type(obj).__name__}, not an nn.Module or a factory", "name an nn.Module class or a zero-argument factory")
-    if not _needs_no_arguments(obj):
+    if not needs_no_arguments(obj):
         raise TargetError(f"{label} needs arguments to be built", "add a zero-argument factory (build_model) that builds it")
     try:
         model = obj()
