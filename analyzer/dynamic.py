@@ -17,8 +17,8 @@ import torch.nn as nn
 from torchaudit.analyzer.comparisons import AUTO, COMPARISONS, Options, Skip, skipped
 from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.safety import preserved_modes, preserved_rng
-from torchaudit.errors import OptionError
 from torchaudit.report import ComparisonResult, Finding, Status
+from torchaudit.errors import OptionError, exception_line
 
 NO_INPUTS = ("no example inputs, so nothing could be run; pass --input-shape (e.g. --input-shape 8,16) or "
              "--inputs path.py:fn, or define example_inputs() in the model file")
@@ -72,8 +72,7 @@ def run_comparisons(
                 findings.append(failed.finding(f"comparison {name!r} could not run: {why}", fix="follow the reason given, or drop it from --compare",
                                                evidence={"comparison": name}))
         except Exception as exc:  # noqa: BLE001 - one comparison failing must not stop the others
-            line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            reason = f"{type(exc).__name__}: {line}"[:300]
+            reason = exception_line(exc, limit=300)
             results.append(ComparisonResult(name=name, reference=skipped(name, "").reference,
                                             candidate=skipped(name, "").candidate, status=Status.ERROR, skipped_reason=reason))
             findings.append(failed.finding(f"comparison {name!r} raised {reason}; the other comparisons went on",

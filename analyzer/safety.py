@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
-from torchaudit.errors import TargetError
+from torchaudit.errors import TargetError, exception_line
 
 
 def _rng_state() -> dict[str, Any]:
@@ -70,7 +70,7 @@ def model_copy(model: nn.Module) -> nn.Module:
             return copy.deepcopy(model, shared_state(model))
         except Exception as exc:  # noqa: BLE001 - user attributes decide what deepcopy does
             raise TargetError(
-                f"cannot copy the model with copy.deepcopy ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"cannot copy the model with copy.deepcopy ({exception_line(exc)}); "
                 "torchaudit only runs copies of a model",
                 "make the model deep-copyable, e.g. keep locks, file handles or generators out of its attributes",
             ) from exc

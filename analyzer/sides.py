@@ -18,6 +18,7 @@ from torch.fx.node import map_arg
 
 from torchaudit.analyzer.graph import ModelGraph
 from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.errors import exception_line
 
 
 class RngStream:
@@ -202,7 +203,7 @@ class PerSampleSide:
                 s.run(name)
         except Exception as exc:  # noqa: BLE001 - an op that cannot see one sample alone
             for s in self.sides:
-                s.env[name] = NotRunnable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", origin=name)
+                s.env[name] = NotRunnable(exception_line(exc), origin=name)
 
     def value(self, name: str, like: Any = None) -> Any:
         parts = [s.env.get(name) for s in self.sides]

@@ -26,6 +26,7 @@ from torchaudit.analyzer.graph import ModelGraph, from_fx, tensor_facts
 from torchaudit.analyzer.hooks_graph import trace_hooks
 from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
+from torchaudit.errors import exception_line
 
 LOST = {
     "fx": "",
@@ -121,7 +122,7 @@ class _Propagate(ShapeProp):
             result = super().run_node(n)
         except RuntimeError as exc:
             cause = exc.__cause__ or exc
-            raise TraceError(f"the traced graph fails to run at node {n.name}: {_one_line(cause)}") from cause
+            raise TraceError(f"the traced graph fails to run at node {n.name}: {exception_line(cause, limit=200)}") from cause
         n.meta["torchaudit_facts"] = tensor_facts(result)
         return result
 
@@ -244,12 +245,6 @@ TRACERS: list[tuple[str, Callable[[nn.Module, ExampleInputs | None], ModelGraph]
 ]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0] if text else ''}".strip()
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 @contextlib.contextmanager
 def quiet_tracers() -> Any:
     """Tracers that fail log graphs and warnings at length; their one-line reason is kept instead."""
@@ -283,7 +278,7 @@ def trace_model(model: nn.Module, inputs: ExampleInputs | None, mode: str = "eva
                 result = fn(work, inputs)
             except Exception as exc:  # noqa: BLE001 - a tracer failing is expected; try the next
                 if not (name == "transformers-fx" and isinstance(exc, TraceError)):
-                    failures.append(f"{name}: {_one_line(exc)}")
+                    failures.append(f"{name}: {exception_line(exc, limit=200)}")
                 continue
         result.traced_mode = mode
         if name != "fx":

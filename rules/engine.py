@@ -25,6 +25,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
+from torchaudit.errors import exception_line
 from torchaudit.report import Finding, Location, Severity
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ def _crash(rule: Rule, exc: BaseException) -> Finding:
         rule="TA902",
         severity=Severity.WARNING,
         title="A rule raised an exception",
-        message=f"rule {rule.code} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{where}; the scan went on without it",
+        message=f"rule {rule.code} raised {exception_line(exc)}{where}; the scan went on without it",
         evidence={"failed_rule": rule.code, "exception": type(exc).__name__},
         fix="report this as a torchaudit bug with the model that triggers it; --ignore " + rule.code + " silences it",
     )

@@ -38,3 +38,11 @@ class CheckpointError(TorchAuditError):
 
 class OptionError(TorchAuditError):
     """A command-line option or configuration value is invalid."""
+
+
+def exception_line(exc: BaseException, limit: int | None = None) -> str:
+    """``"TypeError: first line of the message"`` (cut to ``limit`` characters, if given): how a
+    failure inside a tracer, a rule or a comparison is summarized in findings and reasons."""
+    lines = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
