@@ -41,6 +41,11 @@ def _root(
     """torchaudit: static and dynamic inspection of PyTorch models."""
 
 
+def _command_line() -> str:
+    """The exact command, quoted, so a report can say how to reproduce it."""
+    return "torchaudit " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
     """User errors: one line on stderr, exit 2. ``--debug`` keeps the traceback."""
     from torchaudit.errors import TorchAuditError
@@ -117,7 +122,7 @@ def scan(
     """Trace the model, run the rules and comparisons, and write the reports."""
     from torchaudit.errors import TorchAuditError
 
-    command = "torchaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     try:
         from torchaudit.api import scan as run_scan, write_json
         from torchaudit.rules.baseline import apply_baseline, write_baseline as save_baseline
@@ -221,7 +226,7 @@ def diff(
 ) -> None:
     """Two checkpoints of one model: what changed per tensor, then where the activations part."""
 
-    command = "torchaudit " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    command = _command_line()
     try:
         from torchaudit.api import write_json
         from torchaudit.diffing import diff as run_diff
