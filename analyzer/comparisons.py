@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from torchaudit.analyzer.graph import ModelGraph
 from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.lockstep import LockstepResult
 from torchaudit.analyzer.metrics import Tolerance
@@ -50,6 +51,7 @@ class Options:
     target: Any = None  # LoadedTarget, for reload's fresh instance
     reference: Config | None = None
     candidate: Config | None = None
+    graph: ModelGraph | None = None  # the scan's own trace of the model (eval, its dtype and device)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,6 +106,18 @@ def placed(model: nn.Module, cfg: Config) -> nn.Module:
     return work.train(cfg.mode == "train")
 
 
+def as_scanned(model: nn.Module, inputs: ExampleInputs, cfg: Config, opts: Options) -> ModelGraph | None:
+    """The scan's own graph, for a side that ``placed`` leaves as the scan traced it: eval mode,
+    and every floating tensor of the model and its inputs already on ``cfg``'s device and dtype."""
+    if opts.graph is None or cfg.mode != "eval":
+        return None
+    device, dtype = torch.device(cfg.device), DTYPES[cfg.dtype]
+    tensors = list(model.parameters()) + list(model.buffers()) + inputs.tensors()
+    if all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
+        return opts.graph
+    return None
+
+
 def result_from(name: str, ref: Config, cand: Config, tol: Tolerance, run: LockstepResult, **extra: Any) -> ComparisonResult:
     diverged = run.first_divergence is not None or run.first_nonfinite is not None or bool(extra.get("force_diverged"))
     extra.pop("force_diverged", None)
@@ -133,8 +147,10 @@ def configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Config, can
     cand_dtype = DTYPES[cand.dtype]
     tol = Tolerance.for_dtype(cand_dtype, opts.atol, opts.rtol)
     s_ref, s_cand = seeds or (opts.seed, opts.seed)
-    a = Side(placed(model, ref), convert_inputs(inputs, ref.device, DTYPES[ref.dtype]), ref.mode, s_ref, ref.device)
-    b = Side(placed(model, cand), convert_inputs(inputs, cand.device, cand_dtype), cand.mode, s_cand, cand.device)
+    a = Side(placed(model, ref), convert_inputs(inputs, ref.device, DTYPES[ref.dtype]), ref.mode, s_ref, ref.device,
+             graph=as_scanned(model, inputs, ref, opts))
+    b = Side(placed(model, cand), convert_inputs(inputs, cand.device, cand_dtype), cand.mode, s_cand, cand.device,
+             graph=as_scanned(model, inputs, cand, opts))
     explain = ref.dtype == "float64" and cand.dtype != "float64"
     run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=_progress(opts, name))
     return result_from(name, ref, cand, tol, run)
@@ -200,7 +216,7 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
                    "pass e.g. --input-shape 4,16")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
     a = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, samples=samples)
-    b = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed)
+    b = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
     run, _ = run_pair(a, b, tol, dt, progress=_progress(opts, "batch"))
     ref_cfg = Config("cpu", cfg.dtype, "eval")
     return result_from("batch", ref_cfg, cfg, tol, run)

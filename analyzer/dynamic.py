@@ -138,12 +138,14 @@ def scan_comparisons(
     rtol: float | None = None,
     seed: int = 0,
     progress: bool = False,
+    graph: Any = None,
 ) -> tuple[list[ComparisonResult], list[Finding]]:
-    """What ``scan`` runs: parse the options, then every requested comparison."""
+    """What ``scan`` runs: parse the options, then every requested comparison. ``graph`` is the
+    scan's own trace of ``model``: sides in the configuration it was traced in run it."""
     from torchaudit.analyzer.comparisons import parse_config
 
     opts = Options(
-        seed=seed, atol=atol, rtol=rtol, target=target,
+        seed=seed, atol=atol, rtol=rtol, target=target, graph=graph,
         reference=parse_config(reference, "--reference") if reference else None,
         candidate=parse_config(candidate, "--candidate") if candidate else None,
     )

@@ -86,8 +86,9 @@ def _input_names(model: nn.Module, inputs: ExampleInputs) -> list[tuple[str, Any
         return [(f"input_{i}", a) for i, a in enumerate(inputs.args)] + list(inputs.kwargs.items())
 
 
-def trace_hooks(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
-    """Run ``forward`` once on ``model`` (a copy) and record leaf-module calls with data flow."""
+def trace_hooks(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
+    """Run ``forward`` once on ``model`` (a copy) and record leaf-module calls with data flow.
+    (It always runs the model: ``run_check`` changes nothing.)"""
     g: nx.DiGraph = nx.DiGraph()
     order: list[str] = []
     root_type = type_name(model)

@@ -10,6 +10,15 @@ Nodes are matched by name (both graphs come from the same tracer on the same mod
 a candidate input the reference lacks is fed from the candidate itself. Like
 ``torch.fx.Interpreter`` (``user_to_last_uses``) every value is dropped from both environments
 right after its last use in the schedule, so memory stays near two plain forward passes.
+
+What keeps the cost near those two passes:
+
+* each reference value is cast like the candidate's once, and that cast feeds the shadows of
+  all its users and its own node's statistics; ops that only rearrange elements (``view``,
+  ``transpose``, ``getitem``) pass the cast on instead of casting their output again;
+* a shadow whose inputs are bitwise the candidate's own (same-dtype comparisons, up to the
+  first difference) is not run: it would be the candidate's output, so the error is local;
+* an in-place op forgets what it may have changed (casts, and which values are identical).
 """
 
 from __future__ import annotations
@@ -21,10 +30,13 @@ import torch
 
 from torchaudit.analyzer.graph import GraphNode, ModelGraph
 from torchaudit.analyzer.sides import NotRunnable
-from torchaudit.analyzer.metrics import Tolerance, compare_values, diverges, fan_in, has_nonfinite
+from torchaudit.analyzer.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.report import Divergence, ErrorStats, NodeComparison
 
 Cast = Callable[[Any, Any], Any]  # (reference value, candidate value) -> reference cast like candidate
+# (reference side, node, reference output, rounded input by name) -> the rounding's relative error
+Explain = Callable[[Any, str, Any, Callable[[str], Any]], float]
+SAME_AS_CANDIDATE = object()  # a shadow not run: fed the candidate's own inputs, it is the candidate
 
 
 @dataclass
@@ -57,12 +69,13 @@ def cast_like(ref: Any, cand: Any) -> Any:
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _clone_shared(value: Any, original: Any) -> Any:
-    """Clone tensors that the cast left identical to the reference's (the op may write into them)."""
+def _cloned(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.clone() if value is original else value
-    if isinstance(value, (list, tuple)) and isinstance(original, (list, tuple)):
-        return type(value)(_clone_shared(v, o) for v, o in zip(value, original)) if not hasattr(value, "_fields") else value
+        return value.clone()
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_cloned(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
     return value
 
 
@@ -99,9 +112,13 @@ def _schedule(ref: Any, cand: Any) -> list[tuple[str, str]]:
     return steps
 
 
-def _last_uses(steps: list[tuple[str, str]], ref: Any, cand: Any) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+def _last_uses(steps: list[tuple[str, str]], ref: Any, cand: Any, explain: bool) -> tuple[dict[int, list[str]], ...]:
+    """At which step each value is dropped: the reference's, the candidate's, and the casts of
+    the reference's (kept for the shadows of their users, and for the explainer, which reruns
+    the reference's op on its inputs rounded like the candidate's: on those casts)."""
     last_ref: dict[str, int] = {}
     last_cand: dict[str, int] = {}
+    last_cast: dict[str, int] = {}
     for i, (kind, name) in enumerate(steps):
         if kind == "ref":
             last_ref[name] = max(last_ref.get(name, i), i)
@@ -114,20 +131,25 @@ def _last_uses(steps: list[tuple[str, str]], ref: Any, cand: Any) -> tuple[dict[
         elif kind == "shadow":
             for m in cand.input_names(name):
                 if m in ref:
-                    last_ref[m] = i
+                    last_ref[m] = i  # a cast cleared by an in-place op is made again from it
+                    last_cast[m] = i
                 last_cand[m] = i  # the candidate's value guides the cast
         else:  # compare
             last_ref[name] = i
             last_cand[name] = i
-            for m in ref.input_names(name):
-                last_ref[m] = i
-    free_ref: dict[int, list[str]] = {}
-    free_cand: dict[int, list[str]] = {}
-    for name, i in last_ref.items():
-        free_ref.setdefault(i, []).append(name)
-    for name, i in last_cand.items():
-        free_cand.setdefault(i, []).append(name)
-    return free_ref, free_cand
+            last_cast[name] = max(last_cast.get(name, i), i)
+            if explain:
+                for m in cand.input_names(name):
+                    if m in ref:
+                        last_cast[m] = i
+    return tuple(_by_step(last) for last in (last_ref, last_cand, last_cast))
+
+
+def _by_step(last: dict[str, int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for name, i in last.items():
+        out.setdefault(i, []).append(name)
+    return out
 
 
 def lockstep(
@@ -138,82 +160,155 @@ def lockstep(
     info: ModelGraph,
     *,
     cast: Cast = cast_like,
-    explain: Callable[[Any, str, Any], float] | None = None,
+    explain: Explain | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> LockstepResult:
     """Run both sides node by node; see the module docstring."""
     steps = _schedule(ref, cand)
-    free_ref, free_cand = _last_uses(steps, ref, cand)
+    free_ref, free_cand, free_casts = _last_uses(steps, ref, cand, explain is not None)
     result = LockstepResult()
     shadow: dict[str, Any] = {}
+    fan_ins: dict[str, int] = {}
+    casts = _Casts(ref, cast)
+    same: set[str] = set()  # values bitwise identical on both sides
+    ws = Workspace()
     total_nodes = len(cand.order)
     seen = 0
     with torch.no_grad():
         for i, (kind, name) in enumerate(steps):
             if kind == "ref":
                 ref.run(name)
+                if ref.mutates(name):  # an in-place op: casts of its inputs, and of views of them, are stale
+                    casts.clear()
+                    same.clear()
             elif kind == "cand":
                 cand.run(name)
+                if cand.mutates(name):
+                    same.clear()
                 seen += 1
                 if progress is not None:
                     progress(seen, total_nodes)
             elif kind == "shadow":
-                shadow[name] = _run_shadow(ref, cand, name, cast)
+                node, inputs = cand.nodes[name], cand.input_names(name)
+                if node.op != "placeholder" and all(m in same or m not in ref for m in inputs):
+                    shadow[name] = SAME_AS_CANDIDATE  # fed what the candidate is fed: the op gives its output
+                    if _op_name(node.target) in SHAPE_OPS and all(m in same for m in inputs):
+                        same.add(name)  # not compared: same numbers, rearranged
+                else:
+                    shadow[name], from_ref = _run_shadow(ref, cand, name, casts)
+                    if from_ref and _rearranges(node):
+                        casts.seed(name, shadow[name])  # rearranging commutes with the cast: no second one
+                fan_ins[name] = fan_in([cand.env.get(m) for m in cand.input_names(name)] + _params(cand, cand.nodes[name]))
             else:
-                _compare(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result)
+                if _compare(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result, ws, casts,
+                            fan_ins.pop(name, None)):
+                    same.add(name)
             for n in free_ref.get(i, ()):
                 ref.free(n)
+            for n in free_casts.get(i, ()):
+                casts.drop(n)
             for n in free_cand.get(i, ()):
                 cand.free(n)
     return result
 
 
-def _run_shadow(ref: Any, cand: Any, name: str, cast: Cast) -> Any:
+class _Casts:
+    """The reference's values cast like the candidate's, each made once: the shadows of all of
+    a value's users and the statistics of its own node share it. A cast is dropped when the
+    reference frees the value or an in-place op of the reference changes it."""
+
+    def __init__(self, ref: Any, cast: Cast) -> None:
+        self.ref = ref
+        self.cast = cast
+        self.values: dict[str, Any] = {}
+
+    def get(self, name: str, like: Any) -> Any:
+        """The cast of the reference's ``name``, or ``None`` where the reference has no value."""
+        if name not in self.values:
+            rval = self.ref.value(name, like)
+            if rval is None or isinstance(rval, NotRunnable):
+                return None
+            self.values[name] = self.cast(rval, like)
+        return self.values[name]
+
+    def peek(self, name: str) -> Any:
+        """The cast if it is at hand, without making one."""
+        return self.values.get(name)
+
+    def seed(self, name: str, value: Any) -> None:
+        self.values[name] = value
+
+    def drop(self, name: str) -> None:
+        self.values.pop(name, None)
+
+    def clear(self) -> None:
+        self.values.clear()
+
+
+def _run_shadow(ref: Any, cand: Any, name: str, casts: _Casts) -> tuple[Any, bool]:
+    """The candidate's op on the reference's inputs; and whether every input came from the
+    reference (a missing one is taken from the candidate)."""
     node = cand.nodes[name]
     if node.op == "placeholder":
-        return cast(ref.value(name, cand.inputs.get(name)), cand.inputs.get(name))
+        return casts.cast(ref.value(name, cand.inputs.get(name)), cand.inputs.get(name)), False
     mutates = cand.mutates(name)
+    from_ref = True
 
     def lookup(m: str) -> Any:
+        nonlocal from_ref
         cval = cand.env.get(m)
-        if m not in ref:
+        out = casts.get(m, cval) if m in ref else None
+        if out is None:
+            from_ref = False
             return cval
-        rval = ref.value(m, cval)
-        if rval is None or isinstance(rval, NotRunnable):
-            return cval
-        out = cast(rval, cval)
-        return _clone_shared(out, rval) if mutates else out
+        return _cloned(out) if mutates else out  # the op writes into its inputs: not into shared casts
 
     args, kwargs = cand.args_from(name, lookup)
     with cand.rng.active(advance=False):
-        return cand.execute(name, args, kwargs)
+        return cand.execute(name, args, kwargs), from_ref
+
+
+def _rearranges(node: Any) -> bool:
+    """An op that only moves or selects tensor elements (``view``, ``transpose``, ``getitem``):
+    applied to a cast value, it gives the cast of its output."""
+    return node.op in ("call_method", "call_function") and _op_name(node.target) in REARRANGING
 
 
 def _compare(
     ref: Any, cand: Any, name: str, y_shadow: Any, tol: Tolerance, cand_dtype: torch.dtype,
-    info: ModelGraph, explain: Callable[[Any, str, Any], float] | None, result: LockstepResult,
-) -> None:
+    info: ModelGraph, explain: Explain | None, result: LockstepResult,
+    ws: Workspace | None = None, casts: _Casts | None = None, k: int | None = None,
+) -> bool:
+    """Measure node ``name`` and record it; returns whether both sides' values are identical.
+    ``y_shadow`` is :data:`SAME_AS_CANDIDATE` when the shadow was not run: its inputs were the
+    candidate's own, so its output is the candidate's and the whole error is local."""
     node = cand.nodes[name]
     if node.op in ("call_method", "call_function") and _op_name(node.target) in SHAPE_OPS:
-        return  # same numbers rearranged: no error of its own, and its input was compared
+        return False  # same numbers rearranged: no error of its own, and its input was compared
     y_b = cand.value(name)
     y_a = ref.value(name, y_b)
     if isinstance(y_a, NotRunnable):
         if y_a.origin == name:
             _record_unrunnable(cand, name, y_a, info, result)
-        return
+        return False
     if y_a is None:
-        return
-    total = compare_values(y_a, y_b, tol, cand_dtype)
+        return False
+    prepared = Reference(y_a, casts.get(name, y_b) if casts is not None else None)  # total and local share it
+    total = compare_values(prepared, y_b, tol, cand_dtype, ws=ws)
     if total is None:
-        return
-    local = compare_values(y_a, y_shadow, tol, cand_dtype)
-    inherited = compare_values(y_shadow, y_b, tol, cand_dtype, light=True)
+        return False
+    if y_shadow is SAME_AS_CANDIDATE:
+        local, inherited = total, None
+    else:
+        local = compare_values(prepared, y_shadow, tol, cand_dtype, ws=ws)
+        inherited = compare_values(y_shadow, y_b, tol, cand_dtype, light=True, ws=ws)
+    del prepared
     node = cand.nodes[name]
     gnode = info.node(name) if name in info.graph else None
     judged = node.op not in ("placeholder", "output")
-    k = fan_in([cand.env.get(m) for m in cand.input_names(name)] + _params(cand, node)) if judged else 1
-    explained = (lambda: explain(ref, name, y_a)) if explain is not None else None
+    if k is None:
+        k = fan_in([cand.env.get(m) for m in cand.input_names(name)] + _params(cand, node)) if judged else 1
+    explained = (lambda: explain(ref, name, y_a, casts.peek if casts is not None else lambda m: None)) if explain is not None else None
     diverged = judged and diverges(local, tol, k, explained)
     op = gnode.op_name if gnode else str(node.target)
     nc = NodeComparison(
@@ -237,6 +332,7 @@ def _compare(
         s = nc.total
         result.output = {"max_abs": s.max_abs, "max_rel": s.max_rel, "cosine": s.cosine,
                          "mismatch_fraction": s.mismatch_fraction, "close": s.mismatch_fraction == 0.0}
+    return total.identical
 
 
 def _record_unrunnable(cand: Any, name: str, y_a: NotRunnable, info: ModelGraph, result: LockstepResult) -> None:
@@ -256,6 +352,9 @@ SHAPE_OPS = frozenset({
     "expand", "expand_as", "chunk", "split", "getitem", "size", "dim", "narrow", "select", "t", "view_as",
     "movedim", "unbind", "_unsafe_view", "clone", "alias", "detach", "slice", "getattr",
 })
+
+
+REARRANGING = SHAPE_OPS - {"size", "dim", "getattr"}  # those three give Python values, not tensors
 
 
 def _op_name(target: Any) -> str:

@@ -92,6 +92,12 @@ class _Acc:
     exact_mismatch: bool = False  # an integer/bool leaf or a shape differs
     float_mismatch: bool = False
     nonfinite: bool = False  # NaN/Inf somewhere in either value (then has_nonfinite tells which)
+    differs: bool = False  # not bitwise the same value (dtype, device, shape or any element)
+
+    @property
+    def identical(self) -> bool:
+        """Bitwise the same value: an op fed it on both sides gives both sides the same result."""
+        return not self.differs
 
     def stats(self) -> ErrorStats:
         denom = math.sqrt(self.ref_sq * self.cand_sq)
@@ -120,95 +126,194 @@ def _finite_tensor(t: torch.Tensor) -> bool:
     return math.isfinite(total) or bool(torch.isfinite(t).all())
 
 
-def _add_tensor(acc: _Acc, ref: torch.Tensor, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype, light: bool = False) -> None:
-    if ref.shape != cand.shape:
-        acc.exact_mismatch = True
+class Workspace:
+    """A scratch buffer for the differences, reused from one comparison to the next, so a long
+    run allocates (and faults in) it once per dtype and device instead of at every node."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def get(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (dtype, device)
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < n:
+            self._bufs.pop(key, None)  # free the old one before the bigger one is allocated
+            buf = self._bufs[key] = torch.empty(n, dtype=dtype, device=device)
+        return buf[:n]
+
+
+def compute_dtype(ref_dtype: torch.dtype, cand_dtype: torch.dtype, tol: Tolerance) -> torch.dtype:
+    """The dtype differences are measured in.
+
+    Float64 when both sides are float64, or when one is and the relative tolerance is finer
+    than float32 can resolve (a user's ``--rtol 0``). Otherwise float32: the reference is
+    rounded to float32 once, an error of at most half a float32 ulp per element: at most an
+    eighth of the ``rtol`` band (a twentieth of the default 1.3e-6 of ``torch.testing``) and
+    inside the ``u * (1 + sqrt(K))`` floor every node is granted. It halves the memory traffic."""
+    f64 = torch.float64
+    if ref_dtype == f64 and cand_dtype == f64:
+        return f64
+    if f64 in (ref_dtype, cand_dtype) and tol.rtol < _FINE_RTOL:
+        return f64
+    return torch.float32
+
+
+_FINE_RTOL = 4 * torch.finfo(torch.float32).eps
+
+
+class Reference:
+    """A reference value prepared once for several comparisons (total and local share it):
+    its floating leaves in the compute dtype, their magnitudes and squared norms, cached.
+    ``cast`` is the same value already cast like the candidate, when one was made anyway."""
+
+    def __init__(self, value: Any, cast: Any = None) -> None:
+        self.value = value
+        self.leaves = list(leaves(value))
+        cast_leaves = list(leaves(cast)) if cast is not None else []
+        self._cast = cast_leaves if len(cast_leaves) == len(self.leaves) else None
+        self._wide: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+        self._abs: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+        self._sq: dict[tuple[int, torch.dtype], float] = {}
+
+    def wide(self, i: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (i, dtype)
+        if key not in self._wide:
+            c = self._cast[i] if self._cast is not None else None
+            if isinstance(c, torch.Tensor) and c.dtype == dtype and c.device == device:
+                self._wide[key] = c.detach().reshape(-1)  # the reference already cast like the candidate
+            else:
+                self._wide[key] = self.leaves[i].detach().reshape(-1).to(device=device, dtype=dtype)
+        return self._wide[key]
+
+    def magnitude(self, i: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (i, dtype)
+        if key not in self._abs:
+            self._abs[key] = self.wide(i, dtype, device).abs()
+        return self._abs[key]
+
+    def sq(self, i: int, dtype: torch.dtype, device: torch.device) -> float:
+        key = (i, dtype)
+        if key not in self._sq:
+            a = self.wide(i, dtype, device)
+            self._sq[key] = float(torch.dot(a, a))
+        return self._sq[key]
+
+
+def _add_tensor(acc: _Acc, ref: Reference, i: int, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype,
+                light: bool, ws: Workspace | None) -> None:
+    r = ref.leaves[i]
+    if r.shape != cand.shape:
+        acc.exact_mismatch = acc.differs = True
         acc.count += max(cand.numel(), 1)
         acc.mismatched += max(cand.numel(), 1)
         return
-    if ref.device != cand.device:
-        ref = ref.to(cand.device)
     n = cand.numel()
     acc.count += n
+    acc.differs |= r.dtype != cand.dtype or r.device != cand.device or r.stride() != cand.stride()
     if n == 0:
         return
-    if not (is_float(ref) or is_float(cand)):
-        bad = int((ref != cand).sum())
+    device = cand.device
+    if not (is_float(r) or is_float(cand)):
+        r = r.to(device)
+        bad = int((r != cand).sum())
         if bad:
-            acc.exact_mismatch = True
+            acc.exact_mismatch = acc.differs = True
             acc.mismatched += bad
-            acc.max_abs = max(acc.max_abs, float((ref.double() - cand.double()).abs().max()))
+            acc.max_abs = max(acc.max_abs, float((r.double() - cand.double()).abs().max()))
         return
-    wide = torch.float64 if torch.float64 in (ref.dtype, cand.dtype) else torch.float32
-    a = ref.detach().reshape(-1).to(wide)
-    b = cand.detach().reshape(-1).to(wide)
-    if ref.dtype == cand.dtype and torch.equal(a, b):  # the common case of same-dtype comparisons
-        finite = _finite_tensor(a)
+    if r.dtype == cand.dtype and r.device == device and torch.equal(r, cand):  # common in same-dtype comparisons
+        finite = _finite_tensor(cand)
         acc.nonfinite |= not finite
-        sq = float(torch.dot(a, a)) if finite else 0.0
+        wide = compute_dtype(r.dtype, cand.dtype, tol)
+        sq = ref.sq(i, wide, device) if finite else 0.0
         acc.dot += sq
         acc.ref_sq += sq
         acc.cand_sq += sq
         return
-    d = b - a
-    d.abs_()
-    max_abs = float(d.max())  # NaN or Inf in either value shows here: no separate pass
+    acc.differs = True
+    wide = compute_dtype(r.dtype, cand.dtype, tol)
+    a = ref.wide(i, wide, device)
+    b = cand.detach().reshape(-1).to(wide)
+    scratch = ws.get(n, wide, device) if ws is not None else None
+    d = torch.sub(b, a, out=scratch)  # signed: aminmax gives max |d| in one pass
+    max_abs = _max_magnitude(d)  # NaN or Inf in either value shows here: no separate pass
     bad_nonfinite = 0
-    narrower = cand_dtype.is_floating_point and cand_dtype.itemsize < torch.finfo(wide).bits // 8
-    if not math.isfinite(max_abs) or (narrower and max_abs > torch.finfo(cand_dtype).max):
+    narrower = cand_dtype.is_floating_point and r.is_floating_point() and torch.finfo(cand_dtype).max < torch.finfo(r.dtype).max
+    if math.isfinite(max_abs) and not (narrower and max_abs > torch.finfo(cand_dtype).max):
+        magnitude = (lambda: ref.magnitude(i, wide, device))
+        a_sq = (lambda: ref.sq(i, wide, device))
+    else:
+        a = r.detach().reshape(-1).to(device)
         if narrower:
             info = torch.finfo(cand_dtype)  # a reference value beyond the candidate's range saturates
             a = a.clamp(info.min, info.max)
+        a = a.to(wide)
         fa, fb = torch.isfinite(a), torch.isfinite(b)
         both = fa & fb
         same_nonfinite = (~fa & ~fb) & ((a == b) | (a.isnan() & b.isnan()))
         bad_nonfinite = int((~both & ~same_nonfinite).sum())
-        acc.nonfinite = bad_nonfinite > 0 or not bool(both.all())
+        acc.nonfinite |= bad_nonfinite > 0 or not bool(both.all())
         a = torch.where(both, a, 0.0)
         b = torch.where(both, b, 0.0)
-        d = (b - a).abs_()
-        max_abs = float(d.max())
-    aa = a.abs()
+        d = torch.sub(b, a, out=d)
+        max_abs = _max_magnitude(d)
+        magnitude = a.abs
+        a_sq = (lambda: float(torch.dot(a, a)))
     acc.max_abs = max(acc.max_abs, max_abs)
-    work = torch.add(d, aa, alpha=-tol.rtol)  # |d| - rtol |a| > atol: outside assert_close's band
-    mism = int(torch.count_nonzero(work > tol.atol)) + bad_nonfinite
+    mism = bad_nonfinite
+    if max_abs > tol.atol:  # else every element is inside assert_close's band: no pass needed
+        work = d.abs().add_(magnitude(), alpha=-tol.rtol)  # not kept in ws: the path is rare, its buffers big
+        mism += int(torch.count_nonzero(work > tol.atol))
     acc.mismatched += mism
     if mism:
         acc.float_mismatch = True
-    torch.div(d, aa, out=work)  # |a| == 0 gives nan or inf there: left out of max_rel
-    acc.max_rel = max(acc.max_rel, float(work.nan_to_num_(nan=0.0, posinf=0.0).max()))
-    if light:
-        return
-    acc.dot += float(torch.dot(a, b))
-    acc.ref_sq += float(torch.dot(a, a))
-    acc.cand_sq += float(torch.dot(b, b))
-    acc.diff_sq += float(torch.dot(d, d))
-    if bad_nonfinite:
-        acc.diff_sq = math.inf
+    if not light:
+        acc.dot += float(torch.dot(a, b))
+        acc.ref_sq += a_sq()
+        acc.cand_sq += float(torch.dot(b, b))
+        acc.diff_sq += float(torch.dot(d, d))
+        if bad_nonfinite:
+            acc.diff_sq = math.inf
+    d.div_(a)  # |d / a| is the relative error; a == 0 gives nan or inf there: left out of max_rel
+    max_rel = _max_magnitude(d)
+    if not math.isfinite(max_rel):
+        max_rel = _max_magnitude(d.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0))
+    acc.max_rel = max(acc.max_rel, max_rel)
 
 
-def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype, light: bool = False) -> _Acc | None:
+def _max_magnitude(t: torch.Tensor) -> float:
+    """``max |t|`` in one pass (``aminmax``; NaN if any element is NaN)."""
+    lo, hi = torch.aminmax(t)
+    return max(-float(lo), float(hi))
+
+
+def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype, light: bool = False,
+                   ws: Workspace | None = None) -> _Acc | None:
     """Leaf-by-leaf statistics, or ``None`` when the values hold nothing comparable.
 
-    ``light`` measures only ``max_abs``, ``max_rel`` and mismatches (no norms, no cosine)."""
-    ref_leaves, cand_leaves = list(leaves(ref)), list(leaves(cand))
+    ``ref`` may be a :class:`Reference` (prepared once, compared several times). ``light``
+    measures only ``max_abs``, ``max_rel`` and mismatches (no norms, no cosine). ``ws`` lends
+    scratch buffers across calls."""
+    prepared = ref if isinstance(ref, Reference) else Reference(ref)
+    ref_leaves, cand_leaves = prepared.leaves, list(leaves(cand))
     if not cand_leaves and not ref_leaves:
         return None
     acc = _Acc()
     if len(ref_leaves) != len(cand_leaves):
-        acc.exact_mismatch = True
+        acc.exact_mismatch = acc.differs = True
         acc.count = acc.mismatched = 1
         return acc
-    for r, c in zip(ref_leaves, cand_leaves):
+    for i, (r, c) in enumerate(zip(ref_leaves, cand_leaves)):
         if isinstance(r, torch.Tensor) and isinstance(c, torch.Tensor):
-            _add_tensor(acc, r, c, tol, cand_dtype, light)
+            _add_tensor(acc, prepared, i, c, tol, cand_dtype, light, ws)
         elif isinstance(r, torch.Tensor) or isinstance(c, torch.Tensor):
-            acc.exact_mismatch = True
+            acc.exact_mismatch = acc.differs = True
             acc.count += 1
             acc.mismatched += 1
         else:
             acc.count += 1
             if r != c and not (isinstance(r, float) and isinstance(c, float) and math.isnan(r) and math.isnan(c)):
+                acc.differs = True
                 if isinstance(r, float) or isinstance(c, float):
                     err = abs(float(r) - float(c))
                     if err > tol.atol + tol.rtol * abs(float(r)):

@@ -20,7 +20,8 @@ from torchaudit.analyzer.inputs import ExampleInputs
 from torchaudit.analyzer.lockstep import LockstepResult, cast_like, lockstep
 from torchaudit.analyzer.metrics import Tolerance, compare_values
 from torchaudit.analyzer.sides import FxSide, PerSampleSide, RngStream
-from torchaudit.analyzer.tracing import TraceError, trace_model
+from torchaudit.analyzer.tracing import TraceError, rebind, trace_model
+from torchaudit.analyzer.values import tensor_leaves
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Side:
     seed: int = 0
     device: str = "cpu"
     samples: list[ExampleInputs] | None = None  # per-sample reference of ``batch``
+    graph: ModelGraph | None = None  # the scan's own trace, when this side is a fresh copy in its config
 
 
 def run_pair(
@@ -44,11 +46,42 @@ def run_pair(
     explain: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[LockstepResult, ModelGraph]:
-    """Lockstep ``ref`` against ``cand``; returns the result and the candidate's graph."""
-    g_cand = _quiet_trace(cand.model, cand.inputs, cand.mode)
-    g_ref = _trace_reference(ref)
+    """Lockstep ``ref`` against ``cand``; returns the result and the candidate's graph.
+
+    A side that comes with the scan's own graph runs that graph, rebound to its model. Other
+    sides are traced without the tracers' run check (a forward pass of each side's own): the
+    lockstep runs both graphs next anyway. Should it fail on such a graph, both sides are
+    traced again with the check, which moves past a graph that traces but does not run to the
+    next tracer of the chain, and the pair runs once more; a failure that is the model's own
+    fails again."""
+    g_ref, g_cand, checked = _graphs(ref, cand, run_check=False)
+    try:
+        return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
+    except Exception:
+        if checked:
+            raise
+    g_ref, g_cand, _ = _graphs(ref, cand, run_check=True)
+    return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
+
+
+def _graphs(ref: Side, cand: Side, run_check: bool) -> tuple[ModelGraph, ModelGraph, bool]:
+    """Both sides' graphs, and whether both are known to run (checked or the scan's own)."""
+    g_cand = rebind(cand.graph, cand.model, cand.mode) if cand.graph is not None else None
+    g_ref = rebind(ref.graph, ref.model, ref.mode) if ref.graph is not None and not ref.samples else None
+    checked = run_check or (g_cand is not None and g_ref is not None)
+    if g_cand is None:
+        g_cand = _quiet_trace(cand.model, cand.inputs, cand.mode, run_check)
+    if g_ref is None:
+        g_ref = _trace_reference(ref, run_check)
+    return g_ref, g_cand, checked
+
+
+def _run(
+    ref: Side, cand: Side, g_ref: ModelGraph, g_cand: ModelGraph, tol: Tolerance, cand_dtype: torch.dtype,
+    explain: bool, progress: Callable[[int, int], None] | None,
+) -> LockstepResult:
     if g_cand.gm is None or g_ref.gm is None or _nests_vmap(g_cand) or _nests_vmap(g_ref):
-        return hook_pair(ref, cand, tol, cand_dtype, g_cand), g_cand
+        return hook_pair(ref, cand, tol, cand_dtype, g_cand)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
     if ref.samples:
@@ -56,7 +89,7 @@ def run_pair(
     else:
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
     explainer = _explainer(cand_dtype) if explain else None
-    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explainer, progress=progress), g_cand
+    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explainer, progress=progress)
 
 
 def _nests_vmap(graph: ModelGraph) -> bool:
@@ -67,26 +100,35 @@ def _nests_vmap(graph: ModelGraph) -> bool:
     return any(n.target.endswith("_vmap_increment_nesting") for n in graph)
 
 
-def _trace_reference(ref: Side) -> ModelGraph:
+def _trace_reference(ref: Side, run_check: bool) -> ModelGraph:
     """The reference's graph; a per-sample reference is traced on one sample where it can be
-    (export bakes shapes in), else on the whole batch (fx graphs do not depend on it)."""
+    (export bakes shapes in), else on the whole batch (fx graphs do not depend on it). The
+    per-sample side takes an op that fails on one sample for one that needs the batch, so its
+    graph is always run-checked: a graph that does not run at all must not pass for that."""
     if ref.samples:
         try:
-            return _quiet_trace(ref.model, ref.samples[0], ref.mode)
+            return _quiet_trace(ref.model, ref.samples[0], ref.mode, True)
         except TraceError:
             pass
-    return _quiet_trace(ref.model, ref.inputs, ref.mode)
+        return _quiet_trace(ref.model, ref.inputs, ref.mode, True)
+    return _quiet_trace(ref.model, ref.inputs, ref.mode, run_check)
 
 
-def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str) -> ModelGraph:
+def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str, run_check: bool) -> ModelGraph:
     """Tracers that fail print graphs and tracebacks (ShapeProp, export); the scan's own trace
-    already reported why, so the comparisons' traces keep stderr clean."""
+    already reported why, so the comparisons' traces keep stderr clean. A side's model is a
+    private copy already: the tracer's copies share its parameters."""
     with contextlib.redirect_stderr(io.StringIO()):
-        return trace_model(model, inputs, mode=mode)
+        return trace_model(model, inputs, mode=mode, run_check=run_check, share_parameters=True)
 
 
-def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any], float]:
-    """How far the reference op moves when its inputs are rounded to the candidate dtype."""
+def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[str], Any]], float]:
+    """How far the reference op moves when its inputs are rounded to the candidate dtype.
+
+    ``rounded(m)`` is input ``m`` as the engine cast it for the shadow (rounded to the
+    candidate's dtype, on its device), or ``None``; it is brought back to the dtype and device
+    of the reference's output here. An input not at hand is rounded from the reference's own
+    value."""
     fp64 = Tolerance.for_dtype(torch.float64)
 
     def round_trip(v: Any) -> Any:
@@ -96,12 +138,23 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any], float]:
             return type(v)(round_trip(x) for x in v)
         return v
 
-    def explain(ref: Any, name: str, y_a: Any) -> float:
-        if not isinstance(ref, FxSide):
+    def back(v: Any, like: torch.Tensor) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.to(device=like.device, dtype=like.dtype) if v.is_floating_point() else v.to(like.device)
+        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+            return type(v)(back(x, like) for x in v)
+        return v
+
+    def explain(ref: Any, name: str, y_a: Any, rounded: Callable[[str], Any]) -> float:
+        like = next((t for t in tensor_leaves(y_a) if t.is_floating_point()), None)
+        if not isinstance(ref, FxSide) or like is None:
             return 0.0
-        args, kwargs = ref.own_args(name)
-        args = tuple(round_trip(a) for a in args)
-        kwargs = {k: round_trip(v) for k, v in kwargs.items()}
+
+        def value(m: str) -> Any:
+            v = rounded(m)
+            return back(v, like) if v is not None else round_trip(ref.env.get(m))
+
+        args, kwargs = ref.args_from(name, value)
         with ref.rng.active(advance=False):
             y = ref.execute(name, args, kwargs)
         acc = compare_values(y_a, y, fp64, torch.float64)

@@ -56,18 +56,23 @@ def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
                 m.training = saved[name]
 
 
-def model_copy(model: nn.Module) -> nn.Module:
+def model_copy(model: nn.Module, share_parameters: bool = False) -> nn.Module:
     """A deep copy to trace or exercise; the user's model is never run in place.
 
     A model that cannot be deep-copied is a user error (exit 2), not a crash: running it in
     place would risk changing it. Tensors without data (fake or meta, from ``--meta``) are
-    shared, not copied: see ``analyzer/meta.py`` ``shared_state``.
+    shared, not copied: see ``analyzer/meta.py`` ``shared_state``. ``share_parameters`` shares
+    the parameters too (buffers and Python state are still copied): only for a ``model`` that
+    is itself a private copy, such as one side of a comparison.
     """
     from torchaudit.analyzer.meta import shared_state
 
+    memo = shared_state(model)
+    if share_parameters:
+        memo.update({id(p): p for p in model.parameters()})
     with preserved_rng():
         try:
-            return copy.deepcopy(model, shared_state(model))
+            return copy.deepcopy(model, memo)
         except Exception as exc:  # noqa: BLE001 - user attributes decide what deepcopy does
             raise TargetError(
                 f"cannot copy the model with copy.deepcopy ({exception_line(exc)}); "

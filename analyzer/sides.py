@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import torch
 import torch.fx
+from torch.fx.graph import inplace_methods
 from torch.fx.node import map_arg
 
 from torchaudit.analyzer.graph import ModelGraph
@@ -106,6 +107,8 @@ def _mutates(n: torch.fx.Node, gm: torch.fx.GraphModule) -> bool:
     if n.op == "call_module":
         return bool(getattr(gm.get_submodule(str(n.target)), "inplace", False))
     if n.op == "call_function":
+        if getattr(n.target, "__module__", None) in ("_operator", "operator") and n.target.__name__ in inplace_methods:
+            return True  # x[i] = v, x += y: torch/fx/graph.py's table of in-place operators
         schema = getattr(n.target, "_schema", None)
         if schema is not None:
             return bool(schema.is_mutable)
@@ -190,6 +193,9 @@ class PerSampleSide:
 
     def input_names(self, name: str) -> list[str]:
         return self.sides[0].input_names(name)
+
+    def mutates(self, name: str) -> bool:
+        return self.sides[0].mutates(name)
 
     def run(self, name: str) -> None:
         first = self.sides[0]

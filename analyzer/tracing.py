@@ -10,9 +10,12 @@ with the global RNG state restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import inspect
 import io
 import logging
+import operator
 import sys
 import warnings
 from typing import Any, Callable
@@ -158,14 +161,15 @@ def _drop_pinning_asserts(gm: torch.fx.GraphModule, concrete: dict[str, Any]) ->
     gm.recompile()
 
 
-def trace_fx(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
+def trace_fx(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
     used = set(_bind(model, inputs)) if inputs is not None else {p.name for p in _forward_params(model) if p.default is inspect.Parameter.empty}
     concrete = _concrete_args(model, used)
     tracer = _RecordingTracer()
     graph = tracer.trace(model, concrete_args=concrete or None)
     gm = torch.fx.GraphModule(tracer.root, graph)
     _drop_pinning_asserts(gm, concrete)
-    _shape_prop(gm, model, inputs, concrete)
+    if run_check:
+        _shape_prop(gm, model, inputs, concrete)
     return from_fx(gm, "fx", model, traced_mode="eval")
 
 
@@ -177,7 +181,7 @@ def _is_transformers_model(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
-def trace_transformers(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
+def trace_transformers(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
     if not _is_transformers_model(model):
         raise TraceError("not a transformers model")
     from transformers.utils.fx import HFTracer, check_if_model_is_supported, get_concrete_args
@@ -194,7 +198,8 @@ def trace_transformers(model: nn.Module, inputs: ExampleInputs | None) -> ModelG
         graph = tracer.trace(model, concrete_args=concrete)
     gm = torch.fx.GraphModule(model, graph)
     _drop_pinning_asserts(gm, concrete)
-    _shape_prop(gm, model, inputs, concrete)
+    if run_check:
+        _shape_prop(gm, model, inputs, concrete)
     return from_fx(gm, "transformers-fx", model, traced_mode="eval")
 
 
@@ -223,7 +228,8 @@ def _restores_hf_patches(model: nn.Module, tracer_cls: Any) -> Any:
             setattr(mod, attr, value)
 
 
-def trace_export(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
+def trace_export(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
+    """``torch.export`` runs the model while tracing: ``run_check`` changes nothing here."""
     if inputs is None:
         raise TraceError("torch.export needs example inputs")
     ex = inputs.clone()
@@ -237,7 +243,7 @@ def trace_export(model: nn.Module, inputs: ExampleInputs | None) -> ModelGraph:
     return from_fx(gm, "export", model, traced_mode="eval")
 
 
-TRACERS: list[tuple[str, Callable[[nn.Module, ExampleInputs | None], ModelGraph]]] = [
+TRACERS: list[tuple[str, Callable[..., ModelGraph]]] = [
     ("fx", trace_fx),
     ("transformers-fx", trace_transformers),
     ("export", trace_export),
@@ -259,23 +265,23 @@ def quiet_tracers() -> Any:
         logging.disable(previous)
 
 
-def trace_model(model: nn.Module, inputs: ExampleInputs | None, mode: str = "eval") -> ModelGraph:
+def trace_model(
+    model: nn.Module, inputs: ExampleInputs | None, mode: str = "eval", *, run_check: bool = True, share_parameters: bool = False,
+) -> ModelGraph:
     """Trace a copy of ``model`` with the first tracer of the chain that works.
 
     ``mode`` is the mode the copy is put in before tracing; it matters where the trace bakes
-    in ``self.training`` (every tracer but the hook fallback).
+    in ``self.training`` (every tracer but the hook fallback). ``run_check=False`` skips the
+    run that fills in shapes and proves an fx graph runs (a forward pass of its own): for
+    callers that run the graph next anyway and come back with ``run_check=True`` if it fails.
+    ``share_parameters``: the copies traced share ``model``'s parameters (see ``model_copy``).
     """
     failures: list[str] = []
     for name, fn in TRACERS:
         with preserved_rng(), quiet_tracers():
-            work = model_copy(model)
-            work.train(mode == "train")
-            if _is_transformers_model(work) and getattr(work.config, "use_cache", False):
-                # a KV cache in the output stops export and fx alike; transformers' own
-                # symbolic_trace switches it off the same way (on this copy only)
-                work.config.use_cache = False
+            work = _work_copy(model, mode, share_parameters)
             try:
-                result = fn(work, inputs)
+                result = fn(work, inputs, run_check=run_check)
             except Exception as exc:  # noqa: BLE001 - a tracer failing is expected; try the next
                 if not (name == "transformers-fx" and isinstance(exc, TraceError)):
                     failures.append(f"{name}: {exception_line(exc, limit=200)}")
@@ -285,3 +291,47 @@ def trace_model(model: nn.Module, inputs: ExampleInputs | None, mode: str = "eva
             result.notes = failures + ([f"lost: {LOST[name]}"] if LOST[name] else [])
         return result
     raise TraceError("; ".join(failures))
+
+
+def _work_copy(model: nn.Module, mode: str, share_parameters: bool) -> nn.Module:
+    work = model_copy(model, share_parameters)
+    work.train(mode == "train")
+    if _is_transformers_model(work) and getattr(work.config, "use_cache", False):
+        # a KV cache in the output stops export and fx alike; transformers' own
+        # symbolic_trace switches it off the same way (on this copy only)
+        work.config.use_cache = False
+    return work
+
+
+def rebind(graph: ModelGraph, model: nn.Module, mode: str) -> ModelGraph | None:
+    """``graph``, run on a copy of ``model`` (which shares its parameters) instead of the copy
+    it was traced from; ``None`` when that is not known to give the same graph.
+
+    Only for a ``model`` in the same state as the one traced (a fresh copy of the same model):
+    an fx graph is then what tracing that copy would give, since the tracer would run the same
+    Python on the same attributes. ``GraphModule(root, graph)`` takes every ``call_module`` and
+    ``get_attr`` target from ``root`` (torch/fx/graph_module.py ``_copy_attr``). Export graphs
+    carry their own input and output specs and the hook fallback has no graph to rebind.
+    """
+    if graph.gm is None or graph.tracer not in ("fx", "transformers-fx") or graph.traced_mode != mode:
+        return None
+    work = _work_copy(model, mode, share_parameters=True)
+    for n in graph.gm.graph.nodes:
+        if n.op == "get_attr" and not _has_attr(work, n.target):
+            # a constant the tracer stored on its root (``_tensor_constant0``): the graph's own
+            owner, _, field = n.target.rpartition(".")
+            if owner and not _has_attr(work, owner):
+                return None
+            value = operator.attrgetter(n.target)(graph.gm)
+            setattr(operator.attrgetter(owner)(work) if owner else work, field,
+                    value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value))
+    gm = torch.fx.GraphModule(work, copy.deepcopy(graph.gm.graph))
+    return dataclasses.replace(graph, gm=gm, _fx_index=None)
+
+
+def _has_attr(obj: Any, target: str) -> bool:
+    try:
+        operator.attrgetter(target)(obj)
+    except AttributeError:
+        return False
+    return True

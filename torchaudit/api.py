@@ -100,7 +100,7 @@ def scan(
 
         comparisons, failures = scan_comparisons(
             module, inputs, target, compare, reference=reference, candidate=candidate,
-            atol=atol, rtol=rtol, seed=seed, progress=progress,
+            atol=atol, rtol=rtol, seed=seed, progress=progress, graph=ctx.graph,
         )
         ctx.options["comparisons"] = comparisons
         findings.extend(f for f in failures if selected(f.rule, select, ignore))
