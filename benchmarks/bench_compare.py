@@ -1,21 +1,24 @@
 """Cost of one lockstep comparison against the two plain forward passes it compares.
 
-    .venv/bin/python benchmarks/bench_compare.py [--repeat 3] [--kind dtype|same]
+    python benchmarks/bench_compare.py [--repeat 5] [--kind dtype|same]
 
 Models: a 12-layer pre-norm transformer (hidden 256, sequence 128, batch 8) and a BatchNorm CNN.
 Comparison ``dtype``: reference float64, candidate float32 (the shadow runs in float32 on the
 reference's inputs). ``same``: float32 against float32 (reload, determinism, checkpoints).
 
-Every figure is measured in its own subprocess (so one measurement's memory cannot hide in
-another's): wall time is the best of ``--repeat`` runs; peak memory is the rise of the
-process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its
-resident set when the measured phase starts. ``MALLOC_MMAP_THRESHOLD_`` is pinned so freed
-activations go back to the OS as they would be freed by torch.
+Each model is measured in one subprocess, its phases interleaved ``--repeat`` times so the
+ratios come from one run on a noisy machine: wall time is the fastest of a phase's runs; peak
+memory is the largest rise of the process's peak resident set (``VmHWM``, reset through
+``/proc/self/clear_refs`` before each phase) over its resident set when the phase starts.
+``MALLOC_MMAP_THRESHOLD_`` is pinned so freed tensors go back to the OS at once, and one
+phase's leftovers cannot hide the next one's peak.
 
-Three ways are measured: ``plain`` (the two forward passes, no comparison), ``lockstep`` (the
-engine: reference, shadow and candidate per node, errors measured, values freed after their last
-user) and ``hooks`` (the obvious alternative: forward hooks keep every module output of both
-runs, compared afterwards). The lockstep ratio is also given with tracing included.
+Four ways are measured: ``plain`` (the two forward passes, no comparison), ``lockstep`` (the
+engine alone on graphs traced beforehand: reference, shadow and candidate per node, errors
+measured, values freed after their last user), ``comparison`` (what one ``--compare`` costs:
+``run_pair`` tracing both sides, then the engine; the model's own trace, which the scan makes
+before any comparison, is made before the clock starts) and ``hooks`` (the obvious alternative:
+forward hooks keep every module output of both runs, compared afterwards).
 """
 
 from __future__ import annotations
@@ -112,45 +115,56 @@ def _setup(model_name: str, kind: str):
     return model, ref, ExampleInputs((x,)), ExampleInputs((x.to(ref_dtype),))
 
 
-def measure(model_name: str, how: str, kind: str) -> dict[str, float]:
-    """Runs in the child: returns seconds and peak-memory rise of the measured phase."""
+def phases(model_name: str, kind: str):
+    """The measured phases of one model, each a function run with the clock on (set up in
+    the child; the traces the scan makes before any comparison are made here, not timed)."""
     from torchaudit.analyzer.lockstep import lockstep
     from torchaudit.analyzer.metrics import Tolerance
-    from torchaudit.analyzer.pair import _explainer
+    from torchaudit.analyzer.pair import Side, _explainer, run_pair
     from torchaudit.analyzer.sides import FxSide, RngStream
     from torchaudit.analyzer.tracing import trace_model
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     cand, ref, x_cand, x_ref = _setup(model_name, kind)
     tol = Tolerance.for_dtype(torch.float32)
-    if how == "lockstep" or how == "lockstep+trace":
-        t0 = time.perf_counter()
-        g_cand, g_ref = trace_model(cand, x_cand), trace_model(ref, x_ref)
-        trace_s = time.perf_counter() - t0
-        a = FxSide(g_ref, x_ref, RngStream(0), ref.forward)
-        b = FxSide(g_cand, x_cand, RngStream(0), cand.forward)
-        explain = _explainer(torch.float32) if kind == "dtype" else None
-        base = _reset_peak()
-        t0 = time.perf_counter()
-        result = lockstep(a, b, tol, torch.float32, g_cand, explain=explain)
-        seconds = time.perf_counter() - t0
-        assert result.nodes and result.first_divergence is None, result.first_divergence
-        if how == "lockstep+trace":
-            seconds += trace_s
-    elif how == "hooks":
-        base = _reset_peak()
-        t0 = time.perf_counter()
-        _hooks_alternative(ref, cand, x_ref, x_cand)
-        seconds = time.perf_counter() - t0
-    else:
-        base = _reset_peak()
-        t0 = time.perf_counter()
+    scanned = trace_model(cand, x_cand)  # the scan's own trace, made before any comparison
+    g_ref = trace_model(ref, x_ref)
+    explain = kind == "dtype"
+
+    def plain() -> None:
         with torch.no_grad():
             ref(*x_ref.args)
             cand(*x_cand.args)
-        seconds = time.perf_counter() - t0
-    peak = _rss()[1] - base
-    return {"seconds": seconds, "peak_bytes": peak}
+
+    def engine() -> None:
+        a = FxSide(g_ref, x_ref, RngStream(0), ref.forward)
+        b = FxSide(scanned, x_cand, RngStream(0), cand.forward)
+        result = lockstep(a, b, tol, torch.float32, scanned, explain=_explainer(torch.float32) if explain else None)
+        assert result.nodes and result.first_divergence is None, result.first_divergence
+
+    def comparison() -> None:
+        # as comparisons.configs builds it: the candidate is the model as scanned and runs that
+        # graph; the reference (float64, or for same the worst case, reload's) is traced anew
+        result, _ = run_pair(Side(ref, x_ref), Side(cand, x_cand, graph=scanned), tol, torch.float32, explain=explain)
+        assert result.nodes and result.first_divergence is None, result.first_divergence
+
+    return {"plain": plain, "lockstep": engine, "comparison": comparison, "hooks": lambda: _hooks_alternative(ref, cand, x_ref, x_cand)}
+
+
+def measure(model_name: str, kind: str, repeat: int) -> dict[str, dict[str, float]]:
+    """Runs in the child: every phase ``repeat`` times, interleaved; the fastest time and the
+    largest peak-memory rise of each."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    funcs = phases(model_name, kind)
+    seconds: dict[str, list[float]] = {k: [] for k in funcs}
+    peaks: dict[str, list[int]] = {k: [] for k in funcs}
+    for _ in range(repeat):
+        for how, fn in funcs.items():
+            base = _reset_peak()
+            t0 = time.perf_counter()
+            fn()
+            seconds[how].append(time.perf_counter() - t0)
+            peaks[how].append(_rss()[1] - base)
+    return {k: {"seconds": min(seconds[k]), "peak_bytes": max(peaks[k])} for k in funcs}
 
 
 def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
@@ -170,31 +184,29 @@ def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
         compare_values(outs[0][name], outs[1][name], tol, torch.float32)
 
 
-def child(model_name: str, how: str, kind: str, repeat: int) -> dict[str, float]:
+def child(model_name: str, kind: str, repeat: int) -> dict[str, dict[str, float]]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    runs = []
-    for _ in range(repeat):
-        out = subprocess.run([sys.executable, __file__, "--child", model_name, how, kind],
-                             capture_output=True, text=True, env=env, check=True)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {"seconds": min(r["seconds"] for r in runs), "peak_bytes": min(r["peak_bytes"] for r in runs)}
+    out = subprocess.run([sys.executable, __file__, "--child", model_name, kind, str(repeat)],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kind", choices=["dtype", "same"], default="dtype")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(*args.child)))
+        name, kind, repeat = args.child
+        print(json.dumps(measure(name, kind, int(repeat))))
         return
     print(f"comparison kind: {args.kind} (reference {'float64' if args.kind == 'dtype' else 'float32'}, candidate float32)")
     for name in MODELS:
-        res = {how: child(name, how, args.kind, args.repeat) for how in ("plain", "lockstep", "lockstep+trace", "hooks")}
+        res = child(name, args.kind, args.repeat)
         p = res["plain"]
         print(f"\n{name}: two plain forwards {p['seconds'] * 1e3:.0f} ms, peak +{p['peak_bytes'] / 2**20:.0f} MiB")
-        for how in ("lockstep", "lockstep+trace", "hooks"):
+        for how in ("lockstep", "comparison", "hooks"):
             r = res[how]
             print(f"  {how:15s} {r['seconds'] * 1e3:7.0f} ms  time x{r['seconds'] / p['seconds']:.2f}   "
                   f"peak +{r['peak_bytes'] / 2**20:6.0f} MiB  memory x{r['peak_bytes'] / max(p['peak_bytes'], 1):.2f}")
