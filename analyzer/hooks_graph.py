@@ -86,9 +86,10 @@ def _input_names(model: nn.Module, inputs: ExampleInputs) -> list[tuple[str, Any
         return [(f"input_{i}", a) for i, a in enumerate(inputs.args)] + list(inputs.kwargs.items())
 
 
-def trace_hooks(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
+def trace_hooks(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True, locations: bool = True) -> ModelGraph:
     """Run ``forward`` once on ``model`` (a copy) and record leaf-module calls with data flow.
-    (It always runs the model: ``run_check`` changes nothing.)"""
+    (It always runs the model and finds each call's source line: ``run_check`` and
+    ``locations`` change nothing.)"""
     g: nx.DiGraph = nx.DiGraph()
     order: list[str] = []
     root_type = type_name(model)

@@ -267,11 +267,12 @@ def _add_tensor(acc: _Acc, ref: Reference, i: int, cand: torch.Tensor, tol: Tole
     acc.mismatched += mism
     if mism:
         acc.float_mismatch = True
-    if not light:
-        acc.dot += float(torch.dot(a, b))
-        acc.ref_sq += a_sq()
-        acc.cand_sq += float(torch.dot(b, b))
-        acc.diff_sq += float(torch.dot(d, d))
+    if not light:  # with b = a + d: a.b = a.a + a.d and b.b = a.a + 2 a.d + d.d; a.a is the reference's, shared
+        aa, ad, dd = a_sq(), float(torch.dot(a, d)), float(torch.dot(d, d))
+        acc.dot += aa + ad
+        acc.ref_sq += aa
+        acc.cand_sq += max(aa + 2.0 * ad + dd, 0.0)
+        acc.diff_sq += dd
         if bad_nonfinite:
             acc.diff_sq = math.inf
     d.div_(a)  # |d / a| is the relative error; a == 0 gives nan or inf there: left out of max_rel

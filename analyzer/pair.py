@@ -8,9 +8,10 @@ Each side is traced from its own instance in its own mode, so what a trace bakes
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -54,14 +55,33 @@ def run_pair(
     traced again with the check, which moves past a graph that traces but does not run to the
     next tracer of the chain, and the pair runs once more; a failure that is the model's own
     fails again."""
-    g_ref, g_cand, checked = _graphs(ref, cand, run_check=False)
-    try:
+    with _collector_paused():
+        g_ref, g_cand, checked = _graphs(ref, cand, run_check=False)
+        try:
+            return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
+        except Exception:
+            if checked:
+                raise
+        g_ref, g_cand, _ = _graphs(ref, cand, run_check=True)
         return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
-    except Exception:
-        if checked:
-            raise
-    g_ref, g_cand, _ = _graphs(ref, cand, run_check=True)
-    return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for one comparison, as ``timeit`` does.
+
+    Tracing and copying make many short-lived Python objects, and a full pass of the
+    collector walks every object of the process, torch's own included: one such pass took
+    0.17 s of a 2 s comparison of ``benchmarks/bench_compare.py``'s transformer. Reference
+    counting still frees every tensor the moment its last user is done; cycles wait for the
+    collector, which runs again as soon as the comparison ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _graphs(ref: Side, cand: Side, run_check: bool) -> tuple[ModelGraph, ModelGraph, bool]:
@@ -107,19 +127,20 @@ def _trace_reference(ref: Side, run_check: bool) -> ModelGraph:
     graph is always run-checked: a graph that does not run at all must not pass for that."""
     if ref.samples:
         try:
-            return _quiet_trace(ref.model, ref.samples[0], ref.mode, True)
+            return _quiet_trace(ref.model, ref.samples[0], ref.mode, True, locations=False)
         except TraceError:
             pass
-        return _quiet_trace(ref.model, ref.inputs, ref.mode, True)
-    return _quiet_trace(ref.model, ref.inputs, ref.mode, run_check)
+        return _quiet_trace(ref.model, ref.inputs, ref.mode, True, locations=False)
+    return _quiet_trace(ref.model, ref.inputs, ref.mode, run_check, locations=False)
 
 
-def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str, run_check: bool) -> ModelGraph:
+def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str, run_check: bool, locations: bool = True) -> ModelGraph:
     """Tracers that fail print graphs and tracebacks (ShapeProp, export); the scan's own trace
     already reported why, so the comparisons' traces keep stderr clean. A side's model is a
-    private copy already: the tracer's copies share its parameters."""
+    private copy already: the tracer's copies share its parameters. Findings name the
+    candidate's nodes, so only its graph needs source lines."""
     with contextlib.redirect_stderr(io.StringIO()):
-        return trace_model(model, inputs, mode=mode, run_check=run_check, share_parameters=True)
+        return trace_model(model, inputs, mode=mode, run_check=run_check, share_parameters=True, locations=locations)
 
 
 def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[str], Any]], float]:

@@ -161,10 +161,11 @@ def _drop_pinning_asserts(gm: torch.fx.GraphModule, concrete: dict[str, Any]) ->
     gm.recompile()
 
 
-def trace_fx(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
+def trace_fx(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True, locations: bool = True) -> ModelGraph:
     used = set(_bind(model, inputs)) if inputs is not None else {p.name for p in _forward_params(model) if p.default is inspect.Parameter.empty}
     concrete = _concrete_args(model, used)
     tracer = _RecordingTracer()
+    tracer.record_stack_traces = locations
     graph = tracer.trace(model, concrete_args=concrete or None)
     gm = torch.fx.GraphModule(tracer.root, graph)
     _drop_pinning_asserts(gm, concrete)
@@ -181,7 +182,7 @@ def _is_transformers_model(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
-def trace_transformers(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
+def trace_transformers(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True, locations: bool = True) -> ModelGraph:
     if not _is_transformers_model(model):
         raise TraceError("not a transformers model")
     from transformers.utils.fx import HFTracer, check_if_model_is_supported, get_concrete_args
@@ -193,7 +194,7 @@ def trace_transformers(model: nn.Module, inputs: ExampleInputs | None, run_check
         input_names = list(model.dummy_inputs.keys())
     concrete = get_concrete_args(model, input_names)
     tracer = HFTracer()
-    tracer.record_stack_traces = True
+    tracer.record_stack_traces = locations
     with _restores_hf_patches(model, HFTracer):
         graph = tracer.trace(model, concrete_args=concrete)
     gm = torch.fx.GraphModule(model, graph)
@@ -228,8 +229,9 @@ def _restores_hf_patches(model: nn.Module, tracer_cls: Any) -> Any:
             setattr(mod, attr, value)
 
 
-def trace_export(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True) -> ModelGraph:
-    """``torch.export`` runs the model while tracing: ``run_check`` changes nothing here."""
+def trace_export(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = True, locations: bool = True) -> ModelGraph:
+    """``torch.export`` runs the model while tracing and always records stack traces:
+    ``run_check`` and ``locations`` change nothing here."""
     if inputs is None:
         raise TraceError("torch.export needs example inputs")
     ex = inputs.clone()
@@ -266,7 +268,8 @@ def quiet_tracers() -> Any:
 
 
 def trace_model(
-    model: nn.Module, inputs: ExampleInputs | None, mode: str = "eval", *, run_check: bool = True, share_parameters: bool = False,
+    model: nn.Module, inputs: ExampleInputs | None, mode: str = "eval", *,
+    run_check: bool = True, share_parameters: bool = False, locations: bool = True,
 ) -> ModelGraph:
     """Trace a copy of ``model`` with the first tracer of the chain that works.
 
@@ -275,13 +278,15 @@ def trace_model(
     run that fills in shapes and proves an fx graph runs (a forward pass of its own): for
     callers that run the graph next anyway and come back with ``run_check=True`` if it fails.
     ``share_parameters``: the copies traced share ``model``'s parameters (see ``model_copy``).
+    ``locations=False`` leaves out the source line of each node (fx's stack traces), for a
+    graph that is run but never reported on.
     """
     failures: list[str] = []
     for name, fn in TRACERS:
         with preserved_rng(), quiet_tracers():
             work = _work_copy(model, mode, share_parameters)
             try:
-                result = fn(work, inputs, run_check=run_check)
+                result = fn(work, inputs, run_check=run_check, locations=locations)
             except Exception as exc:  # noqa: BLE001 - a tracer failing is expected; try the next
                 if not (name == "transformers-fx" and isinstance(exc, TraceError)):
                     failures.append(f"{name}: {exception_line(exc, limit=200)}")

@@ -1,6 +1,6 @@
 """Cost of one lockstep comparison against the two plain forward passes it compares.
 
-    python benchmarks/bench_compare.py [--repeat 5] [--kind dtype|same]
+    python benchmarks/bench_compare.py [--repeat 5] [--kind dtype|same] [--default-malloc]
 
 Models: a 12-layer pre-norm transformer (hidden 256, sequence 128, batch 8) and a BatchNorm CNN.
 Comparison ``dtype``: reference float64, candidate float32 (the shadow runs in float32 on the
@@ -11,7 +11,10 @@ ratios come from one run on a noisy machine: wall time is the fastest of a phase
 memory is the largest rise of the process's peak resident set (``VmHWM``, reset through
 ``/proc/self/clear_refs`` before each phase) over its resident set when the phase starts.
 ``MALLOC_MMAP_THRESHOLD_`` is pinned so freed tensors go back to the OS at once, and one
-phase's leftovers cannot hide the next one's peak.
+phase's leftovers cannot hide the next one's peak. That makes every tensor of 64 KiB or more
+its own ``mmap``, faulted in page by page and unmapped when freed, which costs the engine
+(more tensors per node than a plain forward) more than glibc's defaults do: the times are the
+conservative ones; ``--default-malloc`` times the defaults.
 
 Four ways are measured: ``plain`` (the two forward passes, no comparison), ``lockstep`` (the
 engine alone on graphs traced beforehand: reference, shadow and candidate per node, errors
@@ -184,8 +187,8 @@ def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
         compare_values(outs[0][name], outs[1][name], tol, torch.float32)
 
 
-def child(model_name: str, kind: str, repeat: int) -> dict[str, dict[str, float]]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+def child(model_name: str, kind: str, repeat: int, pinned: bool = True) -> dict[str, dict[str, float]]:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0") if pinned else dict(os.environ)
     out = subprocess.run([sys.executable, __file__, "--child", model_name, kind, str(repeat)],
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -195,15 +198,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--kind", choices=["dtype", "same"], default="dtype")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="time under glibc's own allocator settings (what users run with); the memory "
+                             "figures then include what the allocator keeps after a free, so they mean little")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
     if args.child:
         name, kind, repeat = args.child
         print(json.dumps(measure(name, kind, int(repeat))))
         return
-    print(f"comparison kind: {args.kind} (reference {'float64' if args.kind == 'dtype' else 'float32'}, candidate float32)")
+    print(f"comparison kind: {args.kind} (reference {'float64' if args.kind == 'dtype' else 'float32'}, candidate float32); "
+          f"allocator: {'glibc defaults' if args.default_malloc else 'mmap threshold pinned at 64 KiB'}")
     for name in MODELS:
-        res = child(name, args.kind, args.repeat)
+        res = child(name, args.kind, args.repeat, pinned=not args.default_malloc)
         p = res["plain"]
         print(f"\n{name}: two plain forwards {p['seconds'] * 1e3:.0f} ms, peak +{p['peak_bytes'] / 2**20:.0f} MiB")
         for how in ("lockstep", "comparison", "hooks"):
