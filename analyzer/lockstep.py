@@ -31,6 +31,7 @@ import torch
 from torchaudit.analyzer.graph import GraphNode, ModelGraph
 from torchaudit.analyzer.sides import NotRunnable
 from torchaudit.analyzer.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
+from torchaudit.analyzer.values import cloned
 from torchaudit.report import Divergence, ErrorStats, NodeComparison
 
 Cast = Callable[[Any, Any], Any]  # (reference value, candidate value) -> reference cast like candidate
@@ -67,16 +68,6 @@ def cast_like(ref: Any, cand: Any) -> Any:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
-
-
-def _cloned(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(_cloned(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _cloned(v) for k, v in value.items()}
-    return value
 
 
 def module_of(info: GraphNode | None) -> str | None:
@@ -198,7 +189,7 @@ def lockstep(
                     shadow[name], from_ref = _run_shadow(ref, cand, name, casts)
                     if from_ref and _rearranges(node):
                         casts.seed(name, shadow[name])  # rearranging commutes with the cast: no second one
-                fan_ins[name] = fan_in([cand.env.get(m) for m in cand.input_names(name)] + _params(cand, cand.nodes[name]))
+                fan_ins[name] = fan_in([cand.env.get(m) for m in inputs] + _params(cand, node))  # inputs still alive here
             else:
                 if _compare(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result, ws, casts,
                             fan_ins.pop(name, None)):
@@ -214,8 +205,8 @@ def lockstep(
 
 class _Casts:
     """The reference's values cast like the candidate's, each made once: the shadows of all of
-    a value's users and the statistics of its own node share it. A cast is dropped when the
-    reference frees the value or an in-place op of the reference changes it."""
+    a value's users and the statistics of its own node share it. A cast is dropped after its
+    last reader (``_last_uses``), and all are when an in-place op of the reference runs."""
 
     def __init__(self, ref: Any, cast: Cast) -> None:
         self.ref = ref
@@ -261,7 +252,7 @@ def _run_shadow(ref: Any, cand: Any, name: str, casts: _Casts) -> tuple[Any, boo
         if out is None:
             from_ref = False
             return cval
-        return _cloned(out) if mutates else out  # the op writes into its inputs: not into shared casts
+        return cloned(out) if mutates else out  # the op writes into its inputs: not into shared casts
 
     args, kwargs = cand.args_from(name, lookup)
     with cand.rng.active(advance=False):

@@ -22,7 +22,7 @@ from torchaudit.analyzer.lockstep import LockstepResult, cast_like, lockstep
 from torchaudit.analyzer.metrics import Tolerance, compare_values
 from torchaudit.analyzer.sides import FxSide, PerSampleSide, RngStream
 from torchaudit.analyzer.tracing import TraceError, rebind, trace_model
-from torchaudit.analyzer.values import tensor_leaves
+from torchaudit.analyzer.values import cloned, tensor_leaves
 
 
 @dataclass
@@ -170,12 +170,17 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
         like = next((t for t in tensor_leaves(y_a) if t.is_floating_point()), None)
         if not isinstance(ref, FxSide) or like is None:
             return 0.0
+        missing = [m for m in ref.input_names(name) if rounded(m) is None and m not in ref.env]
+        if missing:  # an in-place op dropped the casts and the values are gone: nothing to rerun
+            return 0.0
 
         def value(m: str) -> Any:
             v = rounded(m)
-            return back(v, like) if v is not None else round_trip(ref.env.get(m))
+            return back(v, like) if v is not None else round_trip(ref.env[m])
 
         args, kwargs = ref.args_from(name, value)
+        if ref.mutates(name):  # the op writes into its inputs: not into the engine's casts
+            args, kwargs = cloned(args), cloned(kwargs)
         with ref.rng.active(advance=False):
             y = ref.execute(name, args, kwargs)
         acc = compare_values(y_a, y, fp64, torch.float64)

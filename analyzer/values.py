@@ -26,3 +26,15 @@ def leaves(value: Any) -> Iterator[Any]:
 def tensor_leaves(value: Any) -> list[torch.Tensor]:
     """The tensors of a (nested) value, in a stable order."""
     return [v for v in leaves(value) if isinstance(v, torch.Tensor)]
+
+
+def cloned(value: Any) -> Any:
+    """``value`` with every tensor inside lists, tuples and dicts cloned (named tuples kept as
+    they are): for an op that writes into its inputs."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(cloned(v) for v in value)
+    if isinstance(value, dict):
+        return {k: cloned(v) for k, v in value.items()}
+    return value
