@@ -6,10 +6,13 @@ Models: a 12-layer pre-norm transformer (hidden 256, sequence 128, batch 8) and 
 Comparison ``dtype``: reference float64, candidate float32 (the shadow runs in float32 on the
 reference's inputs). ``same``: float32 against float32 (reload, determinism, checkpoints).
 
-Each model is measured in one subprocess, its phases interleaved ``--repeat`` times so the
-ratios come from one run on a noisy machine: wall time is the fastest of a phase's runs; peak
-memory is the largest rise of the process's peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs`` before each phase) over its resident set when the phase starts.
+Each model is measured in one subprocess, its phases run in rounds (``--repeat`` of them) so
+the ratios come from one run on a noisy machine: each round's time of a phase is divided by
+the same round's plain forwards, and the median of those ratios is printed with their range
+(a burst of noise then hits both sides of a ratio, where a fastest-of-N per phase would pair
+one phase's lucky moment with another's unlucky one). Peak memory is the largest rise of the
+process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` before each
+phase) over its resident set when the phase starts.
 ``MALLOC_MMAP_THRESHOLD_`` is pinned so freed tensors go back to the OS at once, and one
 phase's leftovers cannot hide the next one's peak. That makes every tensor of 64 KiB or more
 its own ``mmap``, faulted in page by page and unmapped when freed, which costs the engine
@@ -30,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -153,21 +157,20 @@ def phases(model_name: str, kind: str):
     return {"plain": plain, "lockstep": engine, "comparison": comparison, "hooks": lambda: _hooks_alternative(ref, cand, x_ref, x_cand)}
 
 
-def measure(model_name: str, kind: str, repeat: int) -> dict[str, dict[str, float]]:
-    """Runs in the child: every phase ``repeat`` times, interleaved; the fastest time and the
-    largest peak-memory rise of each."""
+def measure(model_name: str, kind: str, repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Runs in the child: every phase ``repeat`` times, interleaved; each run's seconds and
+    peak-memory rise."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     funcs = phases(model_name, kind)
-    seconds: dict[str, list[float]] = {k: [] for k in funcs}
-    peaks: dict[str, list[int]] = {k: [] for k in funcs}
+    out: dict[str, dict[str, list[float]]] = {k: {"seconds": [], "peak_bytes": []} for k in funcs}
     for _ in range(repeat):
         for how, fn in funcs.items():
             base = _reset_peak()
             t0 = time.perf_counter()
             fn()
-            seconds[how].append(time.perf_counter() - t0)
-            peaks[how].append(_rss()[1] - base)
-    return {k: {"seconds": min(seconds[k]), "peak_bytes": max(peaks[k])} for k in funcs}
+            out[how]["seconds"].append(time.perf_counter() - t0)
+            out[how]["peak_bytes"].append(_rss()[1] - base)
+    return out
 
 
 def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
@@ -187,7 +190,7 @@ def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
         compare_values(outs[0][name], outs[1][name], tol, torch.float32)
 
 
-def child(model_name: str, kind: str, repeat: int, pinned: bool = True) -> dict[str, dict[str, float]]:
+def child(model_name: str, kind: str, repeat: int, pinned: bool = True) -> dict[str, dict[str, list[float]]]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0") if pinned else dict(os.environ)
     out = subprocess.run([sys.executable, __file__, "--child", model_name, kind, str(repeat)],
                          capture_output=True, text=True, env=env, check=True)
@@ -212,11 +215,15 @@ def main() -> None:
     for name in MODELS:
         res = child(name, args.kind, args.repeat, pinned=not args.default_malloc)
         p = res["plain"]
-        print(f"\n{name}: two plain forwards {p['seconds'] * 1e3:.0f} ms, peak +{p['peak_bytes'] / 2**20:.0f} MiB")
+        p_peak = max(p["peak_bytes"])
+        print(f"\n{name}: two plain forwards {statistics.median(p['seconds']) * 1e3:.0f} ms (median), peak +{p_peak / 2**20:.0f} MiB")
         for how in ("lockstep", "comparison", "hooks"):
             r = res[how]
-            print(f"  {how:15s} {r['seconds'] * 1e3:7.0f} ms  time x{r['seconds'] / p['seconds']:.2f}   "
-                  f"peak +{r['peak_bytes'] / 2**20:6.0f} MiB  memory x{r['peak_bytes'] / max(p['peak_bytes'], 1):.2f}")
+            # each run against the plain forwards of the same round: bursts of noise hit both
+            ratios = sorted(t / base for t, base in zip(r["seconds"], p["seconds"]))
+            peak = max(r["peak_bytes"])
+            print(f"  {how:11s} time x{statistics.median(ratios):.2f} (rounds x{ratios[0]:.2f} to x{ratios[-1]:.2f})   "
+                  f"peak +{peak / 2**20:4.0f} MiB  memory x{peak / max(p_peak, 1):.2f}")
 
 
 if __name__ == "__main__":
