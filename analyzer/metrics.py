@@ -167,7 +167,6 @@ class Reference:
     ``cast`` is the same value already cast like the candidate, when one was made anyway."""
 
     def __init__(self, value: Any, cast: Any = None) -> None:
-        self.value = value
         self.leaves = list(leaves(value))
         cast_leaves = list(leaves(cast)) if cast is not None else []
         self._cast = cast_leaves if len(cast_leaves) == len(self.leaves) else None
@@ -221,17 +220,16 @@ def _add_tensor(acc: _Acc, ref: Reference, i: int, cand: torch.Tensor, tol: Tole
             acc.mismatched += bad
             acc.max_abs = max(acc.max_abs, float((r.double() - cand.double()).abs().max()))
         return
+    wide = compute_dtype(r.dtype, cand.dtype, tol)
     if r.dtype == cand.dtype and r.device == device and torch.equal(r, cand):  # common in same-dtype comparisons
         finite = _finite_tensor(cand)
         acc.nonfinite |= not finite
-        wide = compute_dtype(r.dtype, cand.dtype, tol)
         sq = ref.sq(i, wide, device) if finite else 0.0
         acc.dot += sq
         acc.ref_sq += sq
         acc.cand_sq += sq
         return
     acc.differs = True
-    wide = compute_dtype(r.dtype, cand.dtype, tol)
     a = ref.wide(i, wide, device)
     b = cand.detach().reshape(-1).to(wide)
     scratch = ws.get(n, wide, device) if ws is not None else None

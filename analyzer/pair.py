@@ -2,7 +2,9 @@
 only the forward-hook fallback could trace the model, compare module by module.
 
 Each side is traced from its own instance in its own mode, so what a trace bakes in
-(``self.training``, Python attributes, tensor constants, ``self.dtype``) belongs to that side.
+(``self.training``, Python attributes, tensor constants, ``self.dtype``) belongs to that side;
+a side that is a fresh copy in the scan's own configuration would trace to the scan's graph,
+so it runs that graph instead (``tracing.rebind``).
 """
 
 from __future__ import annotations
