@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
 
-from torchaudit.analyzer.graph import ModelGraph
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.target import LoadedTarget
+from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.load.target import LoadedTarget
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.checkpoint import Checkpoint
+    from torchaudit.analyzer.load.checkpoint import Checkpoint
 
 
 @dataclass

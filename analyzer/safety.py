@@ -61,11 +61,11 @@ def model_copy(model: nn.Module, share_parameters: bool = False) -> nn.Module:
 
     A model that cannot be deep-copied is a user error (exit 2), not a crash: running it in
     place would risk changing it. Tensors without data (fake or meta, from ``--meta``) are
-    shared, not copied: see ``analyzer/meta.py`` ``shared_state``. ``share_parameters`` shares
+    shared, not copied: see ``analyzer/load/meta.py`` ``shared_state``. ``share_parameters`` shares
     the parameters too (buffers and Python state are still copied): only for a ``model`` that
     is itself a private copy, such as one side of a comparison.
     """
-    from torchaudit.analyzer.meta import shared_state
+    from torchaudit.analyzer.load.meta import shared_state
 
     memo = shared_state(model)
     if share_parameters:

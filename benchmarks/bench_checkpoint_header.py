@@ -51,7 +51,7 @@ def child(path: str, rows: int, mode: str) -> None:
     import torch
     import torch.nn as nn
 
-    from torchaudit.analyzer.checkpoint import load_checkpoint
+    from torchaudit.analyzer.load.checkpoint import load_checkpoint
     from torchaudit.rules.engine import load_rules
 
     with torch.device("meta"):

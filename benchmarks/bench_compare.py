@@ -109,7 +109,7 @@ def _reset_peak() -> int:
 
 
 def _setup(model_name: str, kind: str):
-    from torchaudit.analyzer.inputs import ExampleInputs
+    from torchaudit.analyzer.load.inputs import ExampleInputs
 
     cls, shape = MODELS[model_name]
     torch.manual_seed(0)
@@ -125,11 +125,11 @@ def _setup(model_name: str, kind: str):
 def phases(model_name: str, kind: str):
     """The measured phases of one model, each a function run with the clock on (set up in
     the child; the traces the scan makes before any comparison are made here, not timed)."""
-    from torchaudit.analyzer.lockstep import lockstep
-    from torchaudit.analyzer.metrics import Tolerance
-    from torchaudit.analyzer.pair import Side, _explainer, run_pair
-    from torchaudit.analyzer.sides import FxSide, RngStream
-    from torchaudit.analyzer.tracing import trace_model
+    from torchaudit.analyzer.compare.lockstep import lockstep
+    from torchaudit.analyzer.compare.metrics import Tolerance
+    from torchaudit.analyzer.compare.pair import Side, _explainer, run_pair
+    from torchaudit.analyzer.compare.sides import FxSide, RngStream
+    from torchaudit.analyzer.trace.tracing import trace_model
 
     cand, ref, x_cand, x_ref = _setup(model_name, kind)
     tol = Tolerance.for_dtype(torch.float32)
@@ -149,7 +149,7 @@ def phases(model_name: str, kind: str):
         assert result.nodes and result.first_divergence is None, result.first_divergence
 
     def comparison() -> None:
-        # as comparisons.configs builds it: the candidate is the model as scanned and runs that
+        # as comparisons.compare_configs builds it: the candidate is the model as scanned and runs that
         # graph; the reference (float64, or for same the worst case, reload's) is traced anew
         result, _ = run_pair(Side(ref, x_ref), Side(cand, x_cand, graph=scanned), tol, torch.float32, explain=explain)
         assert result.nodes and result.first_divergence is None, result.first_divergence
@@ -175,7 +175,7 @@ def measure(model_name: str, kind: str, repeat: int) -> dict[str, dict[str, list
 
 def _hooks_alternative(ref: nn.Module, cand: nn.Module, x_ref, x_cand) -> None:
     """Keep every module output of both runs, then compare them pairwise."""
-    from torchaudit.analyzer.metrics import Tolerance, compare_values
+    from torchaudit.analyzer.compare.metrics import Tolerance, compare_values
 
     outs: list[dict[str, torch.Tensor]] = [{}, {}]
     for store, model, x in ((outs[0], ref, x_ref), (outs[1], cand, x_cand)):

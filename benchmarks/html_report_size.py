@@ -13,6 +13,7 @@ import torch.nn as nn
 
 import torchaudit
 from torchaudit.report import ComparisonResult, Config, ErrorStats, NodeComparison, Status
+from torchaudit.reports.graph_view import graph_view_of
 from torchaudit.reports.html import render_html
 
 
@@ -39,7 +40,7 @@ def main() -> None:
         start = time.perf_counter()
         page = render_html(report)
         elapsed = time.perf_counter() - start
-        view = report.graph_view
+        view = graph_view_of(report)
         print(f"{blocks:>7} {view.total_nodes:>7} {len(view.groups):>6} {len(page) / 1024:>9.1f} {elapsed:>9.3f}")
 
 

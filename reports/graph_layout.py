@@ -1,7 +1,7 @@
 """Lay out the report's :class:`GraphView` in layers with networkx, coloured by findings.
 
 Boxes are modules (the view is already collapsed by module, see
-``torchaudit.analyzer.graph_view``); layers come from ``networkx.topological_generations``
+``torchaudit.reports.graph_view``); layers come from ``networkx.topological_generations``
 of the data flow, top to bottom, and within a layer boxes keep execution order. A box's fill
 is the worst severity of the findings in its module; a box whose module holds a comparison's
 first divergent node gets a red border.
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from torchaudit.report import GraphGroup, Report
+from torchaudit.report import Report
+from torchaudit.reports.graph_view import GraphGroup, graph_view_of
 from torchaudit.reports.wording import plural
 
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 190, 46, 24, 34, 12
@@ -83,7 +84,7 @@ def _marks(report: Report, groups: tuple[GraphGroup, ...]) -> tuple[dict[str, li
 
 
 def _layers(report: Report) -> list[list[GraphGroup]]:
-    view = report.graph_view
+    view = graph_view_of(report)
     assert view is not None
     by_id = {g.id: g for g in view.groups}
     dag = nx.DiGraph()
@@ -94,7 +95,7 @@ def _layers(report: Report) -> list[list[GraphGroup]]:
 
 
 def graph_drawing(report: Report) -> GraphDrawing | None:
-    view = report.graph_view
+    view = graph_view_of(report)
     if view is None or not view.groups:
         return None
     layers = _layers(report)

@@ -120,9 +120,9 @@ def sarif_dict(report: Report, base: Path | None = None) -> dict[str, Any]:
 
 
 def render_sarif(report: Report, base: Path | None = None) -> str:
-    from torchaudit.reports.json_report import _finite
+    from torchaudit.reports.json_report import finite
 
-    return json.dumps(_finite(sarif_dict(report, base)), indent=2, allow_nan=False)
+    return json.dumps(finite(sarif_dict(report, base)), indent=2, allow_nan=False)
 
 
 def write_sarif(report: Report, path: str | Path) -> None:

@@ -3,7 +3,7 @@
 A rule is a :class:`Rule` subclass registered with :func:`register`. It declares what it
 wants to see by overriding one or more of:
 
-* ``check_node(node, ctx)``: every :class:`~torchaudit.analyzer.graph.GraphNode`, in order;
+* ``check_node(node, ctx)``: every :class:`~torchaudit.analyzer.trace.graph.GraphNode`, in order;
 * ``check_module(path, module, ctx)``: every ``(path, nn.Module)`` of the module tree;
 * ``check_source(node, source, ctx)``: every AST node of the user's source whose type is in
   the rule's ``source_nodes`` (``(ast.Call,)`` by default);
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from torchaudit.analyzer.context import AuditContext, SourceFile
-    from torchaudit.analyzer.graph import GraphNode
+    from torchaudit.analyzer.trace.graph import GraphNode
 
 DOC_HEADINGS = ("What it finds", "Why it matters", "Example", "Fix")
 _CODE = re.compile(r"^TA\d{3}$")

@@ -13,7 +13,7 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from tests.conftest import run_cli
-from torchaudit.analyzer.checkpoint import load_checkpoint
+from torchaudit.analyzer.load.checkpoint import load_checkpoint
 
 MODEL = textwrap.dedent(
     """

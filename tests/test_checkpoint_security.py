@@ -72,7 +72,7 @@ def test_malicious_checkpoint_is_reported_and_never_run(kind: str, tmp_path: Pat
 
 
 def test_stack_global_through_memo_is_resolved(tmp_path: Path) -> None:
-    from torchaudit.analyzer.checkpoint import load_checkpoint
+    from torchaudit.analyzer.load.checkpoint import load_checkpoint
 
     evil = tmp_path / "evil.pkl"
     malicious.importlib_indirection(evil, tmp_path / "canary")
@@ -82,7 +82,7 @@ def test_stack_global_through_memo_is_resolved(tmp_path: Path) -> None:
 
 def test_computed_stack_global_is_unresolved_and_dangerous(tmp_path: Path) -> None:
     """STACK_GLOBAL whose module name is built at load time (here by REDUCE) cannot be checked."""
-    from torchaudit.analyzer.checkpoint import load_checkpoint
+    from torchaudit.analyzer.load.checkpoint import load_checkpoint
 
     def s(text: str) -> bytes:
         return b"\x8c" + bytes([len(text)]) + text.encode()
@@ -100,7 +100,7 @@ def test_zip_scan_agrees_with_torchs_own_lister(tmp_path: Path) -> None:
     """torch.serialization.get_unsafe_globals_in_checkpoint reads GLOBAL opcodes of zip files."""
     import torch
 
-    from torchaudit.analyzer.checkpoint import load_checkpoint
+    from torchaudit.analyzer.load.checkpoint import load_checkpoint
 
     evil = tmp_path / "evil.pt"
     malicious.zip_os_system(evil, tmp_path / "canary")

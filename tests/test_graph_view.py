@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import torchaudit
-from torchaudit.analyzer.graph_view import DEFAULT_CAP
+from torchaudit.reports.graph_view import DEFAULT_CAP, graph_view_of
 from torchaudit.reports.html import render_html
 
 
@@ -44,7 +44,7 @@ class Net(nn.Module):
 
 def test_small_model_is_drawn_module_by_module():
     report = torchaudit.scan(Net(2, 2), torch.randn(3, 8))
-    view = report.graph_view
+    view = graph_view_of(report)
     labels = [g.label for g in view.groups]
     assert not view.collapsed
     assert "stages.0.blocks.1.fc" in labels and "stages.1.blocks.0.norm" in labels and "head" in labels
@@ -58,7 +58,7 @@ def test_small_model_is_drawn_module_by_module():
 
 def test_5000_node_graph_collapses_to_a_readable_drawing():
     report = torchaudit.scan(Net(10, 100), torch.randn(2, 8))  # 1,000 blocks of 5 nodes
-    view = report.graph_view
+    view = graph_view_of(report)
     assert view.total_nodes == report.graph.nodes > 5000
     assert view.collapsed and len(view.groups) <= DEFAULT_CAP
     assert sum(g.nodes for g in view.groups) == view.total_nodes
@@ -72,7 +72,7 @@ def test_5000_node_graph_collapses_to_a_readable_drawing():
 
 def test_runs_follow_execution_order_and_long_sequentials_become_ranges():
     report = torchaudit.scan(nn.Sequential(*[Block() for _ in range(300)]), torch.randn(2, 8))
-    view = report.graph_view
+    view = graph_view_of(report)
     labels = [g.label for g in view.groups]
     assert len(labels) <= DEFAULT_CAP and view.collapsed
     ranges = [g for g in view.groups if g.kind == "range"]
@@ -80,11 +80,11 @@ def test_runs_follow_execution_order_and_long_sequentials_become_ranges():
     assert sum(len(g.members) for g in ranges) == 300
     assert [g.first for g in view.groups] == sorted(g.first for g in view.groups)
     # a module whose own ops run around its children gets one box per run, in order
-    block = torchaudit.scan(Block(), torch.randn(2, 8)).graph_view
+    block = graph_view_of(torchaudit.scan(Block(), torch.randn(2, 8)))
     assert [g.label for g in block.groups] == ["(inputs)", "fc", "norm", "(root)", "(output)"]
     from tests.conftest import EXAMPLES
 
-    attention = torchaudit.scan(str(EXAMPLES / "transformer_block.py")).graph_view
+    attention = graph_view_of(torchaudit.scan(str(EXAMPLES / "transformer_block.py")))
     assert [g.label for g in attention.groups] == [
         "(inputs)", "norm1", "attn (1/3)", "attn.qkv", "attn (2/3)", "attn.drop", "attn (3/3)", "attn.proj",
         "(root 1/2)", "norm2", "mlp.0", "mlp.1", "mlp.2", "mlp.3", "(root 2/2)", "(output)",

@@ -10,8 +10,8 @@ import torch.nn as nn
 
 import torchaudit
 from tests.conftest import FIXTURES, run_cli
-from torchaudit.analyzer.inputs import check_forward, parse_input_shape, place_inputs, resolve_inputs
-from torchaudit.analyzer.target import load_target
+from torchaudit.analyzer.load.inputs import check_forward, parse_input_shape, place_inputs, resolve_inputs
+from torchaudit.analyzer.load.target import load_target
 from torchaudit.errors import InputError
 
 MODELS = FIXTURES / "models"
@@ -106,7 +106,7 @@ def test_forward_failure_names_the_inputs_and_the_error():
 def test_place_inputs_moves_to_the_model_device_without_touching_the_callers_tensors():
     model = nn.Linear(4, 2).to("meta")
     x = torch.randn(2, 4)
-    from torchaudit.analyzer.inputs import ExampleInputs
+    from torchaudit.analyzer.load.inputs import ExampleInputs
 
     placed = place_inputs(ExampleInputs((x,), {}, "t"), model)
     assert placed.args[0].is_meta and placed.args[0].shape == (2, 4) and not x.is_meta
@@ -118,7 +118,7 @@ def test_place_inputs_moves_to_the_model_device_without_touching_the_callers_ten
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_inputs_reach_a_cuda_model():
-    from torchaudit.analyzer.inputs import ExampleInputs
+    from torchaudit.analyzer.load.inputs import ExampleInputs
 
     x = torch.randn(2, 4)
     placed = place_inputs(ExampleInputs((x,), {"m": [x]}, "t"), nn.Linear(4, 2).cuda())

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import torchaudit
 from tests.conftest import EXAMPLES, FIXTURES
-from torchaudit.analyzer.target import load_target
+from torchaudit.analyzer.load.target import load_target
 
 MODELS = FIXTURES / "models"
 

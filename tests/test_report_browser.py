@@ -10,6 +10,7 @@ from tests.browser import open_report, why_no_browser
 from tests.conftest import FIXTURES, run_cli
 from tests.report_samples import mlp_report
 from torchaudit.report import Finding, Location, Severity
+from torchaudit.reports.graph_view import graph_view_of
 from torchaudit.reports.html import render_html
 
 pytestmark = pytest.mark.skipif(why_no_browser() is not None, reason=f"no headless browser: {why_no_browser()}")
@@ -33,7 +34,7 @@ def test_report_renders_in_chromium(tmp_path):
     assert facts["sections"] == SECTIONS and facts["visible"]
     assert facts["title"].startswith("torchaudit: ") and facts["title"].endswith("examples/mlp_bn_dropout.py")
     assert facts["findings"] == 4 and facts["cards"] == 2 and facts["charts"] == 4
-    assert facts["boxes"] == len(report.graph_view.groups)
+    assert facts["boxes"] == len(graph_view_of(report).groups)
     # every finding's rule has docs; none open at first, the button expands them all
     assert facts["docsOpen"] == 0 and facts["docsOpenAfterClick"] == facts["findings"]
     assert "FAIL" in facts["text"] and "First divergence: node relu" in facts["text"]

@@ -72,7 +72,7 @@ def test_ta101_without_source_still_comes_from_the_fx_graph() -> None:
 def test_user_model_is_left_unchanged() -> None:
     import torch
 
-    model = torchaudit.analyzer.target.load_target(str(FIXTURES / "ta108_frozen_batchnorm.py")).model
+    model = torchaudit.analyzer.load.target.load_target(str(FIXTURES / "ta108_frozen_batchnorm.py")).model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = {n: m.training for n, m in model.named_modules()}
     torchaudit.scan(model, torch.randn(4, 8))

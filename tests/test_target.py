@@ -9,7 +9,7 @@ import pytest
 import torch.nn as nn
 
 from tests.conftest import FIXTURES
-from torchaudit.analyzer.target import load_target
+from torchaudit.analyzer.load.target import load_target
 from torchaudit.errors import TargetError
 
 MODELS = FIXTURES / "models"

@@ -12,10 +12,10 @@ import torch.nn as nn
 import torchaudit
 from tests.conftest import EXAMPLES, FIXTURES
 from tests.json_shape import report_json
-from torchaudit.analyzer.graph import TORCH_DIR, ModelGraph
-from torchaudit.analyzer.inputs import ExampleInputs, from_value
-from torchaudit.analyzer.target import load_target
-from torchaudit.analyzer.tracing import trace_model
+from torchaudit.analyzer.trace.graph import TORCH_DIR, ModelGraph
+from torchaudit.analyzer.load.inputs import ExampleInputs, from_value
+from torchaudit.analyzer.load.target import load_target
+from torchaudit.analyzer.trace.tracing import trace_model
 
 MODELS = FIXTURES / "models"
 

@@ -9,11 +9,11 @@ import torch.nn as nn
 
 from torchaudit.analyzer.context import AuditContext
 from torchaudit.analyzer.environment import environment
-from torchaudit.analyzer.inputs import ExampleInputs, check_forward, from_value, place_inputs, resolve_inputs
-from torchaudit.analyzer.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, needs_values, realize_inputs
+from torchaudit.analyzer.load.inputs import ExampleInputs, check_forward, from_value, place_inputs, resolve_inputs
+from torchaudit.analyzer.load.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, needs_values, realize_inputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
-from torchaudit.analyzer.target import LoadedTarget, load_target
-from torchaudit.analyzer.tracing import TraceError, trace_model
+from torchaudit.analyzer.load.target import LoadedTarget, load_target
+from torchaudit.analyzer.trace.tracing import TraceError, trace_model
 from torchaudit.errors import InputError, OptionError
 from torchaudit.report import FAIL_ON_CHOICES, Finding, GraphInfo, Location, Report
 from torchaudit.rules.engine import run_rules
@@ -44,11 +44,11 @@ def scan(
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
     The model is never changed: tracing and every run happen on copies, and the global RNG
-    state is restored. ``checkpoint`` is read safely (see ``analyzer/checkpoint.py``) and,
+    state is restored. ``checkpoint`` is read safely (see ``analyzer/load/checkpoint.py``) and,
     where it loads with ``strict=True``, loaded into a copy that the later stages use;
     ``trust_checkpoint`` allows unpickling with ``weights_only=False``.
     ``meta=True`` builds the model without weight memory (fake tensors, see
-    analyzer/meta.py), skips the rules that need tensor values and never loads checkpoint data.
+    analyzer/load/meta.py), skips the rules that need tensor values and never loads checkpoint data.
     """
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
@@ -81,7 +81,7 @@ def scan(
 
     ckpt = None
     if checkpoint is not None:
-        from torchaudit.analyzer.checkpoint_match import prepare_checkpoint
+        from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint
 
         with preserved_rng():
             ckpt, module = prepare_checkpoint(module, str(checkpoint), trust=trust_checkpoint)
@@ -95,7 +95,7 @@ def scan(
         ctx.trace_failures = str(exc).split("; ")
     comparisons: list[Any] = []
     if not static_only and not meta:  # the dynamic stage (it needs tensor values): its TA7xx rules read ctx.options["comparisons"]
-        from torchaudit.analyzer.dynamic import scan_comparisons
+        from torchaudit.analyzer.compare.stage import scan_comparisons
         from torchaudit.rules.engine import selected
 
         comparisons, failures = scan_comparisons(
@@ -115,7 +115,7 @@ def scan(
         fail_on=fail_on,
         command=command,
         extras=_extras(skipped, meta),
-        graph_view=_graph_view(ctx),
+        graph_outline=ctx.graph.outline() if ctx.graph is not None else (),
     )
 
 
@@ -154,13 +154,6 @@ def _graph_info(ctx: AuditContext) -> GraphInfo:
         buffers=sum(1 for _ in model.buffers()),
         notes=tuple(graph.notes) if graph else tuple(ctx.trace_failures),
     )
-
-
-def _graph_view(ctx: AuditContext) -> Any:
-    """The graph collapsed by module for the HTML page (reports); ``None`` without a graph."""
-    from torchaudit.analyzer.graph_view import collapse_graph
-
-    return collapse_graph(ctx.graph) if ctx.graph is not None else None
 
 
 def write_json(report: Report, path: str | Path) -> None:

@@ -36,11 +36,11 @@ def compare(
     Floating inputs are cast to each model's dtype and moved to its device. The result's
     ``state_diff`` lists every parameter, buffer and plain attribute that differs.
     """
-    from torchaudit.analyzer.comparisons import dtype_name, model_dtype, result_from
-    from torchaudit.analyzer.inputs import from_value
-    from torchaudit.analyzer.metrics import Tolerance
-    from torchaudit.analyzer.pair import Side, run_pair
-    from torchaudit.analyzer.reload import state_diff
+    from torchaudit.analyzer.compare.comparisons import dtype_name, model_dtype, result_from
+    from torchaudit.analyzer.load.inputs import from_value
+    from torchaudit.analyzer.compare.metrics import Tolerance
+    from torchaudit.analyzer.compare.pair import Side, run_pair
+    from torchaudit.analyzer.compare.reload import state_diff
     from torchaudit.analyzer.safety import preserved_modes, preserved_rng
 
     if mode not in ("eval", "train"):
@@ -101,6 +101,6 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _convert(inputs: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    from torchaudit.analyzer.comparisons import convert_inputs
+    from torchaudit.analyzer.compare.comparisons import convert_inputs
 
     return convert_inputs(inputs, str(device), dtype)

@@ -29,12 +29,12 @@ def diff(
     command: str | None = None,
 ) -> Report:
     from torchaudit.analyzer.context import AuditContext
-    from torchaudit.analyzer.diff import compare_checkpoints, load_pair, tensor_diff
-    from torchaudit.analyzer.dynamic import untouched
+    from torchaudit.analyzer.compare.diff import compare_checkpoints, load_pair, tensor_diff
+    from torchaudit.analyzer.compare.stage import untouched
     from torchaudit.analyzer.environment import environment
-    from torchaudit.analyzer.inputs import from_value, resolve_inputs
-    from torchaudit.analyzer.target import load_target
-    from torchaudit.analyzer.tracing import TraceError, trace_model
+    from torchaudit.analyzer.load.inputs import from_value, resolve_inputs
+    from torchaudit.analyzer.load.target import load_target
+    from torchaudit.analyzer.trace.tracing import TraceError, trace_model
     from torchaudit.api import _graph_info, _target_info
     from torchaudit.errors import OptionError
     from torchaudit.report import FAIL_ON_CHOICES

@@ -211,51 +211,17 @@ class GraphInfo:
         }
 
 
-# --- graph view (reports): the traced graph collapsed by module, small enough to draw -------
-
-
 @dataclass(frozen=True)
-class GraphGroup:
-    """One box of the graph view: the nodes made by one module (and its unsplit children)."""
+class OutlineNode:
+    """One node of the traced graph as reports draw it: what it is, which module made it, and
+    the nodes it reads (the graph view collapses these by module, reports/graph_view.py)."""
 
-    id: str
-    module: str  # dotted module path; "" for the root's own nodes and the inputs/outputs
-    label: str
-    kind: str  # "module", "range" (consecutive top-level modules), "root", "inputs" or "output"
-    module_type: str | None
-    nodes: int
-    first: int  # execution index of its first node
-    ops: tuple[str, ...] = ()  # its most frequent ops, most frequent first
-    members: tuple[str, ...] = ()  # for a "range": the top-level modules it stands for
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "module": self.module,
-            "label": self.label,
-            "kind": self.kind,
-            "module_type": self.module_type,
-            "nodes": self.nodes,
-            "first": self.first,
-            "ops": list(self.ops),
-            "members": list(self.members),
-        }
-
-
-@dataclass(frozen=True)
-class GraphView:
-    groups: tuple[GraphGroup, ...]
-    edges: tuple[tuple[str, str, int], ...]  # (from group id, to group id, data-flow edges)
-    total_nodes: int
-    collapsed: bool  # some modules were folded into their parents to respect the cap
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "groups": [g.to_dict() for g in self.groups],
-            "edges": [list(e) for e in self.edges],
-            "total_nodes": self.total_nodes,
-            "collapsed": self.collapsed,
-        }
+    name: str
+    op: str  # placeholder, call_function, call_method, call_module, get_attr, output
+    op_name: str  # a short label: linear, softmax, Dropout...
+    module: str  # dotted path of the module whose forward made it ("" = the root)
+    module_type: str | None = None  # qualified class name of that module
+    inputs: tuple[str, ...] = ()  # names of the nodes it reads
 
 
 @dataclass(frozen=True)
@@ -306,7 +272,7 @@ class Report:
     fail_on: str = "error"
     command: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-    graph_view: GraphView | None = None  # the graph collapsed by module, for the HTML page
+    graph_outline: tuple[OutlineNode, ...] = ()  # the traced graph, node by node, for the graph view
 
     @property
     def summary(self) -> Summary:
@@ -329,7 +295,5 @@ class Report:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "summary": self.summary.to_dict(),
         }
-        if self.graph_view is not None:
-            data["graph_view"] = self.graph_view.to_dict()
         data.update(self.extras)
         return data

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Iterable
 import torch
 from torch.nn.modules.batchnorm import _NormBase
 
-from torchaudit.analyzer.checkpoint_match import context_alignment
+from torchaudit.analyzer.load.checkpoint_match import context_alignment
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 

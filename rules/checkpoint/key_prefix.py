@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.checkpoint_match import PREFIXES, context_alignment
+from torchaudit.analyzer.load.checkpoint_match import PREFIXES, context_alignment
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 

@@ -11,7 +11,7 @@ from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext
-    from torchaudit.analyzer.graph import GraphNode
+    from torchaudit.analyzer.trace.graph import GraphNode
 
 # forward ops from the `torch.use_deterministic_algorithms` docstring of torch 2.13
 ALWAYS = {

@@ -13,7 +13,7 @@ from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext
-    from torchaudit.analyzer.graph import GraphNode
+    from torchaudit.analyzer.trace.graph import GraphNode
 
 _GENERATED = ("_tensor_constant", "lifted_tensor_")
 

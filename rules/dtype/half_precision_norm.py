@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from torchaudit.analyzer.context import AuditContext
-    from torchaudit.analyzer.graph import GraphNode
+    from torchaudit.analyzer.trace.graph import GraphNode
 
 SENSITIVE = {"softmax", "log_softmax", "layer_norm", "group_norm", "batch_norm", "rms_norm", "native_layer_norm", "normalize"}
 REDUCTIONS = {"sum", "mean", "var", "std", "norm", "logsumexp", "cumsum", "var_mean", "std_mean"}

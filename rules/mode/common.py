@@ -17,7 +17,7 @@ from torchaudit.rules.engine import Rule
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext, SourceFile
-    from torchaudit.analyzer.graph import GraphNode
+    from torchaudit.analyzer.trace.graph import GraphNode
 
 F = "torch.nn.functional."
 # functional dropouts and the default of their `training` argument (torch/nn/functional.py):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from torchaudit.analyzer.meta import is_valueless
+from torchaudit.analyzer.load.meta import is_valueless
 from torchaudit.report import Finding, Severity
 from torchaudit.rules.astutil import module_finding_args
 from torchaudit.rules.engine import Rule, register

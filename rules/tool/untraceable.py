@@ -40,7 +40,7 @@ class UntraceableModel(Rule):
     title = "Model not traceable by torch.fx.symbolic_trace"
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        from torchaudit.analyzer.tracing import LOST
+        from torchaudit.analyzer.trace.tracing import LOST
 
         graph = ctx.graph
         if graph is not None and graph.tracer == "fx":

@@ -116,7 +116,7 @@ def test_diff_pins_exactly_the_perturbed_module(name, shape, key, module, tmp_pa
 
 
 def test_diff_lists_keys_only_in_one_side_and_refuses_unsafe_pickles(tmp_path):
-    from torchaudit.analyzer.diff import tensor_diff
+    from torchaudit.analyzer.compare.diff import tensor_diff
 
     rows = tensor_diff({"a": torch.ones(2), "b": torch.ones(3)}, {"b": torch.ones(3) * 2, "c": torch.zeros(1)})
     assert [(r.key, r.status) for r in rows] == [("a", "only_in_a"), ("b", "changed"), ("c", "only_in_b")]

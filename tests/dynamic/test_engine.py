@@ -8,11 +8,11 @@ import torch.nn as nn
 
 import torchaudit
 from tests.dynamic import models as M
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.lockstep import lockstep
-from torchaudit.analyzer.metrics import Tolerance, compare_values, diverges
-from torchaudit.analyzer.sides import FxSide, RngStream
-from torchaudit.analyzer.tracing import trace_model
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.compare.lockstep import lockstep
+from torchaudit.analyzer.compare.metrics import Tolerance, compare_values, diverges
+from torchaudit.analyzer.compare.sides import FxSide, RngStream
+from torchaudit.analyzer.trace.tracing import trace_model
 
 ALL = ["dtype", "reload", "mode", "determinism", "batch"]
 

@@ -11,11 +11,11 @@ import torch.nn as nn
 import torchaudit
 from tests.dynamic import models as M
 from tests.test_tracing import _TracesButFailsToRun
-from torchaudit.analyzer.comparisons import Options
-from torchaudit.analyzer.dynamic import run_comparisons
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.sides import _mutates
-from torchaudit.analyzer.tracing import trace_model
+from torchaudit.analyzer.compare.comparisons import Options
+from torchaudit.analyzer.compare.stage import run_comparisons
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.compare.sides import _mutates
+from torchaudit.analyzer.trace.tracing import trace_model
 
 ALL = ["dtype", "mode", "determinism", "batch"]  # reload makes a fresh instance from a target: not here
 

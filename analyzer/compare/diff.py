@@ -3,7 +3,7 @@
 First a per-tensor table (key, shape, dtype, max absolute and relative change; keys only in A
 or only in B), then the ``checkpoints`` comparison: the model with A loaded (reference) and
 with B loaded (candidate), same device and dtype, in lockstep, pinning the first node whose
-activations part. Both files are read by :func:`torchaudit.analyzer.checkpoint_match.prepare_checkpoint`
+activations part. Both files are read by :func:`torchaudit.analyzer.load.checkpoint_match.prepare_checkpoint`
 (``weights_only`` unless ``--trust-checkpoint``) and loaded into copies with ``strict=True``.
 """
 
@@ -15,10 +15,10 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.comparisons import dtype_name, model_dtype, result_from, skipped
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.metrics import Tolerance
-from torchaudit.analyzer.pair import Side, run_pair
+from torchaudit.analyzer.compare.comparisons import dtype_name, model_dtype, result_from, skipped
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.compare.metrics import Tolerance
+from torchaudit.analyzer.compare.pair import Side, run_pair
 from torchaudit.errors import CheckpointError
 from torchaudit.report import ComparisonResult, Config
 
@@ -78,7 +78,7 @@ def tensor_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) ->
 
 def load_pair(model: nn.Module, path: str, trust: bool) -> tuple[Any, nn.Module | None]:
     """The checkpoint and a copy of ``model`` with it loaded (``None`` when it does not load)."""
-    from torchaudit.analyzer.checkpoint_match import prepare_checkpoint
+    from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint
 
     ckpt, loaded = prepare_checkpoint(model, path, trust=trust)
     if not ckpt.loaded:
@@ -93,7 +93,7 @@ def compare_checkpoints(
 ) -> ComparisonResult:
     """The ``checkpoints`` comparison: the model with A loaded against the model with B loaded."""
     if inputs is None:
-        from torchaudit.analyzer.dynamic import NO_INPUTS
+        from torchaudit.analyzer.compare.stage import NO_INPUTS
 
         return skipped("checkpoints", f"checkpoints: {NO_INPUTS}")
     if model_a is None or model_b is None:

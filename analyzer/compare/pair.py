@@ -18,12 +18,12 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.graph import ModelGraph
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.lockstep import LockstepResult, cast_like, lockstep
-from torchaudit.analyzer.metrics import Tolerance, compare_values
-from torchaudit.analyzer.sides import FxSide, PerSampleSide, RngStream
-from torchaudit.analyzer.tracing import TraceError, rebind, trace_model
+from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.compare.lockstep import LockstepResult, cast_like, lockstep
+from torchaudit.analyzer.compare.metrics import Tolerance, compare_values
+from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream
+from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
 from torchaudit.analyzer.values import cloned, tensor_leaves
 
 
@@ -193,7 +193,7 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
 
 def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph) -> LockstepResult:
     """Module granularity: leaf-module outputs of both runs, each with its shadow."""
-    from torchaudit.analyzer.lockstep import _compare  # one comparison routine for both paths
+    from torchaudit.analyzer.compare.lockstep import _compare  # one comparison routine for both paths
 
     recorded: dict[str, tuple[Any, Any, Any]] = {}
     result = LockstepResult()

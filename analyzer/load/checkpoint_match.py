@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 
 import torch.nn as nn
 
-from torchaudit.analyzer.checkpoint import Checkpoint, LoadStatus, TensorEntry
+from torchaudit.analyzer.load.checkpoint import Checkpoint, LoadStatus, TensorEntry
 
 # prefix -> (where it comes from, the one-line fix when the checkpoint has it and the model not)
 PREFIXES = {
@@ -162,10 +162,10 @@ def prepare_checkpoint(model: nn.Module, path: str, *, trust: bool = False) -> t
     """
     from dataclasses import replace
 
-    from torchaudit.analyzer.checkpoint import load_checkpoint
+    from torchaudit.analyzer.load.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, trust=trust, model=model)
-    from torchaudit.analyzer.meta import has_no_values
+    from torchaudit.analyzer.load.meta import has_no_values
 
     if has_no_values(model):  # meta device or --meta (fake tensors): never read tensor data
         return replace(ckpt, loaded_into_model=LoadStatus(False, "not loaded into the model: it has no tensor values (--meta or the meta device)")), model

@@ -122,7 +122,7 @@ def resolve_inputs(
         path_text, _, fn_name = inputs_spec.partition(":")
         if not fn_name:
             raise InputError(f"--inputs {inputs_spec!r} names no function", "write it as path.py:function")
-        from torchaudit.analyzer.target import _import_file
+        from torchaudit.analyzer.load.target import _import_file
 
         path = Path(path_text)
         if not path.exists():

@@ -17,8 +17,8 @@ import torch.fx
 from torch.fx.graph import inplace_methods
 from torch.fx.node import map_arg
 
-from torchaudit.analyzer.graph import ModelGraph
-from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.errors import exception_line
 
 

@@ -216,7 +216,7 @@ def load_target(spec: str, build_context: Callable[[], Any] | None = None) -> Lo
     """Import the target and build the model (in whatever mode its constructor leaves it).
 
     ``build_context`` makes a context manager that every build (the first and each
-    ``factory()`` call) runs in; ``--meta`` passes a ``FakeTensorMode`` (analyzer/meta.py).
+    ``factory()`` call) runs in; ``--meta`` passes a ``FakeTensorMode`` (analyzer/load/meta.py).
     """
     path_part, _, name = spec.partition(":")
     if ":" in spec and spec.count(":") == 1 and len(path_part) == 1 and spec[1:3] in (":\\", ":/"):

@@ -25,9 +25,9 @@ import torch.fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from torchaudit.analyzer.graph import ModelGraph, from_fx, tensor_facts
-from torchaudit.analyzer.hooks_graph import trace_hooks
-from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.trace.graph import ModelGraph, from_fx, tensor_facts
+from torchaudit.analyzer.trace.hooks_graph import trace_hooks
+from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 from torchaudit.errors import exception_line
 
@@ -331,7 +331,7 @@ def rebind(graph: ModelGraph, model: nn.Module, mode: str) -> ModelGraph | None:
             setattr(operator.attrgetter(owner)(work) if owner else work, field,
                     value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value))
     gm = torch.fx.GraphModule(work, copy.deepcopy(graph.gm.graph))
-    return dataclasses.replace(graph, gm=gm, _fx_index=None)
+    return dataclasses.replace(graph, gm=gm)
 
 
 def _has_attr(obj: Any, target: str) -> bool:

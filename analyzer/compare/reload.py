@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.metrics import Tolerance
-from torchaudit.analyzer.pair import Side, run_pair
-from torchaudit.analyzer.target import needs_no_arguments
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.compare.metrics import Tolerance
+from torchaudit.analyzer.compare.pair import Side, run_pair
+from torchaudit.analyzer.load.target import needs_no_arguments
 from torchaudit.report import ComparisonResult, Config, StateDifference
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.comparisons import Options
+    from torchaudit.analyzer.compare.comparisons import Options
 
 EXERCISE_STEPS = 3
 _PLAIN = (bool, int, float, str, type(None))
@@ -33,7 +33,7 @@ _PLAIN = (bool, int, float, str, type(None))
 
 def fresh_builder(model: nn.Module, target: Any) -> tuple[Callable[[], nn.Module], str]:
     """How to build a fresh instance, and a label saying which way was used."""
-    from torchaudit.analyzer.comparisons import Skip
+    from torchaudit.analyzer.compare.comparisons import Skip
 
     module = getattr(target, "module", None)
     fn = getattr(module, "fresh_model", None) if module is not None else None
@@ -77,9 +77,9 @@ def reloaded(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
 
 
 def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> ComparisonResult:
-    from torchaudit.analyzer.comparisons import _progress, dtype_name, model_dtype, result_from
+    from torchaudit.analyzer.compare.comparisons import _progress, dtype_name, model_dtype, result_from
 
-    from torchaudit.analyzer.comparisons import Skip
+    from torchaudit.analyzer.compare.comparisons import Skip
 
     build, label = fresh_builder(model, opts.target)
     trained = exercised(model, inputs, opts.seed)

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Sequence
 
 import torch.nn as nn
 
-from torchaudit.analyzer.comparisons import AUTO, COMPARISONS, Options, Skip, skipped
-from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.compare.comparisons import AUTO, COMPARISONS, Options, Skip, skipped
+from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.safety import preserved_modes, preserved_rng
 from torchaudit.report import ComparisonResult, Finding, Status
 from torchaudit.errors import OptionError, exception_line
@@ -142,7 +142,7 @@ def scan_comparisons(
 ) -> tuple[list[ComparisonResult], list[Finding]]:
     """What ``scan`` runs: parse the options, then every requested comparison. ``graph`` is the
     scan's own trace of ``model``: sides in the configuration it was traced in run it."""
-    from torchaudit.analyzer.comparisons import parse_config
+    from torchaudit.analyzer.compare.comparisons import parse_config
 
     opts = Options(
         seed=seed, atol=atol, rtol=rtol, target=target, graph=graph,

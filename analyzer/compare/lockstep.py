@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 import torch
 
-from torchaudit.analyzer.graph import GraphNode, ModelGraph
-from torchaudit.analyzer.sides import NotRunnable
-from torchaudit.analyzer.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
+from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph
+from torchaudit.analyzer.compare.sides import NotRunnable
+from torchaudit.analyzer.compare.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.analyzer.values import cloned
 from torchaudit.report import Divergence, ErrorStats, NodeComparison
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from torchaudit.analyzer.graph import GraphNode, ModelGraph, forward_def_location, tensor_facts, type_name
-from torchaudit.analyzer.inputs import ExampleInputs
+from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph, forward_def_location, tensor_facts, type_name
+from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.values import tensor_leaves
 import torchaudit as _pkg
 from torchaudit.report import Location

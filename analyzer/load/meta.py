@@ -31,8 +31,8 @@ import torch
 import torch.nn as nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.target import LoadedTarget, load_target
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.load.target import LoadedTarget, load_target
 
 HOW = "meta device, then FakeTensorMode"  # how --meta builds models (the JSON report's "meta")
 

@@ -5,7 +5,7 @@ Order of safety (DESIGN.md, Checkpoints):
 * ``.safetensors``: the safetensors library; the structure (``entries``) comes from the
   header alone, tensor values are read lazily, one at a time, only when a rule asks.
 * a ``torch.save`` file (zip or legacy) or a raw pickle: first the pickle's opcodes are read
-  to list the globals it would import (:mod:`torchaudit.analyzer.pickle_scan`). If any is
+  to list the globals it would import (:mod:`torchaudit.analyzer.load.pickle_scan`). If any is
   outside PyTorch's weights-only allowlist, the file is NOT unpickled (unless ``trust``);
   otherwise ``torch.load(weights_only=True)``, memory-mapped for zip files.
 
@@ -25,14 +25,14 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.checkpoint_files import (
+from torchaudit.analyzer.load.checkpoint_files import (
     EXPECTED,
     not_a_checkpoint,
     read_safetensors_header,
     sniff,
     truncated,
 )
-from torchaudit.analyzer.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
+from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
 from torchaudit.errors import CheckpointError
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")

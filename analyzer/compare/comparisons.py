@@ -23,11 +23,11 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.graph import ModelGraph
-from torchaudit.analyzer.inputs import ExampleInputs
-from torchaudit.analyzer.lockstep import LockstepResult
-from torchaudit.analyzer.metrics import Tolerance
-from torchaudit.analyzer.pair import Side, run_pair
+from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.compare.lockstep import LockstepResult
+from torchaudit.analyzer.compare.metrics import Tolerance
+from torchaudit.analyzer.compare.pair import Side, run_pair
 from torchaudit.errors import OptionError
 from torchaudit.report import ComparisonResult, Config, Status
 
@@ -138,7 +138,7 @@ def _progress(opts: Options, name: str) -> Callable[[int, int], None] | None:
     return (lambda done, total: opts.progress(name, done, total)) if opts.progress else None
 
 
-def configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Config, cand: Config, opts: Options,
+def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Config, cand: Config, opts: Options,
             seeds: tuple[int, int] | None = None) -> ComparisonResult:
     """Run the model under two configurations (device, dtype, mode) in lockstep."""
     for cfg in (ref, cand):
@@ -160,29 +160,29 @@ def compare_dtype(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
     dt = model_dtype(model)
     if dt == torch.float64:
         raise Skip("dtype: the model is already float64, so there is no higher-precision reference; use --reference/--candidate")
-    return configs("dtype", model, inputs, Config("cpu", "float64", "eval"), Config("cpu", dtype_name(dt), "eval"), opts)
+    return compare_configs("dtype", model, inputs, Config("cpu", "float64", "eval"), Config("cpu", dtype_name(dt), "eval"), opts)
 
 
 def compare_device(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     dt = dtype_name(model_dtype(model))
-    return configs("device", model, inputs, Config("cpu", dt, "eval"), Config("cuda", dt, "eval"), opts)
+    return compare_configs("device", model, inputs, Config("cpu", dt, "eval"), Config("cuda", dt, "eval"), opts)
 
 
 def compare_mode(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     dt = dtype_name(model_dtype(model))
-    return configs("mode", model, inputs, Config("cpu", dt, "eval"), Config("cpu", dt, "train"), opts)
+    return compare_configs("mode", model, inputs, Config("cpu", dt, "eval"), Config("cpu", dt, "train"), opts)
 
 
 def compare_determinism(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     """The same config twice; the runs draw different random numbers, as two real runs would."""
     cfg = opts.candidate or Config("cpu", dtype_name(model_dtype(model)), "eval")
-    return configs("determinism", model, inputs, cfg, cfg, opts, seeds=(opts.seed, opts.seed + 1))
+    return compare_configs("determinism", model, inputs, cfg, cfg, opts, seeds=(opts.seed, opts.seed + 1))
 
 
 def compare_custom(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     if opts.reference is None or opts.candidate is None:
         raise Skip("custom: needs both --reference CFG and --candidate CFG (device:dtype[:mode])")
-    return configs("custom", model, inputs, opts.reference, opts.candidate, opts)
+    return compare_configs("custom", model, inputs, opts.reference, opts.candidate, opts)
 
 
 def split_batch(inputs: ExampleInputs) -> list[ExampleInputs] | None:
@@ -223,7 +223,7 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
 
 
 def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
-    from torchaudit.analyzer.reload import compare_reload as run_reload
+    from torchaudit.analyzer.compare.reload import compare_reload as run_reload
 
     return run_reload(model, inputs, opts)
 

@@ -1,4 +1,4 @@
-"""Collapse a traced graph by module into a :class:`GraphView` small enough to draw.
+"""Collapse the report's graph outline by module into a :class:`GraphView` small enough to draw.
 
 A 5,000-node graph drawn node by node is unreadable and slow to open. The view starts with
 one box per top-level module (consecutive top-level modules are merged into ranges when there
@@ -13,9 +13,11 @@ boxes count the data-flow edges they stand for.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
 
-from torchaudit.analyzer.graph import GraphNode, ModelGraph
-from torchaudit.report import GraphGroup, GraphView
+from torchaudit.report import OutlineNode, Report
 
 DEFAULT_CAP = 60
 _SPECIAL = {"placeholder": "inputs", "output": "output"}
@@ -23,14 +25,64 @@ _LABEL = {"root": "(root)", "inputs": "(inputs)", "output": "(output)"}
 Key = tuple[str, str]  # (kind, module prefix or range label)
 
 
+@dataclass(frozen=True)
+class GraphGroup:
+    """One box of the graph view: the nodes made by one module (and its unsplit children)."""
+
+    id: str
+    module: str  # dotted module path; "" for the root's own nodes and the inputs/outputs
+    label: str
+    kind: str  # "module", "range" (consecutive top-level modules), "root", "inputs" or "output"
+    module_type: str | None
+    nodes: int
+    first: int  # execution index of its first node
+    ops: tuple[str, ...] = ()  # its most frequent ops, most frequent first
+    members: tuple[str, ...] = ()  # for a "range": the top-level modules it stands for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "module": self.module,
+            "label": self.label,
+            "kind": self.kind,
+            "module_type": self.module_type,
+            "nodes": self.nodes,
+            "first": self.first,
+            "ops": list(self.ops),
+            "members": list(self.members),
+        }
+
+
+@dataclass(frozen=True)
+class GraphView:
+    groups: tuple[GraphGroup, ...]
+    edges: tuple[tuple[str, str, int], ...]  # (from group id, to group id, data-flow edges)
+    total_nodes: int
+    collapsed: bool  # some modules were folded into their parents to respect the cap
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [g.to_dict() for g in self.groups],
+            "edges": [list(e) for e in self.edges],
+            "total_nodes": self.total_nodes,
+            "collapsed": self.collapsed,
+        }
+
+
+def graph_view_of(report: Report) -> GraphView | None:
+    """The report's graph collapsed by module; ``None`` when the scan traced no graph."""
+    return collapse_graph(report.graph_outline) if report.graph_outline else None
+
+
+
 class _Grouping:
     """Which box each node belongs to, for a set of module prefixes."""
 
-    def __init__(self, nodes: list[GraphNode], ranges: dict[str, str]) -> None:
+    def __init__(self, nodes: list[OutlineNode], ranges: dict[str, str]) -> None:
         self.nodes = nodes
         self.ranges = ranges  # top-level module -> its range label ("0 ... 99")
 
-    def key(self, node: GraphNode, groups: set[str]) -> Key:
+    def key(self, node: OutlineNode, groups: set[str]) -> Key:
         if node.op in _SPECIAL:
             return (_SPECIAL[node.op], "")
         path = node.module
@@ -60,9 +112,11 @@ class _Grouping:
         return len(set(self.runs(groups)))
 
 
-def collapse_graph(graph: ModelGraph, cap: int = DEFAULT_CAP) -> GraphView:
-    """Group ``graph``'s nodes by module prefix, splitting largest-first while under ``cap``."""
-    nodes = list(graph)
+@lru_cache(maxsize=8)
+def collapse_graph(outline: Sequence[OutlineNode], cap: int = DEFAULT_CAP) -> GraphView:
+    """Group the outline's nodes by module prefix, splitting largest-first while under ``cap``.
+    (Cached: the HTML page and the JSON of one report ask for the same view.)"""
+    nodes = list(outline)
     modules = sorted({n.module for n in nodes if n.op not in _SPECIAL and n.module})
     top = list(dict.fromkeys(n.module.split(".")[0] for n in nodes if n.op not in _SPECIAL and n.module))
     ranges = _ranges(top, cap - 4) if len(top) > cap - 4 else {}
@@ -82,7 +136,7 @@ def collapse_graph(graph: ModelGraph, cap: int = DEFAULT_CAP) -> GraphView:
             continue
         groups |= children
         splittable |= children
-    return _build(graph, grouping, groups, collapsed)
+    return _build(grouping, groups, collapsed)
 
 
 def _ranges(top: list[str], boxes: int) -> dict[str, str]:
@@ -102,9 +156,9 @@ def _children(prefix: str, modules: list[str]) -> set[str]:
     return {".".join(m.split(".")[: depth + 1]) for m in modules if m.startswith(start)}
 
 
-def _build(graph: ModelGraph, grouping: _Grouping, groups: set[str], collapsed: bool) -> GraphView:
+def _build(grouping: _Grouping, groups: set[str], collapsed: bool) -> GraphView:
     runs = grouping.runs(groups)
-    members: dict[tuple[Key, int], list[tuple[int, GraphNode]]] = defaultdict(list)
+    members: dict[tuple[Key, int], list[tuple[int, OutlineNode]]] = defaultdict(list)
     box_of: dict[str, tuple[Key, int]] = {}
     for index, (node, box) in enumerate(zip(grouping.nodes, runs)):
         members[box].append((index, node))
@@ -136,9 +190,11 @@ def _build(graph: ModelGraph, grouping: _Grouping, groups: set[str], collapsed: 
             )
         )
     counts: Counter[tuple[str, str]] = Counter()
-    for src, dst in graph.graph.edges:
-        a, b = box_of.get(src), box_of.get(dst)
-        if a is not None and b is not None and a != b:
-            counts[(ids[a], ids[b])] += 1
+    for node in grouping.nodes:
+        b = box_of.get(node.name)
+        for src in node.inputs:
+            a = box_of.get(src)
+            if a is not None and b is not None and a != b:
+                counts[(ids[a], ids[b])] += 1
     edges = tuple(sorted((a, b, n) for (a, b), n in counts.items()))
     return GraphView(groups=tuple(out), edges=edges, total_nodes=len(grouping.nodes), collapsed=collapsed)

@@ -9,6 +9,7 @@ location, and data-flow edges between them.
 from __future__ import annotations
 
 import functools
+from functools import cached_property
 import inspect
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Any, Iterator
 import networkx as nx
 import torch
 
-from torchaudit.report import Location
+from torchaudit.report import Location, OutlineNode
 
 TORCH_DIR = os.path.dirname(torch.__file__)
 # frames of tracing machinery, never the user's code
@@ -57,7 +58,6 @@ class ModelGraph:
     gm: torch.fx.GraphModule | None = None  # None for the hook fallback
     notes: list[str] = field(default_factory=list)  # why a fallback was used, what is lost
     traced_mode: str = "train"  # the model's mode at trace time (export bakes it in)
-    _fx_index: dict[str, torch.fx.Node] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[GraphNode]:
         for name in self.order:
@@ -69,13 +69,18 @@ class ModelGraph:
     def node(self, name: str) -> GraphNode:
         return self.graph.nodes[name]["info"]
 
+    @cached_property
+    def _fx_nodes(self) -> dict[str, torch.fx.Node]:
+        return {n.name: n for n in self.gm.graph.nodes} if self.gm is not None else {}
+
     def fx_node(self, name: str) -> torch.fx.Node | None:
         """The fx node behind a graph node (None for the hook fallback)."""
-        if self.gm is None:
-            return None
-        if self._fx_index is None or len(self._fx_index) != len(self.gm.graph.nodes):
-            self._fx_index = {n.name: n for n in self.gm.graph.nodes}
-        return self._fx_index.get(name)
+        return self._fx_nodes.get(name)
+
+    def outline(self) -> tuple[OutlineNode, ...]:
+        """The graph as reports draw it (no tensors, no fx objects)."""
+        return tuple(OutlineNode(n.name, n.op, n.op_name, n.module, n.module_type, tuple(self.graph.predecessors(n.name)))
+                     for n in self)
 
     def nodes_in(self, module: str) -> list[GraphNode]:
         """Nodes made by ``module`` or any of its submodules."""
