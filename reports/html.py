@@ -7,7 +7,6 @@ autoescape; the page's sentences and numbers come from :mod:`torchaudit.reports.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import jinja2
 
@@ -27,7 +26,3 @@ def _environment() -> jinja2.Environment:
 
 def render_html(report: Report) -> str:
     return _environment().get_template("report.html.j2").render(page=page_view(report))
-
-
-def write_html(report: Report, path: str | Path) -> None:
-    Path(path).write_text(render_html(report), encoding="utf-8")

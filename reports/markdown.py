@@ -7,7 +7,6 @@ divergence. Text from the model is escaped so that it renders literally.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from torchaudit.report import Report
 from torchaudit.reports import wording as w
@@ -50,6 +49,8 @@ def _comparison_lines(report: Report) -> list[str]:
                 head += f"; state that differs: {names}{more}"
         elif c.skipped_reason:
             head += f": {escape(c.skipped_reason)}"
+        if c.notes:
+            head += "; note: " + escape("; ".join(c.notes))
         lines.append(head)
     return lines
 
@@ -85,7 +86,3 @@ def render_markdown(report: Report) -> str:
             lines.append(f"- \u2026 and {len(report.findings) - len(shown)} more in the full report")
     lines += tail
     return "\n".join(lines[:MAX_LINES]) + "\n"
-
-
-def write_markdown(report: Report, path: str | Path) -> None:
-    Path(path).write_text(render_markdown(report), encoding="utf-8")

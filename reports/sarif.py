@@ -12,34 +12,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from torchaudit.report import Finding, Report, Severity
+from torchaudit.report import Finding, Report, RuleInfo, Severity
 from torchaudit.reports import wording as w
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
 
-def _rule(code: str, finding: Finding) -> dict[str, Any]:
-    from torchaudit.rules.engine import load_rules
-
+def _rule(code: str, finding: Finding, rules: Mapping[str, RuleInfo]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": code,
         "name": "".join(part.capitalize() for part in finding.title.split()[:8] if part.isalnum()) or code,
         "shortDescription": {"text": finding.title},
         "defaultConfiguration": {"level": LEVEL[finding.severity]},
     }
-    cls = load_rules().get(code)
-    if cls is not None:
-        docs = cls.docs
-        entry["name"] = cls.__name__
-        entry["shortDescription"] = {"text": cls.title}
-        entry["fullDescription"] = {"text": docs.what}
-        sections = "\n\n".join(f"{heading}:\n{text}" for heading, text in docs.sections())
-        markdown = "\n\n".join(f"**{heading}**\n\n{text}" for heading, text in docs.sections())
+    info = rules.get(code)
+    if info is not None:
+        entry["name"] = info.name
+        entry["shortDescription"] = {"text": info.title}
+        entry["fullDescription"] = {"text": info.what}
+        sections = "\n\n".join(f"{heading}:\n{text}" for heading, text in info.sections)
+        markdown = "\n\n".join(f"**{heading}**\n\n{text}" for heading, text in info.sections)
         entry["help"] = {"text": sections, "markdown": markdown}
-        entry["defaultConfiguration"] = {"level": LEVEL[cls.severity]}
+        entry["defaultConfiguration"] = {"level": LEVEL[info.severity]}
     entry["properties"] = {"tags": ["torchaudit", code[:3] + "xx"]}
     return entry
 
@@ -99,7 +96,7 @@ def sarif_dict(report: Report, base: Path | None = None) -> dict[str, Any]:
     for f in report.findings:
         if f.rule not in codes:
             codes[f.rule] = len(rules)
-            rules.append(_rule(f.rule, f))
+            rules.append(_rule(f.rule, f, report.rules))
     results = [_result(f, codes[f.rule], report, base) for f in report.findings]
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "torchaudit", "version": __version__, "semanticVersion": __version__, "rules": rules}},
@@ -123,7 +120,3 @@ def render_sarif(report: Report, base: Path | None = None) -> str:
     from torchaudit.reports.json_report import finite
 
     return json.dumps(finite(sarif_dict(report, base)), indent=2, allow_nan=False)
-
-
-def write_sarif(report: Report, path: str | Path) -> None:
-    Path(path).write_text(render_sarif(report) + "\n", encoding="utf-8")

@@ -7,13 +7,13 @@ dropout layers never buries the one error.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from torchaudit.report import Finding, Report, Severity
+from torchaudit.report import Finding, Report, RuleInfo, Severity
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 SHOWN_PER_RULE = 3  # findings of one rule shown per severity group before "... and N more"
@@ -122,24 +122,24 @@ def checkpoint_line(info: dict) -> str:
     return f"checkpoint: {info['path']}  (" + "; ".join(parts) + ")"
 
 
-def rules_table(rules: Iterable[Any]) -> Table:
+def rules_table(rules: Iterable[RuleInfo]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("code")
     table.add_column("severity")
     table.add_column("title")
-    for cls in rules:
-        table.add_row(cls.code, Text(cls.severity.value, style=_STYLE[cls.severity]), cls.title)
+    for info in rules:
+        table.add_row(info.code, Text(info.severity.value, style=_STYLE[info.severity]), info.title)
     return table
 
 
-def print_rules(rules: Iterable[Any]) -> None:
+def print_rules(rules: Iterable[RuleInfo]) -> None:
     Console(highlight=False, soft_wrap=True).print(rules_table(rules))
 
 
-def print_rule_docs(cls: Any) -> None:
+def print_rule_docs(info: RuleInfo) -> None:
     console = Console(highlight=False, soft_wrap=True)
-    console.print(Text(f"{cls.code}  {cls.title}", style="bold") + Text(f"  ({cls.severity.value})", style=_STYLE[cls.severity]))
-    for heading, body in cls.docs.sections():
+    console.print(Text(f"{info.code}  {info.title}", style="bold") + Text(f"  ({info.severity.value})", style=_STYLE[info.severity]))
+    for heading, body in info.sections:
         console.print()
         console.print(Text(heading, style="bold"))
         for line in body.splitlines():
@@ -165,5 +165,6 @@ def comparison_lines(report: Report) -> list[str]:
         elif reason:
             text += f" ({reason})"
         rows.append(text)
+        rows.extend(f"  note: {note}" for note in c.notes)
     reasons = {id(names): reason for reason, names in skipped.items()}
     return [row if isinstance(row, str) else f"compare {', '.join(row)}: skipped ({reasons[id(row)]})" for row in rows]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from torchaudit.report import ComparisonResult, Finding, Location, Report, Severity
+from torchaudit.report import ComparisonResult, Finding, Location, Report, RuleInfo, Severity
 from torchaudit.reports import wording as w
 from torchaudit.reports.chart import ErrorChart, error_chart
 from torchaudit.reports.graph_layout import GraphDrawing, graph_drawing
@@ -129,14 +129,7 @@ def read_snippet(location: Location | None, base: Path | None = None) -> tuple[S
     return ()
 
 
-def _docs(code: str) -> tuple[tuple[str, str], ...]:
-    from torchaudit.rules.engine import load_rules
-
-    rule = load_rules().get(code)
-    return tuple(rule.docs.sections()) if rule is not None else ()
-
-
-def finding_view(f: Finding, index: int, base: Path | None) -> FindingView:
+def finding_view(f: Finding, index: int, base: Path | None, rules: Mapping[str, RuleInfo]) -> FindingView:
     evidence = json.dumps(f.evidence, indent=1, sort_keys=True, default=str) if f.evidence else ""
     return FindingView(
         anchor=f"finding-{index}",
@@ -148,7 +141,7 @@ def finding_view(f: Finding, index: int, base: Path | None) -> FindingView:
         where=w.where(f.location, f.module),
         module=w.module_name(f.module) if f.module is not None and f.location is not None else "",
         node=f.node or "",
-        docs=_docs(f.rule),
+        docs=rules[f.rule].sections if f.rule in rules else (),
         snippet=read_snippet(f.location, base),
         evidence=evidence,
     )
@@ -232,7 +225,7 @@ def page_view(report: Report) -> PageView:
         views = []
         for f in report.findings:
             if f.severity == severity:
-                views.append(finding_view(f, index, base))
+                views.append(finding_view(f, index, base, report.rules))
                 index += 1
         if views:
             groups.append(SeverityGroup(severity.value, w.plural(len(views), w.severity_noun(severity)), tuple(views)))

@@ -110,7 +110,14 @@ def verdict_sentence(report: Report) -> str:
 
 
 def comparison_sentence(c: ComparisonResult) -> str:
-    """What one comparison found, in one sentence."""
+    """What one comparison found, in one sentence (and its engine notes, if any)."""
+    text = _comparison_sentence(c)
+    if c.notes:
+        text += " Note: " + "; ".join(c.notes) + "."
+    return text
+
+
+def _comparison_sentence(c: ComparisonResult) -> str:
     head = f"{c.name} ({c.reference} vs {c.candidate})"
     if c.status.value == "skipped":
         return f"{head} was skipped: {c.skipped_reason or 'no reason given'}."

@@ -8,11 +8,10 @@ per-scope look-ups (a class's methods, a function's body) that a predicate needs
 from __future__ import annotations
 
 import ast
-import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from torchaudit.analyzer.paths import class_file, resolved
 from torchaudit.report import Location
 
 if TYPE_CHECKING:
@@ -121,12 +120,6 @@ def method_of(node: ast.AST, src: SourceFile) -> tuple[ast.ClassDef, ast.Functio
     return (parent, fn) if isinstance(parent, ast.ClassDef) else None  # type: ignore[return-value]
 
 
-def in_forward(node: ast.AST, src: SourceFile) -> ast.ClassDef | None:
-    """The class whose ``forward`` holds ``node``, else None."""
-    hit = method_of(node, src)
-    return hit[0] if hit and hit[1].name == "forward" else None
-
-
 def methods(cls: ast.ClassDef) -> list[ast.FunctionDef]:
     return [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]  # type: ignore[misc]
 
@@ -143,78 +136,27 @@ def walk_body(fn: ast.AST) -> Iterator[ast.AST]:
 
 def instances(ctx: AuditContext, src: SourceFile, cls: ast.ClassDef) -> list[str]:
     """Module paths of the model whose class is ``cls`` of this file, in named_modules order."""
-    cache: dict[tuple[str, str, int], list[str]] = ctx.__dict__.setdefault("_ta_instances", {})
-    key = (str(src.path), cls.name, cls.lineno)
-    if key not in cache:
-        want = _resolved(src.path)
-        out = []
-        for path, m in ctx.model.named_modules():
-            t = type(m)
-            if t.__name__ != cls.name:
-                continue
-            try:
-                if _resolved(Path(inspect.getfile(t))) == want:
-                    out.append(path)
-            except (TypeError, OSError):
-                continue
-        cache[key] = out
-    return cache[key]
+    return list(ctx.module_paths_by_class.get((resolved(src.path), cls.name), ()))
 
 
 def class_source(ctx: AuditContext, module: Any) -> tuple[SourceFile, ast.ClassDef] | None:
     """The parsed class definition of a live module's class, when it is in the user's sources."""
-    t = type(module)
-    cache: dict[type, Any] = ctx.__dict__.setdefault("_ta_class_source", {})
-    if t not in cache:
-        cache[t] = _find_class(ctx, t)
-    return cache[t]
-
-
-def _find_class(ctx: AuditContext, t: type) -> tuple[SourceFile, ast.ClassDef] | None:
-    try:
-        file = _resolved(Path(inspect.getfile(t)))
-    except (TypeError, OSError):
-        return None
-    for src in ctx.sources:
-        if _resolved(src.path) != file:
-            continue
-        for node in ast.walk(src.tree):
-            if isinstance(node, ast.ClassDef) and node.name == t.__name__:
-                return src, node
-    return None
-
-
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except OSError:
-        return path
+    file = class_file(type(module))
+    return ctx.class_defs.get((file, type(module).__name__)) if file is not None else None
 
 
 def location(src: SourceFile, node: ast.AST) -> Location:
     return Location(str(src.path), getattr(node, "lineno", None), getattr(node, "col_offset", -1) + 1 or None)
 
 
-def source_line(src: SourceFile, line: int | None) -> str:
-    return src.lines[line - 1] if line and 0 < line <= len(src.lines) else ""
-
-
 def calls_at(ctx: AuditContext, loc: Location | None) -> Iterable[tuple[SourceFile, ast.Call]]:
     """Call nodes of the user's sources that sit on a graph node's source line."""
     if loc is None or loc.line is None:
         return []
-    want = _resolved(Path(loc.file))
-    for src in ctx.sources:
-        if _resolved(src.path) == want:
-            by_line: dict[int, list[ast.Call]] = ctx.__dict__.setdefault("_ta_calls", {}).setdefault(str(src.path), {})
-            if not by_line:
-                for n in ast.walk(src.tree):
-                    if isinstance(n, ast.Call):
-                        by_line.setdefault(n.lineno, []).append(n)
-                        if n.end_lineno and n.end_lineno != n.lineno:
-                            by_line.setdefault(n.end_lineno, []).append(n)
-            return [(src, c) for c in by_line.get(loc.line, [])]
-    return []
+    src = ctx.source_for(loc.file)
+    if src is None:
+        return []
+    return [(src, c) for c in ctx.calls_by_line.get(resolved(src.path), {}).get(loc.line, [])]
 
 
 def attribution(paths: list[str]) -> tuple[str | None, dict[str, Any]]:

@@ -23,10 +23,10 @@ import pkgutil
 import re
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 from torchaudit.errors import exception_line
-from torchaudit.report import Finding, Location, Severity
+from torchaudit.report import Finding, Location, RuleInfo, Severity
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -159,6 +159,21 @@ def load_rules() -> dict[str, type[Rule]]:
     return dict(sorted(REGISTRY.items()))
 
 
+def catalogue() -> dict[str, RuleInfo]:
+    """Every rule as reports describe it (code, class name, title, severity, docs): what a
+    :class:`Report` carries so that renderers never import the rules."""
+    global _CATALOGUE
+    if _CATALOGUE is None or len(_CATALOGUE) != len(REGISTRY):
+        _CATALOGUE = {
+            code: RuleInfo(code, cls.__name__, cls.title, cls.severity, tuple(cls.docs.sections()))
+            for code, cls in load_rules().items()
+        }
+    return _CATALOGUE
+
+
+_CATALOGUE: dict[str, RuleInfo] | None = None
+
+
 def matches(code: str, patterns: Iterable[str]) -> bool:
     return any(code.startswith(p.strip().upper()) for p in patterns if p.strip())
 
@@ -212,10 +227,10 @@ def available(rule_cls: type[Rule], ctx: AuditContext) -> str | None:
     missing = {
         "graph": ctx.graph is None,
         "gm": ctx.graph is None or ctx.graph.gm is None,
-        "checkpoint": getattr(ctx, "checkpoint", None) is None,
-        "values": bool(ctx.options.get("meta")),
-        "devices": bool(ctx.options.get("meta")),  # --meta builds every tensor on one device
-        "dynamic": "comparisons" not in ctx.options,
+        "checkpoint": ctx.checkpoint is None,
+        "values": ctx.meta,
+        "devices": ctx.meta,  # --meta builds every tensor on one device
+        "dynamic": ctx.comparisons is None,
     }
     for need in sorted(rule_cls.needs):
         if missing.get(need):
@@ -316,12 +331,3 @@ def dedupe(findings: list[Finding]) -> list[Finding]:
             seen.add(key)
             out.append(f)
     return out
-
-
-def iter_rules() -> Iterator[type[Rule]]:
-    yield from load_rules().values()
-
-
-def source_location(src: SourceFile, node: ast.AST) -> Location:
-    """A source AST node's location; columns are 1-based, as editors show them."""
-    return Location(str(src.path), getattr(node, "lineno", None), (getattr(node, "col_offset", -1) + 1) or None)

@@ -8,30 +8,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from torchaudit.analyzer.paths import resolved
 from torchaudit.report import Location
-from torchaudit.rules.astutil import _resolved
 
 if TYPE_CHECKING:
+    import torch.fx
+
     from torchaudit.analyzer.context import AuditContext
 
 
-def fx_node(ctx: AuditContext, name: str) -> Any:
-    """The torch.fx node behind a graph node (by name, from a map built once per scan)."""
-    graph = ctx.graph
-    if graph is None or graph.gm is None:
-        return None
-    nodes: dict[str, Any] | None = ctx.__dict__.get("_ta_fx_nodes")
-    if nodes is None:
-        nodes = ctx.__dict__["_ta_fx_nodes"] = {n.name: n for n in graph.gm.graph.nodes}
-    return nodes.get(name)
+def fx_node(ctx: AuditContext, name: str) -> torch.fx.Node | None:
+    """The torch.fx node behind a graph node (``None`` without an fx graph)."""
+    return ctx.graph.fx_node(name) if ctx.graph is not None else None
 
 
 def in_sources(ctx: AuditContext, loc: Location | None) -> bool:
     """Whether a location lies in one of the parsed user source files."""
     if loc is None or loc.line is None:
         return False
-    want = _resolved(Path(loc.file))
-    return any(_resolved(s.path) == want for s in ctx.sources)
+    return ctx.source_for(loc.file) is not None
 
 
 @dataclass
@@ -53,7 +48,7 @@ class Sites:
     @staticmethod
     def _key(loc: Location | None, node: str | None) -> tuple[Any, ...]:
         if loc is not None and loc.line is not None:
-            return (str(_resolved(Path(loc.file))), loc.line)
+            return (str(resolved(Path(loc.file))), loc.line)
         return ("node", node)
 
     def has(self, loc: Location | None) -> bool:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch.nn as nn
 
-from torchaudit.analyzer.context import AuditContext
-from torchaudit.analyzer.environment import environment
-from torchaudit.analyzer.load.inputs import ExampleInputs, check_forward, from_value, place_inputs, resolve_inputs
-from torchaudit.analyzer.load.meta import HOW as META_HOW, as_meta_model, describe_skips, has_no_values, load_meta_target, needs_values, realize_inputs
-from torchaudit.analyzer.safety import model_copy, preserved_rng
-from torchaudit.analyzer.load.target import LoadedTarget, load_target
-from torchaudit.analyzer.trace.tracing import TraceError, trace_model
-from torchaudit.errors import InputError, OptionError
-from torchaudit.report import FAIL_ON_CHOICES, Finding, GraphInfo, Location, Report
-from torchaudit.rules.engine import run_rules
+from torchaudit.analyzer.load.meta import HOW as META_HOW, describe_skips
+from torchaudit.analyzer.pipeline import prepare
+from torchaudit.errors import OptionError
+from torchaudit.report import FAIL_ON_CHOICES, ComparisonResult, Finding, Location, Report
+from torchaudit.rules.engine import catalogue, run_rules
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.compare.stage import ComparisonFailure
 
 
 def scan(
@@ -52,70 +50,30 @@ def scan(
     """
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
-    target: LoadedTarget | None = None
-    if isinstance(model, str):
-        target = load_meta_target(model) if meta else load_target(model)
-        module = target.model
-    elif isinstance(model, nn.Module):
-        meta = meta or has_no_values(model)  # a model built on meta or fake has no values to check
-        module = as_meta_model(model) if meta else model
-    else:
-        raise OptionError(f"scan() takes an nn.Module or a TARGET string, not {type(model).__name__}", "pass the model")
-
-    with preserved_rng():
-        if example_inputs is not None:
-            inputs: ExampleInputs | None = from_value(example_inputs, "the example_inputs argument")
-        else:
-            inputs = resolve_inputs(module, target.module if target else None, inputs_spec, list(input_shapes or []))
-        if meta:
-            inputs = realize_inputs(inputs)
-        if inputs is not None:
-            inputs = place_inputs(inputs, module)  # on the model's device; the caller's tensors stay
-            probe = model_copy(module).eval()
-            try:
-                check_forward(probe, inputs)
-            except InputError as exc:
-                if not (meta and needs_values(exc)):  # --meta: forward branches on a value; tracers say so
-                    raise
-            del probe
-
-    ckpt = None
-    if checkpoint is not None:
-        from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint
-
-        with preserved_rng():
-            ckpt, module = prepare_checkpoint(module, str(checkpoint), trust=trust_checkpoint)
-
-    ctx = AuditContext(model=module, target=target, inputs=inputs, graph=None, environment=environment(), options={"meta": meta})
-    ctx.checkpoint = ckpt
-    findings: list[Finding] = []
-    try:
-        ctx.graph = trace_model(module, inputs)
-    except TraceError as exc:
-        ctx.trace_failures = str(exc).split("; ")
-    comparisons: list[Any] = []
-    if not static_only and not meta:  # the dynamic stage (it needs tensor values): its TA7xx rules read ctx.options["comparisons"]
+    prepared = prepare(model, example_inputs, input_shapes=input_shapes, inputs_spec=inputs_spec, checkpoint=checkpoint,
+                       trust_checkpoint=trust_checkpoint, meta=meta)
+    comparisons: list[ComparisonResult] | None = None
+    failures: list[ComparisonFailure] = []
+    if not static_only and not prepared.meta:  # the dynamic stage needs tensor values
         from torchaudit.analyzer.compare.stage import scan_comparisons
-        from torchaudit.rules.engine import selected
 
         comparisons, failures = scan_comparisons(
-            module, inputs, target, compare, reference=reference, candidate=candidate,
-            atol=atol, rtol=rtol, seed=seed, progress=progress, graph=ctx.graph,
+            prepared.model, prepared.inputs, prepared.target, compare, reference=reference, candidate=candidate,
+            atol=atol, rtol=rtol, seed=seed, progress=progress, graph=prepared.graph,
         )
-        ctx.options["comparisons"] = comparisons
-        findings.extend(f for f in failures if selected(f.rule, select, ignore))
-    rule_findings, skipped = run_rules(ctx, select, ignore)
-    findings.extend(rule_findings)
+    ctx = prepared.context(comparisons, failures)
+    findings, skipped = run_rules(ctx, select, ignore)
     return Report(
-        target=_target_info(ctx),
+        target=prepared.target_info(),
         environment=ctx.environment,
-        graph=_graph_info(ctx),
+        graph=prepared.graph_info(),
         findings=sorted(findings, key=_finding_order),
-        comparisons=comparisons,
+        comparisons=comparisons or [],
         fail_on=fail_on,
         command=command,
-        extras=_extras(skipped, meta),
-        graph_outline=ctx.graph.outline() if ctx.graph is not None else (),
+        extras=_extras(skipped, prepared.meta),
+        graph_outline=prepared.graph.outline() if prepared.graph is not None else (),
+        rules=catalogue(),
     )
 
 
@@ -129,31 +87,6 @@ def _extras(skipped: dict[str, str], meta: bool) -> dict[str, Any]:
 def _finding_order(f: Finding) -> tuple[Any, ...]:
     loc = f.location or Location("")
     return (-f.severity.rank, f.rule, loc.file, loc.line or 0, f.module or "", f.node or "", f.message)
-
-
-def _target_info(ctx: AuditContext) -> dict[str, Any]:
-    return {
-        "spec": ctx.target.spec if ctx.target else None,
-        "model_class": type(ctx.model).__name__,
-        "file": str(ctx.target.file) if ctx.target and ctx.target.file else None,
-        "checkpoint": str(ctx.checkpoint.path) if ctx.checkpoint else None,
-        "checkpoint_info": ctx.checkpoint.describe() if ctx.checkpoint else None,
-        "inputs": ctx.inputs.describe() if ctx.inputs else None,
-        "inputs_source": ctx.inputs.source if ctx.inputs else None,
-    }
-
-
-def _graph_info(ctx: AuditContext) -> GraphInfo:
-    model = ctx.model
-    graph = ctx.graph
-    return GraphInfo(
-        tracer=graph.tracer if graph else "none",
-        nodes=len(graph) if graph else 0,
-        modules=sum(1 for _ in model.modules()),
-        parameters=sum(p.numel() for p in model.parameters()),
-        buffers=sum(1 for _ in model.buffers()),
-        notes=tuple(graph.notes) if graph else tuple(ctx.trace_failures),
-    )
 
 
 def write_json(report: Report, path: str | Path) -> None:

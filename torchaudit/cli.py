@@ -178,15 +178,15 @@ def rules_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
 ) -> None:
     """List every rule: code, severity and title."""
-    from torchaudit.rules.engine import load_rules
+    from torchaudit.rules.engine import catalogue
 
-    registry = load_rules()
+    registry = catalogue()
     if as_json:
         import json
 
         data = [
-            {"code": c.code, "severity": c.severity.value, "title": c.title, "docs": dict(c.docs.sections())}
-            for c in registry.values()
+            {"code": r.code, "severity": r.severity.value, "title": r.title, "docs": dict(r.sections)}
+            for r in registry.values()
         ]
         typer.echo(json.dumps(data, indent=2))
         return
@@ -198,15 +198,15 @@ def rules_command(
 @app.command("rule")
 def rule_command(code: Annotated[str, typer.Argument(help="A rule code, e.g. TA101.")]) -> None:
     """Print one rule's docs: what it finds, why it matters, an example and the fix."""
-    from torchaudit.rules.engine import load_rules
+    from torchaudit.rules.engine import catalogue
 
-    cls = load_rules().get(code.strip().upper())
-    if cls is None:
+    info = catalogue().get(code.strip().upper())
+    if info is None:
         typer.echo(f"torchaudit: error: unknown rule code {code!r} (fix: run 'torchaudit rules' for the list)", err=True)
         raise typer.Exit(2)
     from torchaudit.reports.terminal import print_rule_docs
 
-    print_rule_docs(cls)
+    print_rule_docs(info)
 
 
 @app.command()

@@ -36,8 +36,9 @@ def compare(
     Floating inputs are cast to each model's dtype and moved to its device. The result's
     ``state_diff`` lists every parameter, buffer and plain attribute that differs.
     """
-    from torchaudit.analyzer.compare.comparisons import dtype_name, model_dtype, result_from
-    from torchaudit.analyzer.load.inputs import from_value
+    from torchaudit.analyzer.compare.comparisons import result_from
+    from torchaudit.analyzer.dtypes import dtype_name, parameter_dtype
+    from torchaudit.analyzer.pipeline import given_inputs
     from torchaudit.analyzer.compare.metrics import Tolerance
     from torchaudit.analyzer.compare.pair import Side, run_pair
     from torchaudit.analyzer.compare.reload import state_diff
@@ -45,16 +46,16 @@ def compare(
 
     if mode not in ("eval", "train"):
         raise ValueError(f"mode must be 'eval' or 'train', not {mode!r}")
-    inputs = from_value(example_inputs, "the example_inputs argument")
+    inputs = given_inputs(example_inputs)
     with preserved_rng(), preserved_modes(reference_model), preserved_modes(candidate_model):
         sides = []
         configs = []
         for model in (reference_model, candidate_model):
             work = copy.deepcopy(model).train(mode == "train")
-            dev, dt = _device(work), model_dtype(work)
+            dev, dt = _device(work), parameter_dtype(work)  # inputs are cast to each model's own dtype
             sides.append(Side(work, _convert(inputs, dev, dt), mode, seed, str(dev)))
             configs.append(Config(str(dev), dtype_name(dt), mode))
-        cand_dtype = model_dtype(candidate_model)
+        cand_dtype = parameter_dtype(candidate_model)
         tol = Tolerance.for_dtype(cand_dtype, atol, rtol)
         explain = configs[0].dtype == "float64" and configs[1].dtype != "float64"
         diffs = tuple(state_diff(sides[0].model, sides[1].model))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 SCHEMA_VERSION = 1
 
@@ -175,6 +175,7 @@ class ComparisonResult:
     first_nonfinite: dict[str, Any] | None = None
     state_diff: tuple[StateDifference, ...] = ()
     nodes: tuple[NodeComparison, ...] = ()
+    notes: tuple[str, ...] = ()  # what the engine could not do at some node (a reference op that could not run)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +190,7 @@ class ComparisonResult:
             "state_diff": [d.to_dict() for d in self.state_diff],
             "nodes": [n.to_dict() for n in self.nodes],
             "first_nonfinite": self.first_nonfinite,
+            "notes": list(self.notes),
         }
 
 
@@ -260,6 +262,22 @@ def summarize(findings: tuple[Finding, ...] | list[Finding], fail_on: str) -> Su
     )
 
 
+@dataclass(frozen=True)
+class RuleInfo:
+    """A rule as reports describe it: its docs travel with the report, so renderers never
+    import the rule engine."""
+
+    code: str
+    name: str  # the rule's class name, e.g. FunctionalDropoutDefault
+    title: str
+    severity: Severity
+    sections: tuple[tuple[str, str], ...] = ()  # (heading, text): What it finds, Why it matters, Example, Fix[, Fact]
+
+    @property
+    def what(self) -> str:
+        return dict(self.sections).get("What it finds", "")
+
+
 @dataclass
 class Report:
     """Everything one scan found. Renderers read this and nothing else."""
@@ -273,6 +291,7 @@ class Report:
     command: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     graph_outline: tuple[OutlineNode, ...] = ()  # the traced graph, node by node, for the graph view
+    rules: Mapping[str, RuleInfo] = field(default_factory=dict)  # the rule catalogue, by code (docs for renderers)
 
     @property
     def summary(self) -> Summary:

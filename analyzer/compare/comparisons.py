@@ -17,21 +17,22 @@ Every comparison works on copies of the user's model. One that cannot run here r
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.dtypes import dtype_name, model_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.compare.lockstep import LockstepResult
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import Side, run_pair
 from torchaudit.errors import OptionError
 from torchaudit.report import ComparisonResult, Config, Status
 
-NAMES = ("dtype", "device", "reload", "mode", "determinism", "batch")
 AUTO = ("dtype", "device", "reload", "mode", "determinism", "batch")
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "double": torch.float64, "float": torch.float32, "half": torch.float16, "bf16": torch.bfloat16,
@@ -48,22 +49,10 @@ class Options:
     atol: float | None = None
     rtol: float | None = None
     progress: Callable[[str, int, int], None] | None = None
-    target: Any = None  # LoadedTarget, for reload's fresh instance
+    target: LoadedTarget | None = None  # for reload's fresh instance
     reference: Config | None = None
     candidate: Config | None = None
     graph: ModelGraph | None = None  # the scan's own trace of the model (eval, its dtype and device)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
 
 
 def parse_config(text: str, flag: str) -> Config:
@@ -119,13 +108,12 @@ def as_scanned(model: nn.Module, inputs: ExampleInputs, cfg: Config, opts: Optio
 
 
 def result_from(name: str, ref: Config, cand: Config, tol: Tolerance, run: LockstepResult, **extra: Any) -> ComparisonResult:
-    diverged = run.first_divergence is not None or run.first_nonfinite is not None or bool(extra.get("force_diverged"))
-    extra.pop("force_diverged", None)
+    diverged = run.first_divergence is not None or run.first_nonfinite is not None
     return ComparisonResult(
         name=name, reference=ref, candidate=cand,
         status=Status.DIVERGED if diverged else Status.MATCHED,
         tolerance=tol.to_dict(), output=run.output, first_divergence=run.first_divergence,
-        first_nonfinite=run.first_nonfinite, nodes=tuple(run.nodes), **extra,
+        first_nonfinite=run.first_nonfinite, nodes=tuple(run.nodes), notes=tuple(run.notes), **extra,
     )
 
 
@@ -134,7 +122,7 @@ def skipped(name: str, reason: str, ref: Config | None = None, cand: Config | No
                             status=Status.SKIPPED, skipped_reason=reason)
 
 
-def _progress(opts: Options, name: str) -> Callable[[int, int], None] | None:
+def progress_for(opts: Options, name: str) -> Callable[[int, int], None] | None:
     return (lambda done, total: opts.progress(name, done, total)) if opts.progress else None
 
 
@@ -152,30 +140,30 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
     b = Side(placed(model, cand), convert_inputs(inputs, cand.device, cand_dtype), cand.mode, s_cand, cand.device,
              graph=as_scanned(model, inputs, cand, opts))
     explain = ref.dtype == "float64" and cand.dtype != "float64"
-    run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=_progress(opts, name))
+    run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=progress_for(opts, name))
     return result_from(name, ref, cand, tol, run)
 
 
 def compare_dtype(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
-    dt = model_dtype(model)
+    dt = model_dtype(model, inputs)
     if dt == torch.float64:
         raise Skip("dtype: the model is already float64, so there is no higher-precision reference; use --reference/--candidate")
     return compare_configs("dtype", model, inputs, Config("cpu", "float64", "eval"), Config("cpu", dtype_name(dt), "eval"), opts)
 
 
 def compare_device(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
-    dt = dtype_name(model_dtype(model))
+    dt = dtype_name(model_dtype(model, inputs))
     return compare_configs("device", model, inputs, Config("cpu", dt, "eval"), Config("cuda", dt, "eval"), opts)
 
 
 def compare_mode(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
-    dt = dtype_name(model_dtype(model))
+    dt = dtype_name(model_dtype(model, inputs))
     return compare_configs("mode", model, inputs, Config("cpu", dt, "eval"), Config("cpu", dt, "train"), opts)
 
 
 def compare_determinism(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     """The same config twice; the runs draw different random numbers, as two real runs would."""
-    cfg = opts.candidate or Config("cpu", dtype_name(model_dtype(model)), "eval")
+    cfg = opts.candidate or Config("cpu", dtype_name(model_dtype(model, inputs)), "eval")
     return compare_configs("determinism", model, inputs, cfg, cfg, opts, seeds=(opts.seed, opts.seed + 1))
 
 
@@ -209,7 +197,7 @@ def split_batch(inputs: ExampleInputs) -> list[ExampleInputs] | None:
 
 def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     samples = split_batch(inputs)
-    dt = model_dtype(model)
+    dt = model_dtype(model, inputs)
     cfg = Config("cpu", dtype_name(dt), "eval")
     if samples is None:
         raise Skip("batch: needs example inputs whose tensors share a batch of at least 2 along dim 0; "
@@ -217,7 +205,7 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
     a = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, samples=samples)
     b = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
-    run, _ = run_pair(a, b, tol, dt, progress=_progress(opts, "batch"))
+    run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "batch"))
     ref_cfg = Config("cpu", cfg.dtype, "eval")
     return result_from("batch", ref_cfg, cfg, tol, run)
 

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.compare.comparisons import dtype_name, model_dtype, result_from, skipped
+from torchaudit.analyzer.compare.comparisons import result_from, skipped
+from torchaudit.analyzer.dtypes import dtype_name, model_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import Side, run_pair
@@ -98,7 +99,7 @@ def compare_checkpoints(
         return skipped("checkpoints", f"checkpoints: {NO_INPUTS}")
     if model_a is None or model_b is None:
         return skipped("checkpoints", f"checkpoints: {why_not}")
-    dt = model_dtype(model_b)
+    dt = model_dtype(model_b, inputs)
     cfg = Config("cpu", dtype_name(dt), "eval")
     tol = Tolerance.for_dtype(dt, atol, rtol)
     a = Side(model_a.eval(), inputs.clone(), "eval", seed)

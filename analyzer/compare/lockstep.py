@@ -191,7 +191,7 @@ def lockstep(
                         casts.seed(name, shadow[name])  # rearranging commutes with the cast: no second one
                 fan_ins[name] = fan_in([cand.env.get(m) for m in inputs] + _params(cand, node))  # inputs still alive here
             else:
-                if _compare(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result, ws, casts,
+                if compare_node(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result, ws, casts,
                             fan_ins.pop(name, None)):
                     same.add(name)
             for n in free_ref.get(i, ()):
@@ -265,7 +265,7 @@ def _rearranges(node: Any) -> bool:
     return node.op in ("call_method", "call_function") and _op_name(node.target) in REARRANGING
 
 
-def _compare(
+def compare_node(
     ref: Any, cand: Any, name: str, y_shadow: Any, tol: Tolerance, cand_dtype: torch.dtype,
     info: ModelGraph, explain: Explain | None, result: LockstepResult,
     ws: Workspace | None = None, casts: _Casts | None = None, k: int | None = None,

@@ -193,7 +193,7 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
 
 def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph) -> LockstepResult:
     """Module granularity: leaf-module outputs of both runs, each with its shadow."""
-    from torchaudit.analyzer.compare.lockstep import _compare  # one comparison routine for both paths
+    from torchaudit.analyzer.compare.lockstep import compare_node  # one comparison routine for both paths
 
     recorded: dict[str, tuple[Any, Any, Any]] = {}
     result = LockstepResult()
@@ -228,12 +228,12 @@ def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, in
             finally:
                 torch.random.set_rng_state(saved)
                 state["busy"] = False
-            _compare(_Fixed(name, r_out, []), _Fixed(name, out, [args, kwargs, list(mod.parameters())], "call_module"), name, shadow, tol, cand_dtype, info, None, result)
+            compare_node(_Fixed(name, r_out, []), _Fixed(name, out, [args, kwargs, list(mod.parameters())], "call_module"), name, shadow, tol, cand_dtype, info, None, result)
         return hook
 
     out_a = _run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)
     out_b = _run_hooked(cand.model, cand.inputs, cand.mode, cand_rng, cand_hook)
-    _compare(_Fixed("output", out_a, []), _Fixed("output", out_b, [], "output"), "output",
+    compare_node(_Fixed("output", out_a, []), _Fixed("output", out_b, [], "output"), "output",
              cast_like(out_a, out_b), tol, cand_dtype, info, None, result)
     return result
 

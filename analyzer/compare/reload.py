@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn as nn
 
+from torchaudit.analyzer.dtypes import dtype_name, model_dtype, parameter_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import Side, run_pair
@@ -77,27 +78,25 @@ def reloaded(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
 
 
 def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> ComparisonResult:
-    from torchaudit.analyzer.compare.comparisons import _progress, dtype_name, model_dtype, result_from
-
-    from torchaudit.analyzer.compare.comparisons import Skip
+    from torchaudit.analyzer.compare.comparisons import Skip, progress_for, result_from
 
     build, label = fresh_builder(model, opts.target)
     trained = exercised(model, inputs, opts.seed)
     fresh = reloaded(trained, build)
-    if model_dtype(fresh) != model_dtype(trained):
+    if parameter_dtype(fresh) != parameter_dtype(trained):
         # load_state_dict casts into the fresh instance's dtype (param.copy_), so the two cannot
         # run the same inputs; the model is converted after construction, which a rebuild misses
         raise Skip(
-            f"reload: the fresh instance from {label} is {dtype_name(model_dtype(fresh))} while the model is "
-            f"{dtype_name(model_dtype(trained))}; add fresh_model() to the model file that builds it as it is served"
+            f"reload: the fresh instance from {label} is {dtype_name(parameter_dtype(fresh))} while the model is "
+            f"{dtype_name(parameter_dtype(trained))}; add fresh_model() to the model file that builds it as it is served"
         )
     diffs = state_diff(trained, fresh)
-    dt = model_dtype(model)
+    dt = model_dtype(model, inputs)
     cfg = Config("cpu", dtype_name(dt), "eval")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
     a = Side(trained, inputs.clone(), "eval", opts.seed)
     b = Side(fresh, inputs.clone(), "eval", opts.seed)
-    run, _ = run_pair(a, b, tol, dt, progress=_progress(opts, "reload"))
+    run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "reload"))
     return result_from("reload", cfg, cfg, tol, run, state_diff=tuple(diffs))
 
 

@@ -2,7 +2,8 @@
 
 ``auto`` (the default) means every comparison that can run here; one that cannot is reported as
 ``skipped`` with its reason. A comparison that raises becomes an ``error`` result and a
-``TA903`` finding; the others still run. The user's model leaves as it came: parameters,
+:class:`ComparisonFailure` record, which the rule engine reports (TA903 when torchaudit failed,
+TA904 when the model's own code raised); the others still run. The user's model leaves as it came: parameters,
 buffers, ``training`` flags and the global RNG state are restored.
 """
 
@@ -10,14 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.compare.comparisons import AUTO, COMPARISONS, Options, Skip, skipped
 from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.load.target import LoadedTarget
+from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.trace.tracing import TraceError
 from torchaudit.analyzer.safety import preserved_modes, preserved_rng
-from torchaudit.report import ComparisonResult, Finding, Status
+from torchaudit.report import ComparisonResult, Config, Location, Status
 from torchaudit.errors import OptionError, exception_line
 
 NO_INPUTS = ("no example inputs, so nothing could be run; pass --input-shape (e.g. --input-shape 8,16) or "
@@ -46,15 +54,29 @@ def resolve_names(names: Sequence[str] | None, opts: Options) -> tuple[list[str]
     return list(dict.fromkeys(out)), explicit
 
 
+@dataclass(frozen=True)
+class ComparisonFailure:
+    """A comparison that did not give a result, for the rule engine to report (TA903, TA904).
+
+    ``kind`` says whose failure it is: ``"skipped"``, it cannot run here (the reason names the
+    flag that fixes it); ``"model"``, the model's own code raised (``location`` is the innermost
+    line of the model's code in the traceback); ``"tool"``, torchaudit itself failed."""
+
+    comparison: str
+    kind: str  # "skipped", "model" or "tool"
+    reason: str  # one line
+    explicit: bool  # the user named it (--compare NAME, --reference/--candidate)
+    exception: str | None = None  # the exception's type name, for "model" and "tool"
+    location: Location | None = None  # "model": where the model's code raised
+
+
 def run_comparisons(
     model: nn.Module, inputs: ExampleInputs | None, names: Sequence[str] | None, opts: Options
-) -> tuple[list[ComparisonResult], list[Finding]]:
-    from torchaudit.rules.tool.untraceable import ComparisonFailed
-
+) -> tuple[list[ComparisonResult], list[ComparisonFailure]]:
+    """Every requested comparison, each on copies; the results and what failed."""
     chosen, explicit = resolve_names(names, opts)
     results: list[ComparisonResult] = []
-    findings: list[Finding] = []
-    failed = ComparisonFailed()
+    failures: list[ComparisonFailure] = []
     valueless = _valueless(model)
     for name in chosen:
         if inputs is None:
@@ -69,16 +91,52 @@ def run_comparisons(
         except Skip as why:
             results.append(skipped(name, str(why)))
             if name in explicit:
-                findings.append(failed.finding(f"comparison {name!r} could not run: {why}", fix="follow the reason given, or drop it from --compare",
-                                               evidence={"comparison": name}))
+                failures.append(ComparisonFailure(name, "skipped", str(why), explicit=True))
         except Exception as exc:  # noqa: BLE001 - one comparison failing must not stop the others
             reason = exception_line(exc, limit=300)
-            results.append(ComparisonResult(name=name, reference=skipped(name, "").reference,
-                                            candidate=skipped(name, "").candidate, status=Status.ERROR, skipped_reason=reason))
-            findings.append(failed.finding(f"comparison {name!r} raised {reason}; the other comparisons went on",
-                                           fix="report the model to torchaudit; --compare without this name skips it",
-                                           evidence={"comparison": name, "exception": type(exc).__name__}))
-    return results, findings
+            results.append(ComparisonResult(name=name, reference=Config(), candidate=Config(), status=Status.ERROR,
+                                            skipped_reason=reason))
+            where = model_frame(exc)
+            failures.append(ComparisonFailure(name, "tool" if where is None else "model", reason, name in explicit,
+                                              exception=type(exc).__name__, location=where))
+    return results, failures
+
+
+def model_frame(exc: BaseException) -> Location | None:
+    """The innermost line of the model's own code in ``exc``'s traceback, or ``None`` when the
+    exception came from torchaudit (or from torch called by torchaudit). The model's code is
+    every frame that is not torch's, torchaudit's, the standard library's or fx-generated;
+    the user's own files are preferred to installed packages (transformers)."""
+    if isinstance(exc, TraceError) and exc.last is not None:  # every tracer failed; the last ran the real forward
+        return model_frame(exc.last)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _tool_or_torch(f.filename)]
+    if not frames:
+        return None
+    own = [f for f in frames if "site-packages" not in Path(f.filename).parts]
+    frame = (own or frames)[-1]
+    return Location(frame.filename, frame.lineno)
+
+
+def _tool_or_torch(filename: str) -> bool:
+    if filename.startswith("<"):  # code fx generated for a GraphModule, or exec'd strings
+        return True
+    path = Path(filename).resolve()
+    return any(root == path or root in path.parents for root in _TOOL_AND_TORCH)
+
+
+def _roots() -> tuple[Path, ...]:
+    """Where torch, torchaudit's packages (found without importing them) and the standard library live."""
+    import importlib.util
+    import sysconfig
+
+    roots = [Path(torch.__file__).resolve().parent, Path(sysconfig.get_paths()["stdlib"]).resolve()]
+    for package in ("torchaudit", "torchaudit.analyzer", "torchaudit.rules", "torchaudit.reports"):
+        spec = importlib.util.find_spec(package)
+        roots.extend(Path(p).resolve() for p in (spec.submodule_search_locations or []) if spec is not None)
+    return tuple(roots)
+
+
+_TOOL_AND_TORCH = _roots()
 
 
 def _valueless(model: nn.Module) -> str | None:
@@ -129,7 +187,7 @@ class ProgressBar:
 def scan_comparisons(
     model: nn.Module,
     inputs: ExampleInputs | None,
-    target: Any,
+    target: LoadedTarget | None,
     names: Sequence[str] | None,
     *,
     reference: str | None = None,
@@ -138,8 +196,8 @@ def scan_comparisons(
     rtol: float | None = None,
     seed: int = 0,
     progress: bool = False,
-    graph: Any = None,
-) -> tuple[list[ComparisonResult], list[Finding]]:
+    graph: ModelGraph | None = None,
+) -> tuple[list[ComparisonResult], list[ComparisonFailure]]:
     """What ``scan`` runs: parse the options, then every requested comparison. ``graph`` is the
     scan's own trace of ``model``: sides in the configuration it was traced in run it."""
     from torchaudit.analyzer.compare.comparisons import parse_config

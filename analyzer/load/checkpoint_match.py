@@ -129,16 +129,6 @@ def _renamed(key: str, al: Alignment) -> str:
     return p + key
 
 
-def context_alignment(ctx: object) -> tuple[Checkpoint, Alignment, dict[str, TensorEntry]] | None:
-    """``(checkpoint, alignment, model entries)`` for a rule, or ``None`` when the checkpoint's
-    structure is unknown (it was not unpickled)."""
-    ckpt = getattr(ctx, "checkpoint", None)
-    if ckpt is None or ckpt.entries is None:
-        return None
-    entries = model_entries(ctx.model)  # type: ignore[attr-defined]
-    return ckpt, align(entries, ckpt.entries), entries
-
-
 def owner(key: str) -> tuple[str, str]:
     """``("encoder.fc", "weight")`` for ``"encoder.fc.weight"``; the root module is ``""``."""
     mod, _, name = key.rpartition(".")

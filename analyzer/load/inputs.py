@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from torchaudit.analyzer.dtypes import model_dtype
 from torchaudit.analyzer.values import tensor_leaves
 from torchaudit.errors import InputError
 
@@ -122,20 +123,20 @@ def resolve_inputs(
         path_text, _, fn_name = inputs_spec.partition(":")
         if not fn_name:
             raise InputError(f"--inputs {inputs_spec!r} names no function", "write it as path.py:function")
-        from torchaudit.analyzer.load.target import _import_file
+        from torchaudit.analyzer.load.target import import_file
 
         path = Path(path_text)
         if not path.exists():
             raise InputError(f"--inputs file not found: {path}", "check the path in --inputs path.py:function")
         try:
-            mod = _import_file(path)
+            mod = import_file(path)
         except Exception as exc:
             raise InputError(f"--inputs: {exc}", "fix the inputs file") from exc
         if not hasattr(mod, fn_name):
             raise InputError(f"{path} has no function {fn_name!r}", "check --inputs path.py:function")
         return from_value(_call_inputs_fn(getattr(mod, fn_name), f"{path}:{fn_name}"), f"--inputs {inputs_spec}")
     if input_shapes:
-        dtype = model_dtype(model)
+        dtype = model_dtype(model)  # no inputs yet: the first floating parameter's
         tensors = tuple(parse_input_shape(s, dtype) for s in input_shapes)
         return ExampleInputs(tensors, {}, "--input-shape " + " ".join(input_shapes))
     if target_module is not None and callable(getattr(target_module, "example_inputs", None)):
@@ -150,14 +151,6 @@ def model_device(model: nn.Module) -> torch.device | None:
     """The one device all of the model's parameters and buffers are on (None if several or none)."""
     devices = {t.device for t in list(model.parameters()) + list(model.buffers())}
     return devices.pop() if len(devices) == 1 else None
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter or buffer (else float32)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
 
 
 def place_inputs(inputs: ExampleInputs, model: nn.Module) -> ExampleInputs:

@@ -68,7 +68,7 @@ def _installed(name: str, folder: Path) -> bool:
         return True
 
 
-def _import_file(path: Path) -> ModuleType:
+def import_file(path: Path) -> ModuleType:
     if not path.exists():
         raise TargetError(f"model file not found: {path}", "check the path, or use package.module:NAME")
     if path.is_dir():
@@ -225,7 +225,7 @@ def load_target(spec: str, build_context: Callable[[], Any] | None = None) -> Lo
     before = set(sys.modules)
     if is_file:
         file = Path(path_part).resolve()
-        module = _import_file(Path(path_part))
+        module = import_file(Path(path_part))
         where = path_part
     else:
         if not name:

@@ -43,7 +43,12 @@ LOST = {
 
 
 class TraceError(Exception):
-    pass
+    """No tracer could trace the model; ``last`` is what the last tracer tried raised (the hook
+    fallback runs the model's real forward: its exception is the model's own)."""
+
+    def __init__(self, message: str, last: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.last = last
 
 
 class _RecordingTracer(torch.fx.Tracer):
@@ -282,6 +287,7 @@ def trace_model(
     graph that is run but never reported on.
     """
     failures: list[str] = []
+    last: BaseException | None = None
     for name, fn in TRACERS:
         with preserved_rng(), quiet_tracers():
             work = _work_copy(model, mode, share_parameters)
@@ -290,12 +296,13 @@ def trace_model(
             except Exception as exc:  # noqa: BLE001 - a tracer failing is expected; try the next
                 if not (name == "transformers-fx" and isinstance(exc, TraceError)):
                     failures.append(f"{name}: {exception_line(exc, limit=200)}")
+                last = exc
                 continue
         result.traced_mode = mode
         if name != "fx":
             result.notes = failures + ([f"lost: {LOST[name]}"] if LOST[name] else [])
         return result
-    raise TraceError("; ".join(failures))
+    raise TraceError("; ".join(failures), last)
 
 
 def _work_copy(model: nn.Module, mode: str, share_parameters: bool) -> nn.Module:

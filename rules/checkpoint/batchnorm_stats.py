@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Iterable
 import torch
 from torch.nn.modules.batchnorm import _NormBase
 
-from torchaudit.analyzer.load.checkpoint_match import context_alignment
+
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -47,7 +47,7 @@ class BatchNormStatsNeverAccumulated(Rule):
     needs = frozenset({"checkpoint", "values"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        found = context_alignment(ctx)
+        found = ctx.checkpoint_alignment
         if found is None or found[0].tensors is None:
             return
         ckpt, al, _ = found

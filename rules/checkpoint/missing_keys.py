@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.load.checkpoint_match import by_owner, context_alignment
+from torchaudit.analyzer.load.checkpoint_match import by_owner
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -40,7 +40,7 @@ class MissingKeys(Rule):
     needs = frozenset({"checkpoint"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        found = context_alignment(ctx)
+        found = ctx.checkpoint_alignment
         if found is None:
             return
         ckpt, al, _ = found

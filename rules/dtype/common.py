@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn as nn
-
-if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext
 
 HALF = {torch.float16, torch.bfloat16}
 NORMS: tuple[type[nn.Module], ...] = (
@@ -28,18 +24,6 @@ def own_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     for name, b in module.named_buffers(recurse=False):
         if b is not None:
             yield name, b
-
-
-def model_dtype(ctx: AuditContext) -> torch.dtype:
-    """The floating dtype holding most parameter and buffer elements (default dtype if none)."""
-    cache = ctx.__dict__
-    if "_ta_dtype" not in cache:
-        counts: Counter[torch.dtype] = Counter()
-        for t in list(ctx.model.parameters()) + list(ctx.model.buffers()):
-            if t.is_floating_point():
-                counts[t.dtype] += t.numel()
-        cache["_ta_dtype"] = counts.most_common(1)[0][0] if counts else torch.get_default_dtype()
-    return cache["_ta_dtype"]
 
 
 def name(dtype: torch.dtype | str) -> str:

@@ -8,7 +8,7 @@ import torch
 
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil, sites
-from torchaudit.rules.dtype.common import model_dtype, op_name, own_tensors
+from torchaudit.rules.dtype.common import op_name, own_tensors
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Float64Tensor(Rule):
         self.sites = sites.Sites()
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
-        if model_dtype(ctx) != torch.float32:
+        if ctx.model_dtype != torch.float32:
             return
         for path, m in ctx.model.named_modules():
             names = [n for n, t in own_tensors(m) if t.dtype == torch.float64]
@@ -68,7 +68,7 @@ class Float64Tensor(Rule):
                 )
 
     def check_node(self, node: GraphNode, ctx: AuditContext) -> Iterable[Finding]:
-        if node.dtype != "float64" or node.shape == () or model_dtype(ctx) != torch.float32:
+        if node.dtype != "float64" or node.shape == () or ctx.model_dtype != torch.float32:
             return ()  # 0-dim tensors do not promote
         constant = node.op == "get_attr" and node.target.rsplit(".", 1)[-1].startswith(_GENERATED)
         cast = node.op in ("call_method", "call_function") and op_name(node.target) in ("double", "to", "_to_copy", "tensor")

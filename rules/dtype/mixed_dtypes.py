@@ -8,7 +8,7 @@ import torch
 
 from torchaudit.report import Finding, Severity
 from torchaudit.rules.astutil import module_finding_args
-from torchaudit.rules.dtype.common import model_dtype, name, own_tensors
+from torchaudit.rules.dtype.common import name, own_tensors
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ class MixedFloatDtypes(Rule):
     """
     What it finds:
         Modules whose own floating parameters or buffers have a dtype other than the model's
-        (the dtype holding most elements). float64 tensors in a float32 model are TA403's.
+        (the dtype its example inputs reach it in; without inputs, its first floating
+        parameter's). float64 tensors in a float32 model are TA403's.
 
     Why it matters:
         Mixed dtypes mean implicit casts or errors at every boundary, and a checkpoint saved
@@ -47,7 +48,7 @@ class MixedFloatDtypes(Rule):
     title = "More than one floating dtype in the model"
 
     def check_module(self, path: str, module: nn.Module, ctx: AuditContext) -> Iterable[Finding]:
-        main = model_dtype(ctx)
+        main = ctx.model_dtype
         odd = sorted(
             {
                 name(t.dtype)

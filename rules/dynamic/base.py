@@ -1,5 +1,5 @@
-"""Shared helpers of the TA7xx rules: they read the comparison results the dynamic stage put
-on the context (``ctx.options["comparisons"]``) and turn divergences into findings."""
+"""Shared helpers of the TA7xx rules: they read the comparison results of the dynamic stage
+(``ctx.comparisons``) and turn divergences into findings."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext
 
 
-def comparisons(ctx: AuditContext) -> list[ComparisonResult]:
-    return list(ctx.options.get("comparisons") or ())
+def comparisons(ctx: AuditContext) -> tuple[ComparisonResult, ...]:
+    return ctx.comparisons or ()
 
 
 def kind_of(result: ComparisonResult) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, ClassVar, Iterable
 
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -108,15 +108,13 @@ def sensitivity(module: nn.Module, ctx: AuditContext | None = None) -> str | Non
 
 
 def sensitive_modules(ctx: AuditContext) -> list[tuple[str, nn.Module, str]]:
-    cache: dict[str, Any] = ctx.__dict__
-    if "_ta_sensitive" not in cache:
-        out = []
-        for path, m in ctx.model.named_modules():
-            why = sensitivity(m, ctx)
-            if why:
-                out.append((path, m, why))
-        cache["_ta_sensitive"] = out
-    return cache["_ta_sensitive"]
+    """``(path, module, why)`` of every mode-sensitive module, in ``named_modules`` order."""
+    out = []
+    for path, m in ctx.model.named_modules():
+        why = sensitivity(m, ctx)
+        if why:
+            out.append((path, m, why))
+    return out
 
 
 class FunctionalTrainingRule(Rule):

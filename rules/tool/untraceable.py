@@ -105,10 +105,63 @@ class ComparisonFailed(Rule):
 
     Fix:
         Follow the reason given (add `fresh_model()`, pass example inputs, ...), or drop that
-        comparison with `--compare`.
+        comparison with `--compare`. A comparison that raised inside torchaudit itself asks
+        for a bug report; one where the model's own code raised is TA904.
     """
 
     code = "TA903"
     severity = Severity.WARNING
     title = "A comparison could not run"
-    # emitted by the dynamic stage when a comparison fails
+    needs = frozenset({"dynamic"})
+
+    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+        for failure in ctx.comparison_failures:
+            name = failure.comparison
+            if failure.kind == "skipped":
+                yield self.finding(f"comparison {name!r} could not run: {failure.reason}",
+                                   fix="follow the reason given, or drop it from --compare", evidence={"comparison": name})
+            elif failure.kind == "tool":
+                yield self.finding(f"comparison {name!r} raised {failure.reason} inside torchaudit; the other comparisons went on",
+                                   fix=f"report the model to torchaudit; --compare without {name} skips it",
+                                   evidence={"comparison": name, "exception": failure.exception})
+
+
+@register
+class ModelRaisedInComparison(Rule):
+    """
+    What it finds:
+        A comparison during which the model's own code raised (its `forward`, or code it
+        calls, in one of the comparison's configurations). The finding points at the line of
+        the model's code where it raised; the other comparisons and the report go on.
+
+    Why it matters:
+        The model fails in a configuration the comparison runs (another dtype, train mode, one
+        sample of a batch, a fresh instance): if that configuration is one you ship, the model
+        breaks there; if not, nothing was learned from that comparison.
+
+    Example:
+        A `forward` that asserts `x.dtype == torch.float32` raises in the float64 reference
+        of the `dtype` comparison; a model whose `forward` needs a batch of at least two
+        raises in the per-sample side of `batch`.
+
+    Fix:
+        Make the model work in that configuration, or drop the comparison with `--compare`
+        (or pick configurations with `--reference/--candidate`).
+    """
+
+    code = "TA904"
+    severity = Severity.WARNING
+    title = "The model's own code raised during a comparison"
+    needs = frozenset({"dynamic"})
+
+    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+        for failure in ctx.comparison_failures:
+            if failure.kind == "model":
+                yield self.finding(
+                    f"the model's code raised {failure.reason} during comparison {failure.comparison!r}; "
+                    "the other comparisons went on",
+                    fix=f"make the model run in that comparison's configurations, or drop {failure.comparison} from --compare",
+                    location=failure.location,
+                    module="",
+                    evidence={"comparison": failure.comparison, "exception": failure.exception},
+                )

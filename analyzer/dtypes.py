@@ -1,0 +1,40 @@
+"""The model's dtype, defined once for every rule and comparison.
+
+It is the floating dtype the example inputs reach the model in (their first floating tensor);
+without inputs, or with only integer inputs (token ids), the dtype of the model's first
+floating parameter or buffer; float32 for a model with neither. A model whose inputs and first
+layer are float32 is a float32 model even when later layers hold more float64 elements: those
+are the hazard (TA403), not the model's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.load.inputs import ExampleInputs
+
+
+def model_dtype(model: nn.Module, inputs: ExampleInputs | None = None) -> torch.dtype:
+    """See the module docstring."""
+    if inputs is not None:
+        for t in inputs.tensors():
+            if t.is_floating_point():
+                return t.dtype
+    return parameter_dtype(model)
+
+
+def parameter_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter or buffer (float32 without one)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``float32``."""
+    return str(dtype).removeprefix("torch.")

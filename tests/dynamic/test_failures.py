@@ -1,0 +1,91 @@
+"""Whose failure is it? A comparison during which the model's own code raised is TA904, pointing
+at the model's line; one where torchaudit itself failed is TA903, asking for a report; what the
+engine could not do at a node reaches the report as a note."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import torchaudit
+from torchaudit.analyzer.compare import comparisons
+from torchaudit.reports.json_report import render_json
+from torchaudit.reports.terminal import comparison_lines
+
+
+class RefusesTrainMode(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("this model only runs in eval mode")  # the model's own line
+        return self.fc(x)
+
+
+RAISE_LINE = RefusesTrainMode.forward.__code__.co_firstlineno + 2
+
+
+def _by_rule(report, code):
+    return [f for f in report.findings if f.rule == code]
+
+
+def test_the_models_own_exception_is_ta904_at_its_line():
+    report = torchaudit.scan(RefusesTrainMode().eval(), torch.randn(4, 8), compare=["reload", "dtype"])
+    status = {c.name: c.status.value for c in report.comparisons}
+    assert status == {"reload": "error", "dtype": "matched"}  # reload exercises the model in train mode
+    [finding] = _by_rule(report, "TA904")
+    assert "this model only runs in eval mode" in finding.message and "'reload'" in finding.message
+    assert finding.location is not None and finding.location.line == RAISE_LINE
+    assert finding.location.file.endswith("test_failures.py")
+    assert not _by_rule(report, "TA903")  # not torchaudit's failure: no bug report asked for
+
+
+def test_a_failure_inside_torchaudit_is_ta903_asking_for_a_report(monkeypatch: pytest.MonkeyPatch):
+    # a bug planted inside torchaudit's own code (a function of this test would count as the model's)
+    monkeypatch.setattr(comparisons, "placed", None)
+    report = torchaudit.scan(nn.Linear(8, 8).eval(), torch.randn(4, 8), compare=["mode"])
+    [finding] = _by_rule(report, "TA903")
+    assert "TypeError" in finding.message and "report the model to torchaudit" in finding.fix
+    assert not _by_rule(report, "TA904")
+
+
+class Plain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+
+
+def test_a_model_that_runs_everywhere_has_neither():
+    model = Plain().eval()
+    report = torchaudit.scan(model, torch.randn(4, 8))
+    assert not _by_rule(report, "TA903") and not _by_rule(report, "TA904")
+    assert all(c.status.value in ("matched", "skipped") for c in report.comparisons)
+
+
+class NeedsABatch(nn.Module):
+    """BatchNorm in train mode cannot see one sample alone: the per-sample reference of
+    ``batch`` cannot run it, which the engine records as a note."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.bn = nn.BatchNorm1d(8, track_running_stats=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(x))
+
+
+def test_engine_notes_reach_every_report():
+    report = torchaudit.scan(NeedsABatch().eval(), torch.randn(4, 8), compare=["batch"])
+    [batch] = report.comparisons
+    assert batch.notes and "could not run" in batch.notes[0]
+    assert json.loads(render_json(report))["comparisons"][0]["notes"] == list(batch.notes)
+    assert any(line.strip().startswith("note:") and batch.notes[0] in line for line in comparison_lines(report))
