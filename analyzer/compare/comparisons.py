@@ -88,11 +88,20 @@ def convert_inputs(inputs: ExampleInputs, device: str, dtype: torch.dtype | None
     return ExampleInputs(conv(ex.args), conv(ex.kwargs), inputs.source)
 
 
-def placed(model: nn.Module, cfg: Config) -> nn.Module:
-    """A copy of ``model`` on ``cfg``'s device and dtype, in its mode."""
+def placed(model: nn.Module, cfg: Config, own: torch.dtype) -> nn.Module:
+    """A copy of ``model`` on ``cfg``'s device and dtype, in its mode. In the model's own dtype
+    ``own`` its tensors keep their dtypes: a model with float64 layers behind a float32 input
+    runs as its user runs it, not cast whole."""
     work = copy.deepcopy(model)
-    work.to(device=cfg.device, dtype=DTYPES[cfg.dtype])
+    dtype = DTYPES[cfg.dtype]
+    work.to(device=cfg.device) if dtype == own else work.to(device=cfg.device, dtype=dtype)
     return work.train(cfg.mode == "train")
+
+
+def side_inputs(inputs: ExampleInputs, cfg: Config, own: torch.dtype) -> ExampleInputs:
+    """The inputs on ``cfg``'s device, floating ones in its dtype (left as given in the model's own)."""
+    dtype = DTYPES[cfg.dtype]
+    return convert_inputs(inputs, cfg.device, None if dtype == own else dtype)
 
 
 def as_scanned(model: nn.Module, inputs: ExampleInputs, cfg: Config, opts: Options) -> ModelGraph | None:
@@ -135,9 +144,10 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
     cand_dtype = DTYPES[cand.dtype]
     tol = Tolerance.for_dtype(cand_dtype, opts.atol, opts.rtol)
     s_ref, s_cand = seeds or (opts.seed, opts.seed)
-    a = Side(placed(model, ref), convert_inputs(inputs, ref.device, DTYPES[ref.dtype]), ref.mode, s_ref, ref.device,
+    own = model_dtype(model, inputs)
+    a = Side(placed(model, ref, own), side_inputs(inputs, ref, own), ref.mode, s_ref, ref.device,
              graph=as_scanned(model, inputs, ref, opts))
-    b = Side(placed(model, cand), convert_inputs(inputs, cand.device, cand_dtype), cand.mode, s_cand, cand.device,
+    b = Side(placed(model, cand, own), side_inputs(inputs, cand, own), cand.mode, s_cand, cand.device,
              graph=as_scanned(model, inputs, cand, opts))
     explain = ref.dtype == "float64" and cand.dtype != "float64"
     run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=progress_for(opts, name))
@@ -203,8 +213,8 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
         raise Skip("batch: needs example inputs whose tensors share a batch of at least 2 along dim 0; "
                    "pass e.g. --input-shape 4,16")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
-    a = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, samples=samples)
-    b = Side(placed(model, cfg), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
+    a = Side(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, samples=samples)
+    b = Side(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
     run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "batch"))
     ref_cfg = Config("cpu", cfg.dtype, "eval")
     return result_from("batch", ref_cfg, cfg, tol, run)

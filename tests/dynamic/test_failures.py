@@ -89,3 +89,14 @@ def test_engine_notes_reach_every_report():
     assert batch.notes and "could not run" in batch.notes[0]
     assert json.loads(render_json(report))["comparisons"][0]["notes"] == list(batch.notes)
     assert any(line.strip().startswith("note:") and batch.notes[0] in line for line in comparison_lines(report))
+
+
+def test_a_model_with_float64_layers_behind_float32_inputs_runs_every_comparison_as_it_is():
+    from tests.conftest import FIXTURES
+
+    report = torchaudit.scan(str(FIXTURES / "rules" / "ta403_float64_majority.py"))
+    status = {c.name: c.status.value for c in report.comparisons}
+    assert set(status.values()) <= {"matched", "skipped"}, status
+    assert status["dtype"] == "matched" and status["mode"] == "matched"
+    assert [c.candidate.dtype for c in report.comparisons if c.name == "dtype"] == ["float32"]
+    assert not _by_rule(report, "TA903") and not _by_rule(report, "TA904")
