@@ -30,6 +30,7 @@ from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.compare.lockstep import LockstepResult
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import Side, run_pair
+from torchaudit.analyzer.values import map_tensors
 from torchaudit.errors import OptionError
 from torchaudit.report import ComparisonResult, Config, Status
 
@@ -73,19 +74,13 @@ def parse_config(text: str, flag: str) -> Config:
 
 
 def convert_inputs(inputs: ExampleInputs, device: str, dtype: torch.dtype | None) -> ExampleInputs:
-    def conv(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            if dtype is not None and v.is_floating_point():
-                return v.to(device=device, dtype=dtype)
-            return v.to(device=device)
-        if isinstance(v, (list, tuple)):
-            return type(v)(conv(x) for x in v)
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        return v
+    def conv(v: torch.Tensor) -> torch.Tensor:
+        if dtype is not None and v.is_floating_point():
+            return v.to(device=device, dtype=dtype)
+        return v.to(device=device)
 
     ex = inputs.clone()
-    return ExampleInputs(conv(ex.args), conv(ex.kwargs), inputs.source)
+    return ExampleInputs(map_tensors(conv, ex.args), map_tensors(conv, ex.kwargs), inputs.source)
 
 
 def placed(model: nn.Module, cfg: Config, own: torch.dtype) -> nn.Module:
@@ -193,16 +188,13 @@ def split_batch(inputs: ExampleInputs) -> list[ExampleInputs] | None:
     if n < 2:
         return None
 
-    def pick(v: Any, i: int) -> Any:
-        if isinstance(v, torch.Tensor):
+    def sample(i: int) -> ExampleInputs:
+        def pick(v: torch.Tensor) -> torch.Tensor:
             return v[i : i + 1].clone()
-        if isinstance(v, (list, tuple)):
-            return type(v)(pick(x, i) for x in v)
-        if isinstance(v, dict):
-            return {k: pick(x, i) for k, x in v.items()}
-        return v
 
-    return [ExampleInputs(pick(inputs.args, i), pick(inputs.kwargs, i), inputs.source) for i in range(n)]
+        return ExampleInputs(map_tensors(pick, inputs.args), map_tensors(pick, inputs.kwargs), inputs.source)
+
+    return [sample(i) for i in range(n)]
 
 
 def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:

@@ -31,7 +31,7 @@ import torch
 from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph
 from torchaudit.analyzer.compare.sides import NotRunnable
 from torchaudit.analyzer.compare.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
-from torchaudit.analyzer.values import cloned
+from torchaudit.analyzer.values import cloned, zip_map
 from torchaudit.report import Divergence, ErrorStats, NodeComparison
 
 Cast = Callable[[Any, Any], Any]  # (reference value, candidate value) -> reference cast like candidate
@@ -50,18 +50,19 @@ class LockstepResult:
 
 
 def cast_like(ref: Any, cand: Any) -> Any:
-    """The reference value in the candidate's dtype and device, leaf by leaf."""
+    """The reference value in the candidate's dtype and device, leaf by leaf; as it is where
+    the two values' structures differ."""
+    cast = zip_map(_cast_leaf, ref, cand)
+    return ref if cast is None else cast
+
+
+def _cast_leaf(ref: Any, cand: Any) -> Any:
     if isinstance(ref, torch.Tensor):
         if isinstance(cand, torch.Tensor):
             if ref.is_floating_point() and cand.is_floating_point():
                 return ref.to(device=cand.device, dtype=cand.dtype)
             return ref.to(device=cand.device)
         return ref
-    if isinstance(ref, (list, tuple)) and isinstance(cand, (list, tuple)) and len(ref) == len(cand):
-        out = [cast_like(r, c) for r, c in zip(ref, cand)]
-        return out if isinstance(ref, list) else type(ref)(*out) if hasattr(ref, "_fields") else tuple(out)
-    if isinstance(ref, dict) and isinstance(cand, dict):
-        return {k: cast_like(v, cand.get(k)) for k, v in ref.items()}
     if isinstance(ref, float) and isinstance(cand, float) and not abs(ref) <= _FLOAT32_MAX:
         return cand  # e.g. finfo(float64).min for a mask: saturates to the candidate's own
     return ref

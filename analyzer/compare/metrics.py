@@ -1,6 +1,7 @@
 """Error statistics between two values, tolerances, and the per-node divergence test.
 
-Values are compared leaf by leaf (tensors inside tuples, lists, dicts and ``ModelOutput``);
+Values are compared leaf by leaf (tensors and numbers inside tuples, lists, dicts, named tuples,
+dataclasses and ``ModelOutput``, walked by ``analyzer/values.py``);
 integer and boolean tensors and Python numbers exactly. Floating tensors get ``max_abs``,
 ``max_rel``, ``mismatch_fraction`` (elements outside ``atol + rtol * |reference|``, as
 ``torch.testing.assert_close`` counts them) and ``cosine``.

@@ -24,7 +24,7 @@ from torchaudit.analyzer.compare.lockstep import LockstepResult, cast_like, lock
 from torchaudit.analyzer.compare.metrics import Tolerance, compare_values
 from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream
 from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
-from torchaudit.analyzer.values import cloned, tensor_leaves
+from torchaudit.analyzer.values import cloned, map_tensors, tensor_leaves
 
 
 @dataclass
@@ -154,19 +154,14 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
     value."""
     fp64 = Tolerance.for_dtype(torch.float64)
 
-    def round_trip(v: Any) -> Any:
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            return v.to(cand_dtype).to(v.dtype)
-        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
-            return type(v)(round_trip(x) for x in v)
-        return v
+    def round_trip(v: torch.Tensor) -> torch.Tensor:
+        return v.to(cand_dtype).to(v.dtype) if v.is_floating_point() else v
 
     def back(v: Any, like: torch.Tensor) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.to(device=like.device, dtype=like.dtype) if v.is_floating_point() else v.to(like.device)
-        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
-            return type(v)(back(x, like) for x in v)
-        return v
+        def to_like(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=like.device, dtype=like.dtype) if t.is_floating_point() else t.to(like.device)
+
+        return map_tensors(to_like, v)
 
     def explain(ref: Any, name: str, y_a: Any, rounded: Callable[[str], Any]) -> float:
         like = next((t for t in tensor_leaves(y_a) if t.is_floating_point()), None)
@@ -178,7 +173,7 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
 
         def value(m: str) -> Any:
             v = rounded(m)
-            return back(v, like) if v is not None else round_trip(ref.env[m])
+            return back(v, like) if v is not None else map_tensors(round_trip, ref.env[m])
 
         args, kwargs = ref.args_from(name, value)
         if ref.mutates(name):  # the op writes into its inputs: not into the engine's casts

@@ -19,6 +19,7 @@ from torch.fx.node import map_arg
 
 from torchaudit.analyzer.trace.graph import ModelGraph
 from torchaudit.analyzer.load.inputs import ExampleInputs
+from torchaudit.analyzer.values import zip_map
 from torchaudit.errors import exception_line
 
 
@@ -224,23 +225,37 @@ class PerSampleSide:
 
 def join_samples(parts: list[Any], like: Any) -> Any:
     """Concatenate per-sample values along the dim where the batched value ``like`` is
-    ``len(parts)`` times larger; ``None`` when they do not line up (e.g. sizes, shapes)."""
-    if isinstance(like, torch.Tensor):
-        if not all(isinstance(p, torch.Tensor) and p.dim() == like.dim() for p in parts):
-            return None
-        shapes = [p.shape for p in parts]
-        if any(s != shapes[0] for s in shapes):
-            return None
-        for d in range(like.dim()):
-            if like.shape[d] == len(parts) * shapes[0][d] and all(
-                like.shape[e] == shapes[0][e] for e in range(like.dim()) if e != d
-            ):
-                return torch.cat(parts, dim=d)
+    ``len(parts)`` times larger, leaf by leaf; a plain leaf (``None``, a string, a number) the
+    same in every sample and the batch stays. ``None`` when they do not line up (structures,
+    sizes, shapes, other leaves)."""
+    failed = False
+
+    def join(batched: Any, *samples: Any) -> Any:
+        nonlocal failed
+        if isinstance(batched, torch.Tensor):
+            out = _join_tensors(list(samples), batched)
+            failed = failed or out is None
+            return out
+        same = isinstance(batched, _PLAIN) and all(type(s) is type(batched) and s == batched for s in samples)
+        failed = failed or not same
+        return batched
+
+    joined = zip_map(join, like, *parts)
+    return None if failed else joined
+
+
+_PLAIN = (type(None), str, bool, int, float)
+
+
+def _join_tensors(parts: list[Any], like: torch.Tensor) -> torch.Tensor | None:
+    if not all(isinstance(p, torch.Tensor) and p.dim() == like.dim() for p in parts):
         return None
-    if isinstance(like, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == len(like) for p in parts):
-        joined = [join_samples([p[i] for p in parts], like[i]) for i in range(len(like))]
-        return None if any(j is None for j in joined) else type(like)(joined) if isinstance(like, list) else tuple(joined)
-    if isinstance(like, dict) and all(isinstance(p, dict) for p in parts):
-        out = {k: join_samples([p.get(k) for p in parts], v) for k, v in like.items()}
-        return None if any(v is None for v in out.values()) else out
+    shapes = [p.shape for p in parts]
+    if any(s != shapes[0] for s in shapes):
+        return None
+    for d in range(like.dim()):
+        if like.shape[d] == len(parts) * shapes[0][d] and all(
+            like.shape[e] == shapes[0][e] for e in range(like.dim()) if e != d
+        ):
+            return torch.cat(parts, dim=d)
     return None

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.dtypes import model_dtype
-from torchaudit.analyzer.values import tensor_leaves
+from torchaudit.analyzer.values import describe, map_tensors, tensor_leaves
 from torchaudit.errors import InputError
 
 _DTYPES = {
@@ -52,12 +52,12 @@ class ExampleInputs:
 
 
 def _describe(obj: Any) -> str:
+    return describe(obj, _describe_leaf)
+
+
+def _describe_leaf(obj: Any) -> str:
     if isinstance(obj, torch.Tensor):
         return f"Tensor[{','.join(map(str, obj.shape))}]:{str(obj.dtype).removeprefix('torch.')}"
-    if isinstance(obj, (list, tuple)):
-        return "(" + ", ".join(_describe(o) for o in obj) + ")"
-    if isinstance(obj, dict):
-        return "{" + ", ".join(f"{k}: {_describe(v)}" for k, v in obj.items()) + "}"
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return repr(obj)
     return type(obj).__name__
@@ -161,18 +161,10 @@ def place_inputs(inputs: ExampleInputs, model: nn.Module) -> ExampleInputs:
     if device is None or all(t.device == device for t in inputs.tensors()):
         return inputs
 
-    def move(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return obj.to(device)
-        if isinstance(obj, tuple):
-            return tuple(move(o) for o in obj)
-        if isinstance(obj, list):
-            return [move(o) for o in obj]
-        if isinstance(obj, dict):
-            return {k: move(v) for k, v in obj.items()}
-        return obj
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device)
 
-    return ExampleInputs(move(inputs.args), move(inputs.kwargs), inputs.source)
+    return ExampleInputs(map_tensors(move, inputs.args), map_tensors(move, inputs.kwargs), inputs.source)
 
 
 def describe_for(model: nn.Module, inputs: ExampleInputs) -> str:

@@ -33,6 +33,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load.target import LoadedTarget, load_target
+from torchaudit.analyzer.values import map_tensors
 
 HOW = "meta device, then FakeTensorMode"  # how --meta builds models (the JSON report's "meta")
 
@@ -134,16 +135,10 @@ def realize_inputs(inputs: ExampleInputs | None) -> ExampleInputs | None:
     if inputs is None:
         return None
 
-    def real(obj: Any) -> Any:
-        if is_valueless(obj):
-            return torch.zeros(tuple(obj.shape), dtype=obj.dtype)
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(real(o) for o in obj)
-        if isinstance(obj, dict):
-            return {k: real(v) for k, v in obj.items()}
-        return obj
+    def real(t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(tuple(t.shape), dtype=t.dtype) if is_valueless(t) else t
 
-    return ExampleInputs(real(inputs.args), real(inputs.kwargs), inputs.source)
+    return ExampleInputs(map_tensors(real, inputs.args), map_tensors(real, inputs.kwargs), inputs.source)
 
 
 def needs_values(exc: BaseException | None) -> bool:
