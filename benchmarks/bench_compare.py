@@ -127,7 +127,7 @@ def phases(model_name: str, kind: str):
     the child; the traces the scan makes before any comparison are made here, not timed)."""
     from torchaudit.analyzer.compare.lockstep import lockstep
     from torchaudit.analyzer.compare.metrics import Tolerance
-    from torchaudit.analyzer.compare.pair import Side, _explainer, run_pair
+    from torchaudit.analyzer.compare.pair import SideSpec, explainer, run_pair
     from torchaudit.analyzer.compare.sides import FxSide, RngStream
     from torchaudit.analyzer.trace.tracing import trace_model
 
@@ -145,13 +145,13 @@ def phases(model_name: str, kind: str):
     def engine() -> None:
         a = FxSide(g_ref, x_ref, RngStream(0), ref.forward)
         b = FxSide(scanned, x_cand, RngStream(0), cand.forward)
-        result = lockstep(a, b, tol, torch.float32, scanned, explain=_explainer(torch.float32) if explain else None)
+        result = lockstep(a, b, tol, torch.float32, scanned, explain=explainer(torch.float32) if explain else None)
         assert result.nodes and result.first_divergence is None, result.first_divergence
 
     def comparison() -> None:
         # as comparisons.compare_configs builds it: the candidate is the model as scanned and runs that
         # graph; the reference (float64, or for same the worst case, reload's) is traced anew
-        result, _ = run_pair(Side(ref, x_ref), Side(cand, x_cand, graph=scanned), tol, torch.float32, explain=explain)
+        result, _ = run_pair(SideSpec(ref, x_ref), SideSpec(cand, x_cand, graph=scanned), tol, torch.float32, explain=explain)
         assert result.nodes and result.first_divergence is None, result.first_divergence
 
     return {"plain": plain, "lockstep": engine, "comparison": comparison, "hooks": lambda: _hooks_alternative(ref, cand, x_ref, x_cand)}

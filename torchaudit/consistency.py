@@ -40,7 +40,7 @@ def compare(
     from torchaudit.analyzer.dtypes import dtype_name, parameter_dtype
     from torchaudit.analyzer.pipeline import given_inputs
     from torchaudit.analyzer.compare.metrics import Tolerance
-    from torchaudit.analyzer.compare.pair import Side, run_pair
+    from torchaudit.analyzer.compare.pair import SideSpec, run_pair
     from torchaudit.analyzer.compare.reload import state_diff
     from torchaudit.analyzer.safety import preserved_modes, preserved_rng
 
@@ -53,7 +53,7 @@ def compare(
         for model in (reference_model, candidate_model):
             work = copy.deepcopy(model).train(mode == "train")
             dev, dt = _device(work), parameter_dtype(work)  # inputs are cast to each model's own dtype
-            sides.append(Side(work, _convert(inputs, dev, dt), mode, seed, str(dev)))
+            sides.append(SideSpec(work, _convert(inputs, dev, dt), mode, seed, str(dev)))
             configs.append(Config(str(dev), dtype_name(dt), mode))
         cand_dtype = parameter_dtype(candidate_model)
         tol = Tolerance.for_dtype(cand_dtype, atol, rtol)

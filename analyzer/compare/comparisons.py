@@ -29,7 +29,7 @@ from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.compare.lockstep import LockstepResult
 from torchaudit.analyzer.compare.metrics import Tolerance
-from torchaudit.analyzer.compare.pair import Side, run_pair
+from torchaudit.analyzer.compare.pair import SideSpec, run_pair
 from torchaudit.analyzer.values import map_tensors
 from torchaudit.errors import OptionError
 from torchaudit.report import ComparisonResult, Config, Status
@@ -140,9 +140,9 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
     tol = Tolerance.for_dtype(cand_dtype, opts.atol, opts.rtol)
     s_ref, s_cand = seeds or (opts.seed, opts.seed)
     own = model_dtype(model, inputs)
-    a = Side(placed(model, ref, own), side_inputs(inputs, ref, own), ref.mode, s_ref, ref.device,
+    a = SideSpec(placed(model, ref, own), side_inputs(inputs, ref, own), ref.mode, s_ref, ref.device,
              graph=as_scanned(model, inputs, ref, opts))
-    b = Side(placed(model, cand, own), side_inputs(inputs, cand, own), cand.mode, s_cand, cand.device,
+    b = SideSpec(placed(model, cand, own), side_inputs(inputs, cand, own), cand.mode, s_cand, cand.device,
              graph=as_scanned(model, inputs, cand, opts))
     explain = ref.dtype == "float64" and cand.dtype != "float64"
     run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=progress_for(opts, name))
@@ -205,8 +205,8 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
         raise Skip("batch: needs example inputs whose tensors share a batch of at least 2 along dim 0; "
                    "pass e.g. --input-shape 4,16")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
-    a = Side(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, samples=samples)
-    b = Side(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
+    a = SideSpec(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, samples=samples)
+    b = SideSpec(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
     run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "batch"))
     ref_cfg = Config("cpu", cfg.dtype, "eval")
     return result_from("batch", ref_cfg, cfg, tol, run)

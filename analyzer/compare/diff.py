@@ -19,7 +19,7 @@ from torchaudit.analyzer.compare.comparisons import result_from, skipped
 from torchaudit.analyzer.dtypes import dtype_name, model_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
-from torchaudit.analyzer.compare.pair import Side, run_pair
+from torchaudit.analyzer.compare.pair import SideSpec, run_pair
 from torchaudit.errors import CheckpointError
 from torchaudit.report import ComparisonResult, Config
 
@@ -102,7 +102,7 @@ def compare_checkpoints(
     dt = model_dtype(model_b, inputs)
     cfg = Config("cpu", dtype_name(dt), "eval")
     tol = Tolerance.for_dtype(dt, atol, rtol)
-    a = Side(model_a.eval(), inputs.clone(), "eval", seed)
-    b = Side(model_b.eval(), inputs.clone(), "eval", seed)
+    a = SideSpec(model_a.eval(), inputs.clone(), "eval", seed)
+    b = SideSpec(model_b.eval(), inputs.clone(), "eval", seed)
     run, _ = run_pair(a, b, tol, dt)
     return result_from("checkpoints", cfg, cfg, tol, run)

@@ -29,14 +29,14 @@ from typing import Any, Callable
 import torch
 
 from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph
-from torchaudit.analyzer.compare.sides import NotRunnable
+from torchaudit.analyzer.compare.sides import Candidate, NotRunnable, Side
 from torchaudit.analyzer.compare.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.analyzer.values import cloned, zip_map
 from torchaudit.report import Divergence, ErrorStats, NodeComparison
 
 Cast = Callable[[Any, Any], Any]  # (reference value, candidate value) -> reference cast like candidate
 # (reference side, node, reference output, rounded input by name) -> the rounding's relative error
-Explain = Callable[[Any, str, Any, Callable[[str], Any]], float]
+Explain = Callable[[Side, str, Any, Callable[[str], Any]], float]
 SAME_AS_CANDIDATE = object()  # a shadow not run: fed the candidate's own inputs, it is the candidate
 
 
@@ -79,7 +79,7 @@ def module_of(info: GraphNode | None) -> str | None:
     return info.module_stack[-1] if info.module_stack else ""
 
 
-def _schedule(ref: Any, cand: Any) -> list[tuple[str, str]]:
+def _schedule(ref: Side, cand: Side) -> list[tuple[str, str]]:
     """Steps ``(kind, name)``: ``shadow``, ``ref``, ``cand``, ``compare``."""
     steps: list[tuple[str, str]] = []
     done: set[str] = set()
@@ -104,7 +104,7 @@ def _schedule(ref: Any, cand: Any) -> list[tuple[str, str]]:
     return steps
 
 
-def _last_uses(steps: list[tuple[str, str]], ref: Any, cand: Any, explain: bool) -> tuple[dict[int, list[str]], ...]:
+def _last_uses(steps: list[tuple[str, str]], ref: Side, cand: Side, explain: bool) -> tuple[dict[int, list[str]], ...]:
     """At which step each value is dropped: the reference's, the candidate's, and the casts of
     the reference's (kept for the shadows of their users, and for the explainer, which reruns
     the reference's op on its inputs rounded like the candidate's: on those casts)."""
@@ -145,8 +145,8 @@ def _by_step(last: dict[str, int]) -> dict[int, list[str]]:
 
 
 def lockstep(
-    ref: Any,
-    cand: Any,
+    ref: Side,
+    cand: Candidate,
     tol: Tolerance,
     cand_dtype: torch.dtype,
     info: ModelGraph,
@@ -190,7 +190,7 @@ def lockstep(
                     shadow[name], from_ref = _run_shadow(ref, cand, name, casts)
                     if from_ref and _rearranges(node):
                         casts.seed(name, shadow[name])  # rearranging commutes with the cast: no second one
-                fan_ins[name] = fan_in([cand.env.get(m) for m in inputs] + _params(cand, node))  # inputs still alive here
+                fan_ins[name] = fan_in([cand.env.get(m) for m in inputs] + cand.parameters_of(name))  # inputs still alive here
             else:
                 if compare_node(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result, ws, casts,
                             fan_ins.pop(name, None)):
@@ -209,7 +209,7 @@ class _Casts:
     a value's users and the statistics of its own node share it. A cast is dropped after its
     last reader (``_last_uses``), and all are when an in-place op of the reference runs."""
 
-    def __init__(self, ref: Any, cast: Cast) -> None:
+    def __init__(self, ref: Side, cast: Cast) -> None:
         self.ref = ref
         self.cast = cast
         self.values: dict[str, Any] = {}
@@ -237,7 +237,7 @@ class _Casts:
         self.values.clear()
 
 
-def _run_shadow(ref: Any, cand: Any, name: str, casts: _Casts) -> tuple[Any, bool]:
+def _run_shadow(ref: Side, cand: Candidate, name: str, casts: _Casts) -> tuple[Any, bool]:
     """The candidate's op on the reference's inputs; and whether every input came from the
     reference (a missing one is taken from the candidate)."""
     node = cand.nodes[name]
@@ -267,13 +267,14 @@ def _rearranges(node: Any) -> bool:
 
 
 def compare_node(
-    ref: Any, cand: Any, name: str, y_shadow: Any, tol: Tolerance, cand_dtype: torch.dtype,
+    ref: Side, cand: Candidate, name: str, y_shadow: Any, tol: Tolerance, cand_dtype: torch.dtype,
     info: ModelGraph, explain: Explain | None, result: LockstepResult,
     ws: Workspace | None = None, casts: _Casts | None = None, k: int | None = None,
 ) -> bool:
-    """Measure node ``name`` and record it; returns whether both sides' values are identical.
-    ``y_shadow`` is :data:`SAME_AS_CANDIDATE` when the shadow was not run: its inputs were the
-    candidate's own, so its output is the candidate's and the whole error is local."""
+    """Measure node ``name`` of both sides and record it; returns whether both sides' values
+    are identical. ``y_shadow`` is :data:`SAME_AS_CANDIDATE` when the shadow was not run: its
+    inputs were the candidate's own, so its output is the candidate's and the whole error is
+    local. ``k``: the node's fan-in, when the caller measured it while its inputs were alive."""
     node = cand.nodes[name]
     if node.op in ("call_method", "call_function") and _op_name(node.target) in SHAPE_OPS:
         return False  # same numbers rearranged: no error of its own, and its input was compared
@@ -285,7 +286,27 @@ def compare_node(
         return False
     if y_a is None:
         return False
-    prepared = Reference(y_a, casts.get(name, y_b) if casts is not None else None)  # total and local share it
+    judged = node.op not in ("placeholder", "output")
+    if k is None:
+        k = fan_in([cand.env.get(m) for m in cand.input_names(name)] + cand.parameters_of(name)) if judged else 1
+    explained = (lambda: explain(ref, name, y_a, casts.peek if casts is not None else lambda m: None)) if explain is not None else None
+    y_a_cast = casts.get(name, y_b) if casts is not None else None
+    return record(result, info, name, node.op, str(node.target), y_a, y_b, y_shadow, tol, cand_dtype,
+                  k=k, explained=explained, y_a_cast=y_a_cast, ws=ws)
+
+
+def record(
+    result: LockstepResult, info: ModelGraph, name: str, kind: str, target: str, y_a: Any, y_b: Any, y_shadow: Any,
+    tol: Tolerance, cand_dtype: torch.dtype, *, k: int, explained: Callable[[], float] | None = None,
+    y_a_cast: Any = None, ws: Workspace | None = None,
+) -> bool:
+    """Measure one node's reference, candidate and shadow values and add it to ``result``:
+    total, local and inherited error, whether it diverges, the first divergence and the first
+    non-finite value. ``kind`` is the node's op kind (``call_module``, ``output``, ...);
+    ``y_a_cast``, the reference value already cast like the candidate's, if at hand. Returns
+    whether both sides' values are identical. The op-level engine and the module-level hook
+    path both record through here."""
+    prepared = Reference(y_a, y_a_cast)  # total and local share it
     total = compare_values(prepared, y_b, tol, cand_dtype, ws=ws)
     if total is None:
         return False
@@ -295,14 +316,10 @@ def compare_node(
         local = compare_values(prepared, y_shadow, tol, cand_dtype, ws=ws)
         inherited = compare_values(y_shadow, y_b, tol, cand_dtype, light=True, ws=ws)
     del prepared
-    node = cand.nodes[name]
     gnode = info.node(name) if name in info.graph else None
-    judged = node.op not in ("placeholder", "output")
-    if k is None:
-        k = fan_in([cand.env.get(m) for m in cand.input_names(name)] + _params(cand, node)) if judged else 1
-    explained = (lambda: explain(ref, name, y_a, casts.peek if casts is not None else lambda m: None)) if explain is not None else None
+    judged = kind not in ("placeholder", "output")
     diverged = judged and diverges(local, tol, k, explained)
-    op = gnode.op_name if gnode else str(node.target)
+    op = gnode.op_name if gnode else target
     nc = NodeComparison(
         node=name, module=module_of(gnode), op=op,
         total=total.stats(), local=local.stats() if local else ErrorStats(),
@@ -320,14 +337,14 @@ def compare_node(
                 "in": "candidate" if bad_b else "reference",
                 "location": nc.location.to_dict() if nc.location else None,
             }
-    if node.op == "output":
+    if kind == "output":
         s = nc.total
         result.output = {"max_abs": s.max_abs, "max_rel": s.max_rel, "cosine": s.cosine,
                          "mismatch_fraction": s.mismatch_fraction, "close": s.mismatch_fraction == 0.0}
     return total.identical
 
 
-def _record_unrunnable(cand: Any, name: str, y_a: NotRunnable, info: ModelGraph, result: LockstepResult) -> None:
+def _record_unrunnable(cand: Candidate, name: str, y_a: NotRunnable, info: ModelGraph, result: LockstepResult) -> None:
     """The reference could not run this node at all (e.g. batch statistics of one sample)."""
     gnode = info.node(name) if name in info.graph else None
     unknown = ErrorStats(max_abs=0.0, max_rel=0.0, mismatch_fraction=1.0, cosine=0.0)
@@ -354,12 +371,3 @@ def _op_name(target: Any) -> str:
         return target
     name = getattr(target, "__name__", "") or str(target)
     return name.split(".")[0] if "." in name and not name.startswith("aten") else name.split(".")[-2 if name.count(".") >= 2 else -1]
-
-
-def _params(side: Any, node: Any) -> list[Any]:
-    if node.op != "call_module":
-        return []
-    try:
-        return list(side.gm.get_submodule(str(node.target)).parameters(recurse=False))
-    except AttributeError:
-        return []

@@ -20,15 +20,15 @@ import torch.nn as nn
 
 from torchaudit.analyzer.trace.graph import ModelGraph
 from torchaudit.analyzer.load.inputs import ExampleInputs
-from torchaudit.analyzer.compare.lockstep import LockstepResult, cast_like, lockstep
-from torchaudit.analyzer.compare.metrics import Tolerance, compare_values
-from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream
+from torchaudit.analyzer.compare.lockstep import Explain, LockstepResult, cast_like, lockstep, record
+from torchaudit.analyzer.compare.metrics import Tolerance, compare_values, fan_in
+from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream, Side
 from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
 from torchaudit.analyzer.values import cloned, map_tensors, tensor_leaves
 
 
 @dataclass
-class Side:
+class SideSpec:
     """What one side runs: its own model instance (already a copy), inputs, mode and seed."""
 
     model: nn.Module
@@ -41,8 +41,8 @@ class Side:
 
 
 def run_pair(
-    ref: Side,
-    cand: Side,
+    ref: SideSpec,
+    cand: SideSpec,
     tol: Tolerance,
     cand_dtype: torch.dtype,
     *,
@@ -86,7 +86,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _graphs(ref: Side, cand: Side, run_check: bool) -> tuple[ModelGraph, ModelGraph, bool]:
+def _graphs(ref: SideSpec, cand: SideSpec, run_check: bool) -> tuple[ModelGraph, ModelGraph, bool]:
     """Both sides' graphs, and whether both are known to run (checked or the scan's own)."""
     g_cand = rebind(cand.graph, cand.model, cand.mode) if cand.graph is not None else None
     g_ref = rebind(ref.graph, ref.model, ref.mode) if ref.graph is not None and not ref.samples else None
@@ -99,7 +99,7 @@ def _graphs(ref: Side, cand: Side, run_check: bool) -> tuple[ModelGraph, ModelGr
 
 
 def _run(
-    ref: Side, cand: Side, g_ref: ModelGraph, g_cand: ModelGraph, tol: Tolerance, cand_dtype: torch.dtype,
+    ref: SideSpec, cand: SideSpec, g_ref: ModelGraph, g_cand: ModelGraph, tol: Tolerance, cand_dtype: torch.dtype,
     explain: bool, progress: Callable[[int, int], None] | None,
 ) -> LockstepResult:
     if g_cand.gm is None or g_ref.gm is None or _nests_vmap(g_cand) or _nests_vmap(g_ref):
@@ -107,11 +107,11 @@ def _run(
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
     if ref.samples:
-        a: Any = PerSampleSide(g_ref, ref.samples, ref_rng, ref.model.forward)
+        a: Side = PerSampleSide(g_ref, ref.samples, ref_rng, ref.model.forward)
     else:
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
-    explainer = _explainer(cand_dtype) if explain else None
-    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explainer, progress=progress)
+    explain_rounding = explainer(cand_dtype) if explain else None
+    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress)
 
 
 def _nests_vmap(graph: ModelGraph) -> bool:
@@ -122,7 +122,7 @@ def _nests_vmap(graph: ModelGraph) -> bool:
     return any(n.target.endswith("_vmap_increment_nesting") for n in graph)
 
 
-def _trace_reference(ref: Side, run_check: bool) -> ModelGraph:
+def _trace_reference(ref: SideSpec, run_check: bool) -> ModelGraph:
     """The reference's graph; a per-sample reference is traced on one sample where it can be
     (export bakes shapes in), else on the whole batch (fx graphs do not depend on it). The
     per-sample side takes an op that fails on one sample for one that needs the batch, so its
@@ -145,7 +145,7 @@ def _quiet_trace(model: nn.Module, inputs: ExampleInputs, mode: str, run_check: 
         return trace_model(model, inputs, mode=mode, run_check=run_check, share_parameters=True, locations=locations)
 
 
-def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[str], Any]], float]:
+def explainer(cand_dtype: torch.dtype) -> Explain:
     """How far the reference op moves when its inputs are rounded to the candidate dtype.
 
     ``rounded(m)`` is input ``m`` as the engine cast it for the shadow (rounded to the
@@ -163,7 +163,7 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
 
         return map_tensors(to_like, v)
 
-    def explain(ref: Any, name: str, y_a: Any, rounded: Callable[[str], Any]) -> float:
+    def explain(ref: Side, name: str, y_a: Any, rounded: Callable[[str], Any]) -> float:
         like = next((t for t in tensor_leaves(y_a) if t.is_floating_point()), None)
         if not isinstance(ref, FxSide) or like is None:
             return 0.0
@@ -186,10 +186,9 @@ def _explainer(cand_dtype: torch.dtype) -> Callable[[Any, str, Any, Callable[[st
     return explain
 
 
-def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph) -> LockstepResult:
-    """Module granularity: leaf-module outputs of both runs, each with its shadow."""
-    from torchaudit.analyzer.compare.lockstep import compare_node  # one comparison routine for both paths
-
+def hook_pair(ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph) -> LockstepResult:
+    """Module granularity: leaf-module outputs of both runs, each with its shadow (the
+    candidate's module fed the reference module's inputs), recorded like the op-level nodes."""
     recorded: dict[str, tuple[Any, Any, Any]] = {}
     result = LockstepResult()
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
@@ -223,13 +222,13 @@ def hook_pair(ref: Side, cand: Side, tol: Tolerance, cand_dtype: torch.dtype, in
             finally:
                 torch.random.set_rng_state(saved)
                 state["busy"] = False
-            compare_node(_Fixed(name, r_out, []), _Fixed(name, out, [args, kwargs, list(mod.parameters())], "call_module"), name, shadow, tol, cand_dtype, info, None, result)
+            k = fan_in([args, kwargs, *mod.parameters()])
+            record(result, info, name, "call_module", path, r_out, out, shadow, tol, cand_dtype, k=k)
         return hook
 
     out_a = _run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)
     out_b = _run_hooked(cand.model, cand.inputs, cand.mode, cand_rng, cand_hook)
-    compare_node(_Fixed("output", out_a, []), _Fixed("output", out_b, [], "output"), "output",
-             cast_like(out_a, out_b), tol, cand_dtype, info, None, result)
+    record(result, info, "output", "output", "output", out_a, out_b, cast_like(out_a, out_b), tol, cand_dtype, k=1)
     return result
 
 
@@ -246,32 +245,3 @@ def _run_hooked(model: nn.Module, inputs: ExampleInputs, mode: str, rng: RngStre
     finally:
         for h in handles:
             h.remove()
-
-
-class _Fixed:
-    """A one-node stand-in side for the hook path: one value, already computed."""
-
-    def __init__(self, name: str, value: Any, inputs: list[Any], op: str = "call_module") -> None:
-        self.env = {name: value}
-        self.inputs = inputs  # what the module was fed (and its parameters): for the fan-in
-        self.nodes = {name: _Op(op, name)}
-        self.order = [name]
-        self.gm = None
-
-    def value(self, name: str, like: Any = None) -> Any:
-        return self.env.get(name)
-
-    def input_names(self, name: str) -> list[str]:
-        if self.inputs:
-            self.env["__inputs"] = self.inputs
-            return ["__inputs"]
-        return []
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.env
-
-
-@dataclass
-class _Op:
-    op: str
-    target: str

@@ -21,7 +21,7 @@ import torch.nn as nn
 from torchaudit.analyzer.dtypes import dtype_name, model_dtype, parameter_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
-from torchaudit.analyzer.compare.pair import Side, run_pair
+from torchaudit.analyzer.compare.pair import SideSpec, run_pair
 from torchaudit.analyzer.load.target import needs_no_arguments
 from torchaudit.report import ComparisonResult, Config, StateDifference
 
@@ -94,8 +94,8 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> 
     dt = model_dtype(model, inputs)
     cfg = Config("cpu", dtype_name(dt), "eval")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
-    a = Side(trained, inputs.clone(), "eval", opts.seed)
-    b = Side(fresh, inputs.clone(), "eval", opts.seed)
+    a = SideSpec(trained, inputs.clone(), "eval", opts.seed)
+    b = SideSpec(fresh, inputs.clone(), "eval", opts.seed)
     run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "reload"))
     return result_from("reload", cfg, cfg, tol, run, state_diff=tuple(diffs))
 

@@ -10,7 +10,7 @@ values along their batch dimension when asked.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 import torch.fx
@@ -118,6 +118,53 @@ def _mutates(n: torch.fx.Node, gm: torch.fx.GraphModule) -> bool:
     return False
 
 
+class Side(Protocol):
+    """What the lockstep engine needs of each side: nodes by name in execution order, run one
+    at a time, their values read and freed. :class:`FxSide` and :class:`PerSampleSide` are sides."""
+
+    order: list[str]  # node names in execution order
+
+    def __contains__(self, name: str) -> bool: ...
+
+    def input_names(self, name: str) -> list[str]:
+        """The nodes whose values node ``name`` reads."""
+        ...
+
+    def mutates(self, name: str) -> bool:
+        """Whether node ``name`` may write into its inputs (an in-place op)."""
+        ...
+
+    def run(self, name: str) -> None: ...
+
+    def value(self, name: str, like: Any = None) -> Any:
+        """Node ``name``'s value (``like``: the other side's value, for a side that must shape its own)."""
+        ...
+
+    def free(self, name: str) -> None: ...
+
+
+class Candidate(Side, Protocol):
+    """The candidate side also runs its ops on the reference's inputs (the shadow), and its
+    nodes name the findings."""
+
+    nodes: Mapping[str, torch.fx.Node]
+    env: dict[str, Any]  # values alive now, by node name
+    inputs: dict[str, Any]  # placeholder values
+    rng: RngStream
+
+    def args_from(self, name: str, lookup: Callable[[str], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Node ``name``'s arguments, each input node's value taken from ``lookup``."""
+        ...
+
+    def execute(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Node ``name``'s op applied to the given arguments."""
+        ...
+
+    def parameters_of(self, name: str) -> list[torch.Tensor]:
+        """The parameters of the module a ``call_module`` node calls (none for other nodes)."""
+        ...
+
+
 class FxSide:
     """A graph bound to one model instance, run one node at a time."""
 
@@ -156,7 +203,7 @@ class FxSide:
         n = self.nodes[name]
         return map_arg(n.args, lambda m: self.env[m.name]), map_arg(n.kwargs, lambda m: self.env[m.name])
 
-    def args_from(self, name: str, lookup: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def args_from(self, name: str, lookup: Callable[[str], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         n = self.nodes[name]
         return map_arg(n.args, lambda m: lookup(m.name)), map_arg(n.kwargs, lambda m: lookup(m.name))
 
@@ -170,6 +217,12 @@ class FxSide:
 
     def free(self, name: str) -> None:
         self.env.pop(name, None)
+
+    def parameters_of(self, name: str) -> list[torch.Tensor]:
+        n = self.nodes[name]
+        if n.op != "call_module":
+            return []
+        return list(self.gm.get_submodule(str(n.target)).parameters(recurse=False))
 
 
 class NotRunnable:
