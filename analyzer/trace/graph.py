@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import networkx as nx
 import torch
 
+from torchaudit.analyzer.values import tensor_leaves
 from torchaudit.report import Location, OutlineNode
 
 TORCH_DIR = os.path.dirname(torch.__file__)
@@ -113,15 +114,15 @@ def location_from_stack(stack_trace: str | None) -> Location | None:
 
 
 def tensor_facts(value: Any) -> tuple[tuple[int, ...] | None, str | None, str | None]:
-    if isinstance(value, torch.Tensor):
-        try:
-            shape = tuple(int(s) for s in value.shape)
-        except (TypeError, ValueError):  # symbolic sizes
-            shape = None
-        return shape, str(value.dtype).removeprefix("torch."), str(value.device)
-    if isinstance(value, (tuple, list)) and value:
-        return tensor_facts(value[0])
-    return None, None, None
+    """Shape, dtype and device of a value's first tensor (of a tuple, dict or model output too)."""
+    tensor = value if isinstance(value, torch.Tensor) else next(iter(tensor_leaves(value)), None)
+    if tensor is None:
+        return None, None, None
+    try:
+        shape: tuple[int, ...] | None = tuple(int(s) for s in tensor.shape)
+    except (TypeError, ValueError):  # symbolic sizes
+        shape = None
+    return shape, str(tensor.dtype).removeprefix("torch."), str(tensor.device)
 
 
 def qualified(target: Any) -> str:
