@@ -6,7 +6,7 @@ import contextlib
 import copy
 import random
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, NotRequired, TypedDict
 
 import torch
 import torch.nn as nn
@@ -14,8 +14,16 @@ import torch.nn as nn
 from torchaudit.errors import TargetError, exception_line
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
+_RngState = TypedDict("_RngState", {
+    "torch": torch.Tensor,
+    "python": tuple[Any, ...],  # random.getstate(), typed so by typeshed
+    "cuda": NotRequired[list[torch.Tensor]],
+    "numpy": NotRequired[Any],  # numpy.random.get_state(); numpy is only found in sys.modules, never imported
+})
+
+
+def _rng_state() -> _RngState:
+    state: _RngState = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     numpy = sys.modules.get("numpy")
@@ -24,7 +32,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: _RngState) -> None:
     torch.random.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from torchaudit.report import Report
@@ -27,9 +27,10 @@ def print_tensor_table(report: Report, to_stderr: bool = False, show_unchanged: 
     rows = report.extras.get("tensor_diff", [])
     console = Console(stderr=to_stderr, highlight=False)
     table = Table(title="tensors (A -> B)", title_justify="left")
-    for col, justify in (("key", "left"), ("shape", "left"), ("dtype", "left"), ("max abs", "right"),
-                         ("max rel", "right"), ("", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("key", "left"), ("shape", "left"), ("dtype", "left"),
+                                                      ("max abs", "right"), ("max rel", "right"), ("", "left"))
+    for col, justify in columns:
+        table.add_column(col, justify=justify)
     hidden = 0
     for r in rows:
         if r["status"] == "unchanged" and not show_unchanged:

@@ -79,8 +79,8 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
             console.print(line)
             if f.fix:
                 console.print(Text(f"      fix: {f.fix}", style="dim"))
-    for line in comparison_lines(report):
-        console.print(line)
+    for comparison in comparison_lines(report):
+        console.print(comparison)
     baseline = report.extras.get("baseline")
     if baseline:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))

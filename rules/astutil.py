@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, TypedDict, TypeGuard
 
 from torchaudit.analyzer.paths import class_file, resolved
 from torchaudit.report import Location
 
 if TYPE_CHECKING:
+    import torch.nn as nn
+
     from torchaudit.analyzer.context import AuditContext, SourceFile
 
 
@@ -24,7 +26,7 @@ class SourceIndex:
     aliases: dict[str, str] = field(default_factory=dict)  # local name -> dotted import path
 
 
-_INDEX: dict[int, tuple[Any, SourceIndex]] = {}
+_INDEX: dict[int, tuple[SourceFile, SourceIndex]] = {}
 
 
 def index(src: SourceFile) -> SourceIndex:
@@ -76,11 +78,11 @@ def has_star_kwargs(call: ast.Call) -> bool:
     return any(kw.arg is None for kw in call.keywords)
 
 
-def is_constant(expr: ast.AST | None, value: Any) -> bool:
+def is_constant(expr: ast.AST | None, value: object) -> bool:
     return isinstance(expr, ast.Constant) and type(expr.value) is type(value) and expr.value == value
 
 
-def is_self_attr(expr: ast.AST, attr: str | None = None) -> bool:
+def is_self_attr(expr: ast.AST, attr: str | None = None) -> TypeGuard[ast.Attribute]:
     """``self.<attr>`` (any attribute when ``attr`` is None)."""
     return (
         isinstance(expr, ast.Attribute)
@@ -111,17 +113,17 @@ def enclosing_class(node: ast.AST, src: SourceFile) -> ast.ClassDef | None:
     return None
 
 
-def method_of(node: ast.AST, src: SourceFile) -> tuple[ast.ClassDef, ast.FunctionDef] | None:
+def method_of(node: ast.AST, src: SourceFile) -> tuple[ast.ClassDef, ast.FunctionDef | ast.AsyncFunctionDef] | None:
     """The (class, method) whose body holds ``node``, for a method defined directly in a class."""
     fn = enclosing_function(node, src)
     if fn is None:
         return None
     parent = index(src).parents.get(fn)
-    return (parent, fn) if isinstance(parent, ast.ClassDef) else None  # type: ignore[return-value]
+    return (parent, fn) if isinstance(parent, ast.ClassDef) else None
 
 
-def methods(cls: ast.ClassDef) -> list[ast.FunctionDef]:
-    return [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]  # type: ignore[misc]
+def methods(cls: ast.ClassDef) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    return [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
 def walk_body(fn: ast.AST) -> Iterator[ast.AST]:
@@ -139,7 +141,7 @@ def instances(ctx: AuditContext, src: SourceFile, cls: ast.ClassDef) -> list[str
     return list(ctx.module_paths_by_class.get((resolved(src.path), cls.name), ()))
 
 
-def class_source(ctx: AuditContext, module: Any) -> tuple[SourceFile, ast.ClassDef] | None:
+def class_source(ctx: AuditContext, module: nn.Module) -> tuple[SourceFile, ast.ClassDef] | None:
     """The parsed class definition of a live module's class, when it is in the user's sources."""
     file = class_file(type(module))
     return ctx.class_defs.get((file, type(module).__name__)) if file is not None else None
@@ -159,7 +161,7 @@ def calls_at(ctx: AuditContext, loc: Location | None) -> Iterable[tuple[SourceFi
     return [(src, c) for c in ctx.calls_by_line.get(resolved(src.path), {}).get(loc.line, [])]
 
 
-def attribution(paths: list[str]) -> tuple[str | None, dict[str, Any]]:
+def attribution(paths: list[str]) -> tuple[str | None, dict[str, list[str]]]:
     """A finding's module (the first instance) and, for a shared class, every instance."""
     if not paths:
         return None, {}
@@ -205,12 +207,19 @@ def attribute_site(ctx: AuditContext, owner: str, attr: str) -> Location | None:
     return None
 
 
-def module_finding_args(ctx: AuditContext, path: str) -> dict[str, Any]:
+class ModuleFindingArgs(TypedDict):
+    """Keyword arguments of :meth:`Rule.finding` for a finding about one module."""
+
+    module: str
+    location: Location | None
+
+
+def module_finding_args(ctx: AuditContext, path: str) -> ModuleFindingArgs:
     """``module`` and ``location`` keyword arguments for a finding about one module."""
     return {"module": path, "location": construction_site(ctx, path)}
 
 
-def owner_attribution(ctx: AuditContext, src: SourceFile, node: ast.AST) -> tuple[str | None, dict[str, Any]]:
+def owner_attribution(ctx: AuditContext, src: SourceFile, node: ast.AST) -> tuple[str | None, dict[str, list[str]]]:
     """Module attribution for a source finding: the instances of the enclosing class, if any."""
     cls = enclosing_class(node, src)
     return attribution(instances(ctx, src, cls) if cls is not None else [])

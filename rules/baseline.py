@@ -10,12 +10,21 @@ import json
 import tokenize
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from torchaudit.errors import OptionError
 from torchaudit.report import Finding, Report
 
 BASELINE_VERSION = 1
+
+
+class BaselineEntry(TypedDict):
+    """One accepted finding, as a baseline file lists it."""
+
+    rule: str
+    module: str | None
+    fingerprint: str
+    message: str
 
 
 def _code_only(line: str) -> str:
@@ -52,12 +61,12 @@ def fingerprint(finding: Finding) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 
 
-def _key(entry: dict[str, Any]) -> tuple[str, str, str]:
+def _key(entry: dict[str, Any]) -> tuple[str, str, str]:  # an entry as read back from JSON
     return (entry["rule"], entry.get("module") or "", entry["fingerprint"])
 
 
-def entries(report: Report) -> list[dict[str, Any]]:
-    out = [
+def entries(report: Report) -> list[BaselineEntry]:
+    out: list[BaselineEntry] = [
         {"rule": f.rule, "module": f.module, "fingerprint": fingerprint(f), "message": f.message}
         for f in report.findings
     ]
@@ -65,12 +74,13 @@ def entries(report: Report) -> list[dict[str, Any]]:
 
 
 def write_baseline(report: Report, path: str | Path) -> int:
-    data = {"schema_version": BASELINE_VERSION, "tool": "torchaudit", "findings": entries(report)}
+    found = entries(report)
+    data = {"schema_version": BASELINE_VERSION, "tool": "torchaudit", "findings": found}
     try:
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise OptionError(f"cannot write the baseline {path}: {exc.strerror}", "pass a writable path") from exc
-    return len(data["findings"])
+    return len(found)
 
 
 def read_baseline(path: str | Path) -> Counter[tuple[str, str, str]]:

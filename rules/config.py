@@ -31,7 +31,7 @@ _PATTERN = re.compile(r"^TA\d{0,3}$")
 @dataclass(frozen=True)
 class FileConfig:
     path: Path | None = None  # the pyproject.toml read, if any
-    values: dict[str, Any] = field(default_factory=dict)  # keys normalized to dashes
+    values: dict[str, Any] = field(default_factory=dict)  # parsed TOML, keys normalized to dashes
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)

@@ -133,7 +133,8 @@ def parse_docs(cls: type) -> RuleDocs:
 
         return textwrap.dedent("\n".join(parts.get(name, []))).strip()
 
-    return RuleDocs(*(section(h) for h in DOC_HEADINGS), fact=section("Fact"))
+    what, why, example, fix = (section(h) for h in DOC_HEADINGS)
+    return RuleDocs(what, why, example, fix, fact=section("Fact"))
 
 
 def register(cls: type[Rule]) -> type[Rule]:
@@ -212,7 +213,7 @@ def _guarded(rule: Rule, results: Iterable[Finding] | None, out: list[Finding], 
         out.append(_crash(rule, exc))
 
 
-def _call(rule: Rule, method: str, out: list[Finding], broken: set[str], *args: Any) -> None:
+def _call(rule: Rule, method: str, out: list[Finding], broken: set[str], *args: object) -> None:
     if rule.code in broken:
         return
     try:
@@ -273,10 +274,10 @@ def run_rules(
     source_rules = [r for r in rules if _overrides(r, "check_source")]
     if source_rules:
         for src in ctx.sources:
-            for node in ast.walk(src.tree):
+            for ast_node in ast.walk(src.tree):
                 for rule in source_rules:
-                    if isinstance(node, rule.source_nodes):
-                        _call(rule, "check_source", out, broken, node, src, ctx)
+                    if isinstance(ast_node, rule.source_nodes):
+                        _call(rule, "check_source", out, broken, ast_node, src, ctx)
     for rule in rules:
         if _overrides(rule, "finish"):
             _call(rule, "finish", out, broken, ctx)
@@ -323,7 +324,7 @@ def suppressed(finding: Finding, ctx: AuditContext) -> bool:
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[Any, ...]] = set()
+    seen: set[tuple[str, str | None, str | None, Location | None, str]] = set()
     out = []
     for f in findings:
         key = (f.rule, f.module, f.node, f.location, f.message)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from torchaudit.analyzer.paths import resolved
 from torchaudit.report import Location
@@ -36,17 +36,17 @@ class Site:
     location: Location | None
     modules: list[str] = field(default_factory=list)
     node: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)  # what the finding will say (op, target, ...)
 
 
 class Sites:
     """Graph and source evidence for one rule, merged by source line (graph first)."""
 
     def __init__(self) -> None:
-        self._sites: dict[tuple[Any, ...], Site] = {}
+        self._sites: dict[tuple[str, int | str | None], Site] = {}
 
     @staticmethod
-    def _key(loc: Location | None, node: str | None) -> tuple[Any, ...]:
+    def _key(loc: Location | None, node: str | None) -> tuple[str, int | str | None]:
         if loc is not None and loc.line is not None:
             return (str(resolved(Path(loc.file))), loc.line)
         return ("node", node)
@@ -54,7 +54,7 @@ class Sites:
     def has(self, loc: Location | None) -> bool:
         return loc is not None and loc.line is not None and self._key(loc, None) in self._sites
 
-    def add(self, loc: Location | None, modules: Iterable[str | None], node: str | None = None, **data: Any) -> Site:
+    def add(self, loc: Location | None, modules: Iterable[str | None], node: str | None = None, **data: str) -> Site:
         key = self._key(loc, node)
         site = self._sites.get(key)
         if site is None:

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "scan", "compare", "assert_consistent"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Any:  # the lazily imported function (scan, compare, assert_consistent)
     if name == "scan":
         from torchaudit.api import scan
 

@@ -84,7 +84,7 @@ def _extras(skipped: dict[str, str], meta: bool) -> dict[str, Any]:
     return extras
 
 
-def _finding_order(f: Finding) -> tuple[Any, ...]:
+def _finding_order(f: Finding) -> tuple[int, str, str, int, str, str, str]:
     loc = f.location or Location("")
     return (-f.severity.rank, f.rule, loc.file, loc.line or 0, f.module or "", f.node or "", f.message)
 

@@ -11,12 +11,25 @@ Both models are copied; neither is run in place, and the global RNG state is res
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import torch
 import torch.nn as nn
 
 from torchaudit.report import ComparisonResult, Config, Status
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.load.inputs import ExampleInputs
+
+
+class CompareOptions(TypedDict, total=False):
+    """The keyword options of :func:`compare`, as :func:`assert_consistent` passes them on."""
+
+    mode: str
+    atol: float | None
+    rtol: float | None
+    seed: int
+    name: str
 
 
 def compare(
@@ -63,7 +76,9 @@ def compare(
         return result_from(name, configs[0], configs[1], tol, run, state_diff=diffs)
 
 
-def assert_consistent(reference_model: nn.Module, candidate_model: nn.Module, example_inputs: Any, **options: Any) -> ComparisonResult:
+def assert_consistent(
+    reference_model: nn.Module, candidate_model: nn.Module, example_inputs: Any, **options: Unpack[CompareOptions]
+) -> ComparisonResult:
     """Like :func:`compare`, for pytest: raises ``AssertionError`` naming the first divergent
     node, its module and its source line (and the first NaN/Inf, if one appears)."""
     result = compare(reference_model, candidate_model, example_inputs, **options)
@@ -101,7 +116,7 @@ def _device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _convert(inputs: Any, device: torch.device, dtype: torch.dtype) -> Any:
+def _convert(inputs: ExampleInputs, device: torch.device, dtype: torch.dtype) -> ExampleInputs:
     from torchaudit.analyzer.compare.comparisons import convert_inputs
 
     return convert_inputs(inputs, str(device), dtype)

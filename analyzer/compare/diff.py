@@ -10,7 +10,7 @@ activations part. Both files are read by :func:`torchaudit.analyzer.load.checkpo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,9 @@ from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
 from torchaudit.errors import CheckpointError
 from torchaudit.report import ComparisonResult, Config
+
+if TYPE_CHECKING:
+    from torchaudit.analyzer.load.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def tensor_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) ->
     return rows
 
 
-def load_pair(model: nn.Module, path: str, trust: bool) -> tuple[Any, nn.Module | None]:
+def load_pair(model: nn.Module, path: str, trust: bool) -> tuple[Checkpoint, nn.Module | None]:
     """The checkpoint and a copy of ``model`` with it loaded (``None`` when it does not load)."""
     from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint
 

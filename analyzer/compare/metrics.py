@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 import torch
 
@@ -65,7 +65,7 @@ class Tolerance:
         return {"atol": self.atol, "rtol": self.rtol}
 
 
-def is_float(t: Any) -> bool:
+def is_float(t: object) -> TypeGuard[torch.Tensor]:
     return isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import io
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ from torchaudit.analyzer.dtypes import dtype_name, model_dtype, parameter_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
-from torchaudit.analyzer.load.target import needs_no_arguments
+from torchaudit.analyzer.load.target import LoadedTarget, needs_no_arguments
 from torchaudit.report import ComparisonResult, Config, StateDifference
 
 if TYPE_CHECKING:
@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 
 EXERCISE_STEPS = 3
 _PLAIN = (bool, int, float, str, type(None))
+StateValue = torch.Tensor | bool | int | float | str | None  # a tensor or a plain attribute (_PLAIN)
 
 
-def fresh_builder(model: nn.Module, target: Any) -> tuple[Callable[[], nn.Module], str]:
+def fresh_builder(model: nn.Module, target: LoadedTarget | None) -> tuple[Callable[[], nn.Module], str]:
     """How to build a fresh instance, and a label saying which way was used."""
     from torchaudit.analyzer.compare.comparisons import Skip
 
@@ -100,8 +101,8 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> 
     return result_from("reload", cfg, cfg, tol, run, state_diff=tuple(diffs))
 
 
-def _kinds(m: nn.Module) -> dict[str, tuple[str, Any]]:
-    out: dict[str, tuple[str, Any]] = {}
+def _kinds(m: nn.Module) -> dict[str, tuple[str, StateValue]]:
+    out: dict[str, tuple[str, StateValue]] = {}
     for name, p in m._parameters.items():
         if p is not None:
             out[name] = ("parameter", p)
@@ -119,7 +120,7 @@ def _kinds(m: nn.Module) -> dict[str, tuple[str, Any]]:
     return out
 
 
-def _show(v: Any) -> str:
+def _show(v: StateValue) -> str:
     if isinstance(v, torch.Tensor):
         if v.numel() <= 6:
             return str(v.detach().cpu().tolist())
@@ -128,7 +129,7 @@ def _show(v: Any) -> str:
     return repr(v)
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: StateValue, b: StateValue) -> bool:
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a.detach().cpu(), b.detach().cpu()))
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
@@ -150,6 +151,8 @@ def state_diff(reference: nn.Module, candidate: nn.Module) -> list[StateDifferen
             c = cand_items.get(name)
             if r is not None and c is not None and _same(r[1], c[1]):
                 continue
-            kind = (r or c)[0]  # type: ignore[index]
+            either = r or c
+            assert either is not None  # the name is a key of one side or the other
+            kind = either[0]
             out.append(StateDifference(full, kind, _show(r[1]) if r else "(absent)", _show(c[1]) if c else "(absent)"))
     return out

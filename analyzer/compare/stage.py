@@ -14,7 +14,8 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,9 @@ from torchaudit.analyzer.trace.tracing import TraceError
 from torchaudit.analyzer.safety import preserved_modes, preserved_rng
 from torchaudit.report import ComparisonResult, Config, Location, Status
 from torchaudit.errors import OptionError, exception_line
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 NO_INPUTS = ("no example inputs, so nothing could be run; pass --input-shape (e.g. --input-shape 8,16) or "
              "--inputs path.py:fn, or define example_inputs() in the model file")
@@ -132,7 +136,8 @@ def _roots() -> tuple[Path, ...]:
     roots = [Path(torch.__file__).resolve().parent, Path(sysconfig.get_paths()["stdlib"]).resolve()]
     for package in ("torchaudit", "torchaudit.analyzer", "torchaudit.rules", "torchaudit.reports"):
         spec = importlib.util.find_spec(package)
-        roots.extend(Path(p).resolve() for p in (spec.submodule_search_locations or []) if spec is not None)
+        if spec is not None:
+            roots.extend(Path(p).resolve() for p in spec.submodule_search_locations or [])
     return tuple(roots)
 
 
@@ -159,8 +164,8 @@ class ProgressBar:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
-        self.tasks: dict[str, Any] = {}
-        self.progress: Any = None
+        self.tasks: dict[str, TaskID] = {}
+        self.progress: Progress | None = None
 
     def __enter__(self) -> "ProgressBar":
         if self.enabled:
@@ -179,9 +184,9 @@ class ProgressBar:
             self.tasks[name] = self.progress.add_task(name, total=total)
         self.progress.update(self.tasks[name], completed=done, total=total)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self.progress is not None:
-            self.progress.__exit__(*exc)
+            self.progress.__exit__(exc_type, exc, tb)
 
 
 def scan_comparisons(

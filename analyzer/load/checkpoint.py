@@ -16,11 +16,12 @@ with one line saying what the file is and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -34,6 +35,9 @@ from torchaudit.analyzer.load.checkpoint_files import (
 )
 from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
 from torchaudit.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from safetensors import safe_open
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch/serialization.py MAGIC_NUMBER (legacy format)
@@ -105,7 +109,8 @@ class LazySafetensors(Mapping[str, torch.Tensor]):
     """Tensors of a safetensors file, read one at a time when asked for (never all at once)."""
 
     def __init__(self, path: Path, keys: list[str]) -> None:
-        self._path, self._keys, self._handle = path, keys, None
+        self._path, self._keys = path, keys
+        self._handle: safe_open | None = None
 
     def __getitem__(self, key: str) -> torch.Tensor:
         if key not in self._keys:
@@ -143,21 +148,21 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
     outside = classify(names, allowed_globals())
     classes = tuple(sorted(g.name for g in outside if not g.dangerous and is_module_class(g.name, model)))
     unsafe = tuple(g for g in outside if g.name not in classes)
-    base = dict(path=path, format=kind, unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
+    base = Checkpoint(path=path, format=kind, unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
     if (unsafe or classes) and not trust:
         if unsafe:
             reason = "not unpickled: its pickle imports globals outside the weights-only allowlist (TA601)"
         else:
             reason = "not unpickled: it is a whole pickled module (--trust-checkpoint loads it, for files you made)"
-        return Checkpoint(**base, not_loaded_reason=reason)
+        return dataclasses.replace(base, not_loaded_reason=reason)
     obj = _unpickle(path, kind, weights_only=not (unsafe or classes))
     state, wrapper, producer, is_module = unwrap(obj, path)
     entries = {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
-    base["is_pickled_module"] = bool(classes) or is_module
-    return Checkpoint(
-        **base,
+    return dataclasses.replace(
+        base,
+        is_pickled_module=bool(classes) or is_module,
         wrapper_key=wrapper,
         entries=entries,
         tensors=tensors,
@@ -242,7 +247,7 @@ def _stream_pickles(path: Path) -> tuple[list[set[str]], bool]:
     return found, legacy
 
 
-def _unpickle(path: Path, kind: str, *, weights_only: bool) -> Any:
+def _unpickle(path: Path, kind: str, *, weights_only: bool) -> Any:  # whatever the file pickled
     try:
         if kind == "pickle":  # a raw pickle stream: torch.load would read it as the legacy magic number
             with open(path, "rb") as fh:
@@ -267,13 +272,13 @@ def _unpickle(path: Path, kind: str, *, weights_only: bool) -> Any:
         raise CheckpointError(f"{path} could not be loaded as a {kind} checkpoint: {first}", EXPECTED) from None
 
 
-def _is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: object) -> bool:
     return isinstance(obj, Mapping) and all(
         isinstance(k, str) and (isinstance(v, torch.Tensor) or k.endswith("_extra_state")) for k, v in obj.items()
     )
 
 
-def unwrap(obj: Any, path: Path) -> tuple[Mapping[str, Any], str | None, str | None, bool]:
+def unwrap(obj: object, path: Path) -> tuple[Mapping[str, Any], str | None, str | None, bool]:
     """``(state dict, wrapper key, producer, whether it was a module)`` of a loaded object."""
     if isinstance(obj, nn.Module):
         return obj.state_dict(), None, None, True

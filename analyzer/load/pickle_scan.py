@@ -14,10 +14,12 @@ What counts as safe is PyTorch's own weights-only allowlist
 
 from __future__ import annotations
 
-import io
 import pickletools
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import IO, TYPE_CHECKING, Iterator, cast
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 UNRESOLVED = "<unresolved STACK_GLOBAL>"
 EXTENSION = "<copyreg extension>"
@@ -129,7 +131,7 @@ _GETS = {"GET", "BINGET", "LONG_BINGET"}
 _NO_PUSH = {"PROTO", "FRAME", "MEMOIZE", "STOP", "MARK"} | _PUTS
 
 
-def scan_stream(data: io.BufferedIOBase | io.BytesIO) -> tuple[set[str], object]:
+def scan_stream(data: IO[bytes]) -> tuple[set[str], object]:
     """Globals of ONE pickle read from ``data`` (left just after its STOP), and the value
     of its first opcode when that is an integer (the legacy ``torch.save`` magic number).
 
@@ -157,11 +159,11 @@ def scan_stream(data: io.BufferedIOBase | io.BytesIO) -> tuple[set[str], object]
         elif name in _STRINGS:
             pushed.append(arg if isinstance(arg, str) else (arg.decode("latin-1") if isinstance(arg, bytes) else None))
         elif name in _PUTS:
-            memo[int(arg)] = pushed[-1] if pushed else None
+            memo[cast(int, arg)] = pushed[-1] if pushed else None  # genops reads *PUT/*GET arguments as int
         elif name == "MEMOIZE":
             memo[len(memo)] = pushed[-1] if pushed else None
         elif name in _GETS:
-            pushed.append(memo.get(int(arg)))
+            pushed.append(memo.get(cast(int, arg)))
         elif name not in _NO_PUSH:
             pushed.append(None)
         if name == "STOP":
@@ -169,7 +171,7 @@ def scan_stream(data: io.BufferedIOBase | io.BytesIO) -> tuple[set[str], object]
     raise ValueError("the pickle ends before its STOP opcode")
 
 
-def _genops(data: io.BufferedIOBase | io.BytesIO) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
+def _genops(data: IO[bytes]) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
     try:
         for op, arg, pos in pickletools.genops(data):
             yield op, arg, pos
@@ -191,7 +193,7 @@ def classify(names: set[str], allowed: set[str] | None = None) -> list[PickleGlo
     return sorted(out, key=lambda g: (not g.dangerous, g.name))
 
 
-def is_module_class(name: str, model: Any = None) -> bool:
+def is_module_class(name: str, model: nn.Module | None = None) -> bool:
     """An ``nn.Module`` class: resolved from already-imported modules only (never imports),
     or named like a class the model is made of."""
     import sys
@@ -205,7 +207,7 @@ def is_module_class(name: str, model: Any = None) -> bool:
         mod = sys.modules.get(".".join(parts[:i]))
         if mod is None:
             continue
-        obj: Any = mod
+        obj: object = mod
         for attr in parts[i:]:
             obj = getattr(obj, attr, None)
         return isinstance(obj, type) and issubclass(obj, nn.Module)

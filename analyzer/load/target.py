@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import torch.nn as nn
 
@@ -41,7 +41,8 @@ class LoadedTarget:
     def source_files(self) -> list[Path]:
         """The user's Python files: the target's own file first, then the files next to it
         (same folder or below) that it imported, directly or through another such file."""
-        own = Path(self.module.__file__).resolve() if getattr(self.module, "__file__", None) else None
+        file: str | None = getattr(self.module, "__file__", None)
+        own = Path(file).resolve() if file else None
         files = [own] if own else []
         return files + [f for f in self.user_files if f != own]
 
@@ -192,7 +193,7 @@ def _discover(module: ModuleType, where: str) -> str:
     )
 
 
-def _build(obj: Any, label: str) -> nn.Module:
+def _build(obj: object, label: str) -> nn.Module:
     if not callable(obj):
         raise TargetError(f"{label} is a {type(obj).__name__}, not an nn.Module or a factory", "name an nn.Module class or a zero-argument factory")
     if not needs_no_arguments(obj):
@@ -212,7 +213,7 @@ def _build(obj: Any, label: str) -> nn.Module:
     return model
 
 
-def load_target(spec: str, build_context: Callable[[], Any] | None = None) -> LoadedTarget:
+def load_target(spec: str, build_context: Callable[[], ContextManager[object]] | None = None) -> LoadedTarget:
     """Import the target and build the model (in whatever mode its constructor leaves it).
 
     ``build_context`` makes a context manager that every build (the first and each

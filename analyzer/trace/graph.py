@@ -14,10 +14,12 @@ import inspect
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import networkx as nx
 import torch
+from torch.fx.node import Target
+from torch.fx.passes.shape_prop import TensorMetadata
 
 from torchaudit.analyzer.values import tensor_leaves
 from torchaudit.report import Location, OutlineNode
@@ -41,7 +43,7 @@ class GraphNode:
     device: str | None = None
     location: Location | None = None  # the user line that made it; inputs/output: the def forward line;
     # lifted parameters: the first line using them; else the nearest non-torch forward's def line
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, bool] = field(default_factory=dict)  # flags: "pinned" (fixed by concrete_args)
 
     @property
     def op_name(self) -> str:
@@ -95,7 +97,7 @@ class ModelGraph:
         return list(self.graph.successors(name))
 
 
-def type_name(m: Any) -> str:
+def type_name(m: object) -> str:
     """The qualified class name of a module: ``torch.nn.modules.linear.Linear``."""
     return f"{type(m).__module__}.{type(m).__qualname__}"
 
@@ -113,7 +115,7 @@ def location_from_stack(stack_trace: str | None) -> Location | None:
     return None
 
 
-def tensor_facts(value: Any) -> tuple[tuple[int, ...] | None, str | None, str | None]:
+def tensor_facts(value: object) -> tuple[tuple[int, ...] | None, str | None, str | None]:
     """Shape, dtype and device of a value's first tensor (of a tuple, dict or model output too)."""
     tensor = value if isinstance(value, torch.Tensor) else next(iter(tensor_leaves(value)), None)
     if tensor is None:
@@ -125,7 +127,7 @@ def tensor_facts(value: Any) -> tuple[tuple[int, ...] | None, str | None, str | 
     return shape, str(tensor.dtype).removeprefix("torch."), str(tensor.device)
 
 
-def qualified(target: Any) -> str:
+def qualified(target: Target) -> str:
     """``torch.sigmoid``, ``torch.nn.functional.gelu``, ``_operator.add``, ``aten.linear.default``."""
     if isinstance(target, str):
         return target
@@ -210,7 +212,7 @@ def forward_def_location(module: torch.nn.Module) -> Location | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _def_location(fn: Any) -> Location | None:
+def _def_location(fn: Callable[..., Any]) -> Location | None:
     try:
         file = inspect.getsourcefile(fn)
         line = inspect.getsourcelines(fn)[1]
@@ -248,8 +250,9 @@ def _stack(path: str) -> tuple[str, ...]:
     return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
-def _from_tensor_meta(tm: Any) -> tuple[tuple[int, ...] | None, str | None, str | None]:
-    if hasattr(tm, "shape"):
+def _from_tensor_meta(tm: object) -> tuple[tuple[int, ...] | None, str | None, str | None]:
+    """Facts of fx's ``tensor_meta``: a TensorMetadata, or containers of them for several outputs."""
+    if isinstance(tm, TensorMetadata):
         return tuple(int(s) for s in tm.shape), str(tm.dtype).removeprefix("torch."), None
     if isinstance(tm, (tuple, list)) and tm:
         return _from_tensor_meta(tm[0])

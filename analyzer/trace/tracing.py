@@ -18,11 +18,12 @@ import logging
 import operator
 import sys
 import warnings
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterator, TypeGuard
 
 import torch
 import torch.fx
 import torch.nn as nn
+from torch.fx.node import Argument, Target
 from torch.fx.passes.shape_prop import ShapeProp
 
 from torchaudit.analyzer.trace.graph import ModelGraph, from_fx, tensor_facts
@@ -30,6 +31,10 @@ from torchaudit.analyzer.trace.hooks_graph import trace_hooks
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.safety import model_copy, preserved_rng
 from torchaudit.errors import exception_line
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.utils.fx import HFTracer
 
 LOST = {
     "fx": "",
@@ -108,7 +113,7 @@ def _placeholder_values(gm: torch.fx.GraphModule, bound: dict[str, Any], concret
     return values
 
 
-def _param_name(target: str, *known: dict[str, Any]) -> str:
+def _param_name(target: str, *known: Container[str]) -> str:
     """The forward parameter a placeholder stands for: fx renames pinned ones ``mask_1``."""
     name = target.lstrip("*")
     if any(name in k for k in known):
@@ -120,7 +125,7 @@ def _param_name(target: str, *known: dict[str, Any]) -> str:
 class _Propagate(ShapeProp):
     """fx's ShapeProp, also recording each node's device, and ``**kwargs`` passed as one dict."""
 
-    def placeholder(self, target: Any, args: Any, kwargs: Any) -> Any:
+    def placeholder(self, target: Target, args: tuple[Argument, ...], kwargs: dict[str, Any]) -> Any:
         if str(target).startswith("**"):
             return next(self.args_iter)
         return super().placeholder(target, args, kwargs)
@@ -179,7 +184,7 @@ def trace_fx(model: nn.Module, inputs: ExampleInputs | None, run_check: bool = T
     return from_fx(gm, "fx", model, traced_mode="eval")
 
 
-def _is_transformers_model(model: nn.Module) -> bool:
+def _is_transformers_model(model: nn.Module) -> TypeGuard[PreTrainedModel]:
     if "transformers" not in sys.modules:
         return False
     from transformers import PreTrainedModel
@@ -210,7 +215,7 @@ def trace_transformers(model: nn.Module, inputs: ExampleInputs | None, run_check
 
 
 @contextlib.contextmanager
-def _restores_hf_patches(model: nn.Module, tracer_cls: Any) -> Any:
+def _restores_hf_patches(model: nn.Module, tracer_cls: type[HFTracer]) -> Iterator[None]:
     """Undo what ``HFTracer.patch_for_tracing`` patches, also when the trace fails.
 
     transformers 4.57's ``patch_for_tracing`` (transformers/utils/fx.py) replaces ``torch.empty``,
@@ -259,7 +264,7 @@ TRACERS: list[tuple[str, Callable[..., ModelGraph]]] = [
 
 
 @contextlib.contextmanager
-def quiet_tracers() -> Any:
+def quiet_tracers() -> Iterator[None]:
     """Tracers that fail log graphs and warnings at length; their one-line reason is kept instead."""
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
@@ -341,7 +346,7 @@ def rebind(graph: ModelGraph, model: nn.Module, mode: str) -> ModelGraph | None:
     return dataclasses.replace(graph, gm=gm)
 
 
-def _has_attr(obj: Any, target: str) -> bool:
+def _has_attr(obj: object, target: str) -> bool:
     try:
         operator.attrgetter(target)(obj)
     except AttributeError:

@@ -48,9 +48,12 @@ class BatchNormStatsNeverAccumulated(Rule):
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment
-        if found is None or found[0].tensors is None:
+        if found is None:
             return
         ckpt, al, _ = found
+        tensors = ckpt.tensors
+        if tensors is None:
+            return
         to_ckpt = {m: c for c, m in al.to_model.items()}
         for path, module in ctx.model.named_modules():
             if not isinstance(module, _NormBase) or not module.track_running_stats:
@@ -59,8 +62,8 @@ class BatchNormStatsNeverAccumulated(Rule):
             keys = [to_ckpt.get(pre + n) for n in ("running_mean", "running_var", "num_batches_tracked")]
             if keys[0] is None or keys[1] is None:
                 continue
-            mean, var = ckpt.tensors[keys[0]], ckpt.tensors[keys[1]]
-            count = ckpt.tensors[keys[2]] if keys[2] is not None else None
+            mean, var = tensors[keys[0]], tensors[keys[1]]
+            count = tensors[keys[2]] if keys[2] is not None else None
             fresh = bool(torch.all(mean == 0)) and bool(torch.all(var == 1))
             if not fresh or (count is not None and int(count.reshape(-1)[0]) != 0):
                 continue

@@ -52,11 +52,13 @@ class DtypeMismatch(Rule):
         if found is None:
             return
         ckpt, al, model = found
+        entries = ckpt.entries
+        assert entries is not None  # checkpoint_alignment is None for a checkpoint without entries
         pairs: dict[tuple[str, str], list[str]] = {}
         for ckey, mkey in al.to_model.items():
-            have, want = ckpt.entries[ckey], model[mkey]  # type: ignore[index]
-            if have.dtype != want.dtype:
-                pairs.setdefault((_name(have.dtype), _name(want.dtype)), []).append(mkey)
+            in_file, in_model = entries[ckey], model[mkey]
+            if in_file.dtype != in_model.dtype:
+                pairs.setdefault((_name(in_file.dtype), _name(in_model.dtype)), []).append(mkey)
         for (have, want), keys in pairs.items():
             shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
             yield self.finding(

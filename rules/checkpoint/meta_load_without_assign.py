@@ -23,8 +23,9 @@ def _is_meta(expr: ast.AST | None) -> bool:
 
 def _meta_context(with_node: ast.With, src: SourceFile) -> bool:
     for item in with_node.items:
-        name = astutil.call_name(item.context_expr, src)
-        if name == "torch.device" and _is_meta(item.context_expr.args[0] if item.context_expr.args else None):  # type: ignore[attr-defined]
+        call = item.context_expr
+        name = astutil.call_name(call, src)
+        if name == "torch.device" and isinstance(call, ast.Call) and _is_meta(call.args[0] if call.args else None):
             return True
         if name and name.endswith("init_empty_weights"):
             return True
@@ -44,7 +45,8 @@ def _meta_value(value: ast.AST) -> bool:
 
 def _meta_lines(scope: ast.AST, name: str, src: SourceFile) -> tuple[list[int], list[int]]:
     """Lines where ``name`` is bound to a meta-device model, and lines that materialize it."""
-    meta, real = [], []
+    meta: list[int] = []
+    real: list[int] = []
     for n in astutil.walk_body(scope) if not isinstance(scope, ast.Module) else ast.walk(scope):
         if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets):
             in_meta = any(isinstance(a, ast.With) and _meta_context(a, src) for a in astutil.ancestors(n, src))

@@ -46,8 +46,10 @@ class ShapeMismatch(Rule):
         if found is None:
             return
         ckpt, al, model = found
+        entries = ckpt.entries
+        assert entries is not None  # checkpoint_alignment is None for a checkpoint without entries
         for ckey, mkey in al.to_model.items():
-            have, want = ckpt.entries[ckey], model[mkey]  # type: ignore[index]
+            have, want = entries[ckey], model[mkey]
             if have.shape == want.shape:
                 continue
             yield self.finding(

@@ -15,8 +15,11 @@ if TYPE_CHECKING:
 FACTORIES = {"build_model", "get_model", "fresh_model"}
 
 
-def _cuda_literal(expr: ast.AST | None) -> bool:
-    return isinstance(expr, ast.Constant) and isinstance(expr.value, str) and expr.value.split(":")[0] == "cuda"
+def _cuda_literal(expr: ast.AST | None) -> str | None:
+    """The device string of a literal ``"cuda..."``, else ``None``."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str) and expr.value.split(":")[0] == "cuda":
+        return expr.value
+    return None
 
 
 def _guarded(node: ast.AST, src: SourceFile) -> bool:
@@ -32,13 +35,14 @@ def _guarded(node: ast.AST, src: SourceFile) -> bool:
 def hardcoded(call: ast.Call, src: SourceFile) -> str | None:
     if isinstance(call.func, ast.Attribute) and call.func.attr == "cuda" and not (astutil.call_name(call, src) or "").startswith("torch."):
         return ".cuda()"
-    if isinstance(call.func, ast.Attribute) and call.func.attr == "to" and call.args and _cuda_literal(call.args[0]):
-        return f'.to("{call.args[0].value}")'  # type: ignore[attr-defined]
-    if astutil.call_name(call, src) == "torch.device" and call.args and _cuda_literal(call.args[0]):
-        return f'torch.device("{call.args[0].value}")'  # type: ignore[attr-defined]
-    dev = astutil.argument(call, "device")
-    if _cuda_literal(dev):
-        return f'device="{dev.value}"'  # type: ignore[union-attr]
+    first = _cuda_literal(call.args[0]) if call.args else None
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "to" and first:
+        return f'.to("{first}")'
+    if astutil.call_name(call, src) == "torch.device" and first:
+        return f'torch.device("{first}")'
+    dev = _cuda_literal(astutil.argument(call, "device"))
+    if dev:
+        return f'device="{dev}"'
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
-from torchaudit.report import ComparisonResult, Finding, Status
+from torchaudit.report import ComparisonResult, Divergence, ErrorStats, Finding, NodeComparison, Status
 from torchaudit.rules.engine import Rule
 
 if TYPE_CHECKING:
@@ -30,13 +30,13 @@ def kind_of(result: ComparisonResult) -> str:
     return "determinism"
 
 
-def where(d: Any) -> str:
+def where(d: Divergence | NodeComparison) -> str:
     module = f" in module '{d.module}'" if d.module else " in the top-level forward"
     line = f" ({d.location})" if d.location else ""
     return f"node '{d.node}' ({d.op}){module}{line}"
 
 
-def error_text(stats: Any) -> str:
+def error_text(stats: ErrorStats) -> str:
     return f"max abs {stats.max_abs:.3g}, max rel {stats.max_rel:.3g}, cosine {stats.cosine:.6f}"
 
 
@@ -55,7 +55,7 @@ class DivergenceRule(Rule):
                 continue
             yield from self.report(result, d)
 
-    def report(self, result: ComparisonResult, d: Any) -> Iterator[Finding]:
+    def report(self, result: ComparisonResult, d: Divergence) -> Iterator[Finding]:
         yield self.finding(
             self.message(result, d),
             fix=self.fix_text(result, d),
@@ -65,14 +65,14 @@ class DivergenceRule(Rule):
             evidence=evidence(result, d),
         )
 
-    def message(self, result: ComparisonResult, d: Any) -> str:
+    def message(self, result: ComparisonResult, d: Divergence) -> str:
         raise NotImplementedError
 
-    def fix_text(self, result: ComparisonResult, d: Any) -> str:
+    def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         raise NotImplementedError
 
 
-def evidence(result: ComparisonResult, d: Any) -> dict[str, Any]:
+def evidence(result: ComparisonResult, d: Divergence) -> dict[str, Any]:
     return {
         "comparison": result.name,
         "reference": str(result.reference),

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
-from torchaudit.report import ComparisonResult, Severity
+from torchaudit.report import ComparisonResult, Divergence, Severity
 from torchaudit.rules.dynamic.base import DivergenceRule, error_text, where
 from torchaudit.rules.engine import register
 
@@ -38,8 +36,8 @@ class BatchDependentEval(DivergenceRule):
     title = "Eval-mode output depends on the rest of the batch"
     comparison = "batch"
 
-    def message(self, result: ComparisonResult, d: Any) -> str:
+    def message(self, result: ComparisonResult, d: Divergence) -> str:
         return f"each sample alone and the whole batch part at {where(d)}: {error_text(d.local)}"
 
-    def fix_text(self, result: ComparisonResult, d: Any) -> str:
+    def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         return "use running statistics in eval (track_running_stats=True) or a per-sample normalization"

@@ -83,7 +83,7 @@ def reads_training(cls: ast.ClassDef) -> bool:
         if fn.name == "__init__":
             continue
         for n in astutil.walk_body(fn):
-            if astutil.is_self_attr(n, "training") and isinstance(n.ctx, ast.Load):  # type: ignore[attr-defined]
+            if astutil.is_self_attr(n, "training") and isinstance(n.ctx, ast.Load):
                 return True
     return False
 
@@ -149,6 +149,7 @@ class FunctionalTrainingRule(Rule):
         return ()
 
     def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        assert isinstance(node, ast.Call)  # source_nodes: calls only
         name = astutil.call_name(node, source)
         if name not in TRAINING_POSITION:
             return ()
@@ -156,7 +157,7 @@ class FunctionalTrainingRule(Rule):
         paths = astutil.instances(ctx, source, owner) if owner else []
         if not paths:
             return ()
-        kind = training_arg(node, name)[0]  # type: ignore[arg-type]
+        kind = training_arg(node, name)[0]
         if kind == "missing" and not DROPOUT_DEFAULTS.get(name, False):
             return ()  # alpha_dropout and batch_norm default to training=False
         loc = astutil.location(source, node)

@@ -47,8 +47,8 @@ class TrainingControlFlow(Rule):
     source_nodes = (ast.If, ast.IfExp, ast.While)
 
     def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
-        test = node.test  # type: ignore[attr-defined]
-        if not any(astutil.is_self_attr(n, "training") for n in ast.walk(test)):
+        assert isinstance(node, (ast.If, ast.IfExp, ast.While))
+        if not any(astutil.is_self_attr(n, "training") for n in ast.walk(node.test)):
             return
         owner = astutil.method_of(node, source)
         if owner is None or owner[1].name in _NOT_FORWARD:

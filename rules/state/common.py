@@ -15,7 +15,7 @@ INIT_METHODS = {"__init__", "__setstate__", "reset_parameters", "_reset_paramete
 class Write:
     attr: str
     method: str
-    node: ast.AST
+    node: ast.stmt | ast.expr  # the assignment or the in-place call
     how: str  # "assign", "augassign", "item", "inplace"
 
 
@@ -42,7 +42,7 @@ def self_writes(cls: ast.ClassDef) -> Iterator[Write]:
                 and astutil.is_self_attr(n.func.value)
             ):
                 found.append(Write(n.func.value.attr, fn.name, n, "inplace"))
-    yield from sorted(found, key=lambda w: (w.node.lineno, w.node.col_offset))  # type: ignore[attr-defined]
+    yield from sorted(found, key=lambda w: (w.node.lineno, w.node.col_offset))
 
 
 def forward_reads(cls: ast.ClassDef) -> set[str]:
@@ -52,8 +52,8 @@ def forward_reads(cls: ast.ClassDef) -> set[str]:
         if fn.name != "forward":
             continue
         for n in astutil.walk_body(fn):
-            if astutil.is_self_attr(n) and isinstance(n.ctx, ast.Load):  # type: ignore[attr-defined]
-                out.add(n.attr)  # type: ignore[attr-defined]
+            if astutil.is_self_attr(n) and isinstance(n.ctx, ast.Load):
+                out.add(n.attr)
             elif isinstance(n, ast.AugAssign) and astutil.is_self_attr(n.target):
-                out.add(n.target.attr)  # type: ignore[attr-defined]
+                out.add(n.target.attr)
     return out

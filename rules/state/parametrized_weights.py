@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
+import torch.nn as nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.weight_norm import WeightNorm
 
 from torchaudit.report import Finding, Severity
 from torchaudit.rules.astutil import module_finding_args
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    import torch.nn as nn
-
     from torchaudit.analyzer.context import AuditContext
 
 
@@ -49,10 +49,12 @@ class ParametrizedWeights(Rule):
     def check_module(self, path: str, module: nn.Module, ctx: AuditContext) -> Iterable[Finding]:
         keys: list[str] = []
         if parametrize.is_parametrized(module):
-            for name, plist in module.parametrizations.items():  # type: ignore[union-attr]
+            plists = module.parametrizations
+            assert isinstance(plists, nn.ModuleDict)  # is_parametrized checks that it is one
+            for name, plist in plists.items():
                 keys += [f"parametrizations.{name}.{k}" for k, _ in plist.named_parameters(recurse=False)]
         for hook in module._forward_pre_hooks.values():
-            if type(hook).__name__ == "WeightNorm":
+            if isinstance(hook, WeightNorm):
                 keys += [f"{hook.name}_g", f"{hook.name}_v"]
         if keys:
             yield self.finding(

@@ -66,19 +66,19 @@ class PlainTensorAttribute(Rule):
         known |= {n for n, _ in model.named_buffers(remove_duplicate=False)}
         hits: dict[str, tuple[str | None, Location | None, torch.Tensor]] = {}
         if ctx.graph is not None and ctx.graph.gm is not None:
-            for node in ctx.graph:
-                name = node.target
-                if node.op != "get_attr" or name in known or name.rsplit(".", 1)[-1].startswith(_GENERATED):
+            for gnode in ctx.graph:
+                name = gnode.target
+                if gnode.op != "get_attr" or name in known or name.rsplit(".", 1)[-1].startswith(_GENERATED):
                     continue
                 value = _resolve(model, name)
                 if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
-                    hits.setdefault(name, (node.name, node.location, value))
+                    hits.setdefault(name, (gnode.name, gnode.location, value))
         else:
             for path, m in model.named_modules():
                 for attr, value in vars(m).items():
                     if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
                         hits.setdefault(f"{path}.{attr}" if path else attr, (None, None, value))
-        for name, (node, used_at, value) in sorted(hits.items()):
+        for name, (node_name, used_at, value) in sorted(hits.items()):
             owner, _, attr = name.rpartition(".")
             shape = "x".join(str(s) for s in value.shape) or "scalar"
             yield self.finding(
@@ -86,7 +86,7 @@ class PlainTensorAttribute(Rule):
                 "state_dict() does not save it and .to()/.half() do not move or cast it",
                 fix=f'register it: self.register_buffer("{attr}", ...) (or nn.Parameter if it is learned)',
                 module=owner,
-                node=node,
+                node=node_name,
                 location=astutil.attribute_site(ctx, owner, attr) or used_at,
                 evidence={"attribute": name, "target": name},
             )

@@ -55,13 +55,13 @@ class UntraceableModel(Rule):
                 evidence={"tracer": None, "failures": failures},
             )
             return
-        failures = [n for n in graph.notes if not n.startswith("lost:")]
+        reasons = [n for n in graph.notes if not n.startswith("lost:")]
         yield self.finding(
             f"torch.fx.symbolic_trace could not trace the model, so the {graph.tracer} tracer was used "
-            f"({'; '.join(failures)}); lost: {LOST[graph.tracer]}",
+            f"({'; '.join(reasons)}); lost: {LOST[graph.tracer]}",
             fix="nothing to fix for a scan; move data-dependent Python control flow out of forward to get the plain fx graph",
             module="",
-            evidence={"tracer": graph.tracer, "failures": failures},
+            evidence={"tracer": graph.tracer, "failures": reasons},
         )
 
 
