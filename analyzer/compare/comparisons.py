@@ -127,7 +127,9 @@ def skipped(name: str, reason: str, ref: Config | None = None, cand: Config | No
 
 
 def progress_for(opts: Options, name: str) -> Callable[[int, int], None] | None:
-    return (lambda done, total: opts.progress(name, done, total)) if opts.progress else None
+    """``opts.progress`` for the comparison ``name``, or ``None`` without a progress bar."""
+    progress = opts.progress
+    return (lambda done, total: progress(name, done, total)) if progress is not None else None
 
 
 def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Config, cand: Config, opts: Options,

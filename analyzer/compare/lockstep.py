@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+import torch.fx
+from torch.fx.node import Target
 
 from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph
 from torchaudit.analyzer.compare.sides import Candidate, NotRunnable, Side
-from torchaudit.analyzer.compare.metrics import Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
+from torchaudit.analyzer.compare.metrics import Measured, Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.analyzer.values import cloned, zip_map
 from torchaudit.report import Divergence, ErrorStats, NodeComparison
 
@@ -260,7 +262,7 @@ def _run_shadow(ref: Side, cand: Candidate, name: str, casts: _Casts) -> tuple[A
         return cand.execute(name, args, kwargs), from_ref
 
 
-def _rearranges(node: Any) -> bool:
+def _rearranges(node: torch.fx.Node) -> bool:
     """An op that only moves or selects tensor elements (``view``, ``transpose``, ``getitem``):
     applied to a cast value, it gives the cast of its output."""
     return node.op in ("call_method", "call_function") and _op_name(node.target) in REARRANGING
@@ -310,6 +312,8 @@ def record(
     total = compare_values(prepared, y_b, tol, cand_dtype, ws=ws)
     if total is None:
         return False
+    local: Measured | None
+    inherited: Measured | None
     if y_shadow is SAME_AS_CANDIDATE:
         local, inherited = total, None
     else:
@@ -366,7 +370,7 @@ SHAPE_OPS = frozenset({
 REARRANGING = SHAPE_OPS - {"size", "dim", "getattr"}  # those three give Python values, not tensors
 
 
-def _op_name(target: Any) -> str:
+def _op_name(target: Target) -> str:
     if isinstance(target, str):
         return target
     name = getattr(target, "__name__", "") or str(target)

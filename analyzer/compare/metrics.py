@@ -79,8 +79,8 @@ def has_nonfinite(value: Any) -> bool:
 
 
 @dataclass
-class _Acc:
-    """Accumulates statistics over the leaves of one output."""
+class Measured:
+    """The error statistics of one output against another, accumulated over its leaves."""
 
     max_abs: float = 0.0
     max_rel: float = 0.0
@@ -199,7 +199,7 @@ class Reference:
         return self._sq[key]
 
 
-def _add_tensor(acc: _Acc, ref: Reference, i: int, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype,
+def _add_tensor(acc: Measured, ref: Reference, i: int, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype,
                 light: bool, ws: Workspace | None) -> None:
     r = ref.leaves[i]
     if r.shape != cand.shape:
@@ -288,7 +288,7 @@ def _max_magnitude(t: torch.Tensor) -> float:
 
 
 def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype, light: bool = False,
-                   ws: Workspace | None = None) -> _Acc | None:
+                   ws: Workspace | None = None) -> Measured | None:
     """Leaf-by-leaf statistics, or ``None`` when the values hold nothing comparable.
 
     ``ref`` may be a :class:`Reference` (prepared once, compared several times). ``light``
@@ -298,7 +298,7 @@ def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype,
     ref_leaves, cand_leaves = prepared.leaves, list(leaves(cand))
     if not cand_leaves and not ref_leaves:
         return None
-    acc = _Acc()
+    acc = Measured()
     if len(ref_leaves) != len(cand_leaves):
         acc.exact_mismatch = acc.differs = True
         acc.count = acc.mismatched = 1
@@ -337,7 +337,7 @@ def fan_in(values: list[Any]) -> int:
     return k
 
 
-def diverges(local: _Acc | None, tol: Tolerance, k: int, explained_rel: Callable[[], float] | None = None) -> bool:
+def diverges(local: Measured | None, tol: Tolerance, k: int, explained_rel: Callable[[], float] | None = None) -> bool:
     """Is this node's own error beyond tolerance and beyond what rounding explains?"""
     if local is None:
         return False

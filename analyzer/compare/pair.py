@@ -203,12 +203,12 @@ def hook_pair(ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.d
     cand_counts: dict[str, int] = {}
 
     def ref_hook(path: str) -> Callable[..., None]:
-        def hook(mod: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+        def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
             recorded[name_for(path, ref_counts)] = (args, kwargs, out)
         return hook
 
     def cand_hook(path: str) -> Callable[..., None]:
-        def hook(mod: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+        def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
             if state["busy"]:
                 return
             name = name_for(path, cand_counts)

@@ -32,11 +32,12 @@ class RngStream:
             torch.manual_seed(seed)
             self.state = self._get()
 
-    def _get(self) -> Any:
+    def _get(self) -> tuple[torch.Tensor, ...]:
+        """The CPU generator's state, and the current CUDA device's on a CUDA side."""
         cpu = torch.random.get_rng_state()
         return (cpu, torch.cuda.get_rng_state()) if self.cuda else (cpu,)
 
-    def _set(self, state: Any) -> None:
+    def _set(self, state: tuple[torch.Tensor, ...]) -> None:
         torch.random.set_rng_state(state[0])
         if self.cuda:
             torch.cuda.set_rng_state(state[1])
@@ -108,7 +109,8 @@ def _mutates(n: torch.fx.Node, gm: torch.fx.GraphModule) -> bool:
     if n.op == "call_module":
         return bool(getattr(gm.get_submodule(str(n.target)), "inplace", False))
     if n.op == "call_function":
-        if getattr(n.target, "__module__", None) in ("_operator", "operator") and n.target.__name__ in inplace_methods:
+        name = getattr(n.target, "__name__", "")
+        if getattr(n.target, "__module__", None) in ("_operator", "operator") and name in inplace_methods:
             return True  # x[i] = v, x += y: torch/fx/graph.py's table of in-place operators
         schema = getattr(n.target, "_schema", None)
         if schema is not None:
@@ -147,7 +149,11 @@ class Candidate(Side, Protocol):
     """The candidate side also runs its ops on the reference's inputs (the shadow), and its
     nodes name the findings."""
 
-    nodes: Mapping[str, torch.fx.Node]
+    @property
+    def nodes(self) -> Mapping[str, torch.fx.Node]:
+        """The graph's nodes by name."""
+        ...
+
     env: dict[str, Any]  # values alive now, by node name
     inputs: dict[str, Any]  # placeholder values
     rng: RngStream
@@ -168,17 +174,18 @@ class Candidate(Side, Protocol):
 class FxSide:
     """A graph bound to one model instance, run one node at a time."""
 
-    def __init__(self, graph: ModelGraph, inputs: ExampleInputs, rng: RngStream, model_forward: Any = None) -> None:
+    def __init__(self, graph: ModelGraph, inputs: ExampleInputs, rng: RngStream,
+                 model_forward: Callable[..., Any] | None = None) -> None:
         assert graph.gm is not None
         self.gm = graph.gm
         self.graph = graph
         self.interp = torch.fx.Interpreter(self.gm, garbage_collect_values=False)
-        self.nodes = {n.name: n for n in self.gm.graph.nodes}
+        self.nodes: dict[str, torch.fx.Node] = {n.name: n for n in self.gm.graph.nodes}
         self.order = list(self.nodes)
         self.env: dict[str, Any] = {}
         self.rng = rng
-        if model_forward is not None:
-            self.gm._ta_root_forward = model_forward  # type: ignore[assignment]
+        if model_forward is not None:  # placeholder_values binds inputs by forward's signature
+            self.gm._ta_root_forward = model_forward  # type: ignore[assignment]  # Module.__setattr__ is typed for tensors and modules; a plain callable lands in __dict__
         self.inputs = placeholder_values(self.gm, inputs)
 
     def __contains__(self, name: str) -> bool:
@@ -236,7 +243,8 @@ class NotRunnable:
 class PerSampleSide:
     """The reference of ``batch``: one graph run per sample; values joined on demand."""
 
-    def __init__(self, graph: ModelGraph, samples: list[ExampleInputs], rng: RngStream, model_forward: Any = None) -> None:
+    def __init__(self, graph: ModelGraph, samples: list[ExampleInputs], rng: RngStream,
+                 model_forward: Callable[..., Any] | None = None) -> None:
         self.sides = [FxSide(graph, s, rng, model_forward) for s in samples]
         self.nodes = self.sides[0].nodes
         self.order = self.sides[0].order

@@ -103,7 +103,7 @@ def parse_input_shape(text: str, default_dtype: torch.dtype = torch.float32) -> 
     return torch.randint(0, 8, shape, generator=gen).to(dtype)
 
 
-def _call_inputs_fn(fn: Any, label: str) -> Any:
+def _call_inputs_fn(fn: object, label: str) -> Any:
     if not callable(fn):
         raise InputError(f"{label} is not callable", "make it a function that returns the example inputs")
     try:

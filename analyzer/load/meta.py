@@ -52,7 +52,7 @@ def new_mode() -> FakeTensorMode:
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
-def is_valueless(t: Any) -> bool:
+def is_valueless(t: object) -> bool:
     """A tensor without data: a ``FakeTensor`` or a tensor on the ``meta`` device."""
     return isinstance(t, torch.Tensor) and (isinstance(t, FakeTensor) or t.is_meta)
 
@@ -64,7 +64,7 @@ def has_no_values(model: nn.Module) -> bool:
 
 def _module_tensors(model: nn.Module) -> list[torch.Tensor]:
     """Parameters, buffers and plain tensor attributes of every submodule."""
-    found: list[torch.Tensor] = []
+    found: list[torch.Tensor | None] = []
     for m in model.modules():
         found.extend(m._parameters.values())
         found.extend(m._buffers.values())
@@ -86,6 +86,7 @@ def shared_state(model: nn.Module) -> dict[int, Any]:
 def _to_fake(t: torch.Tensor, mode: FakeTensorMode) -> torch.Tensor:
     if isinstance(t, FakeTensor):
         return t
+    fake: torch.Tensor
     if t.is_meta:  # no data to convert: wrap the meta tensor as a fake one on the CPU
         fake = FakeTensor(mode, t.detach(), torch.device("cpu"))
     else:

@@ -13,7 +13,8 @@ import inspect
 import os
 import sys
 import weakref
-from typing import Any, Callable
+from types import FrameType
+from typing import Any, Callable, Collection
 
 import networkx as nx
 import torch
@@ -38,7 +39,7 @@ class _Provenance(TorchFunctionMode):
         super().__init__()
         self._seen: dict[int, tuple[weakref.ref, frozenset[str]]] = {}
 
-    def of(self, obj: Any) -> frozenset[str]:
+    def of(self, obj: object) -> frozenset[str]:
         found: set[str] = set()
         for t in tensor_leaves(obj):
             hit = self._seen.get(id(t))
@@ -46,14 +47,16 @@ class _Provenance(TorchFunctionMode):
                 found |= hit[1]
         return frozenset(found)
 
-    def mark(self, obj: Any, names: frozenset[str]) -> None:
+    def mark(self, obj: object, names: frozenset[str]) -> None:
         for t in tensor_leaves(obj):
             try:
                 self._seen[id(t)] = (weakref.ref(t), names)
             except TypeError:  # not weak-referenceable
                 continue
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Collection[type], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+    ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         sources = self.of((args, kwargs))
@@ -64,7 +67,7 @@ class _Provenance(TorchFunctionMode):
 
 def _caller_location() -> Location | None:
     """The innermost frame in the user's code (not torch, not torchaudit)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         path = frame.f_code.co_filename
         if not (path.startswith(_TORCH_DIR) or path.startswith(_OWN_DIRS) or path.startswith("<")):
