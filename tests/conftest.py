@@ -34,3 +34,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> "subpr
         cwd=str(cwd or ROOT),
         timeout=timeout,
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` need a CUDA device: skip them, saying so, where there is none."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
+    for item in cuda_items:
+        item.add_marker(skip)

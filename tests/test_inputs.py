@@ -116,7 +116,7 @@ def test_place_inputs_moves_to_the_model_device_without_touching_the_callers_ten
     assert placed.args[0] is x and placed.kwargs["m"][0] is x  # already on the model's device
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cpu_inputs_reach_a_cuda_model():
     from torchaudit.analyzer.load.inputs import ExampleInputs
 
