@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,6 +35,27 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> "subpr
         cwd=str(cwd or ROOT),
         timeout=timeout,
     )
+
+
+def invoke_cli(*args: str, cwd: Path | None = None) -> "subprocess.CompletedProcess[str]":
+    """The same command line in this process, through typer's CliRunner: exit code, stdout and
+    stderr as ``run_cli`` returns them, without a new interpreter importing torch for each call.
+    ``sys.argv`` is what the console script would see (reports quote the command). An exception
+    that escapes the command is raised here, never mistaken for an exit code."""
+    from typer.testing import CliRunner
+
+    from torchaudit.cli import app
+
+    saved = sys.argv
+    sys.argv = ["torchaudit", *args]
+    try:
+        with contextlib.chdir(cwd or ROOT):
+            result = CliRunner().invoke(app, list(args))
+    finally:
+        sys.argv = saved
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["torchaudit", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 import torchaudit
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, invoke_cli
 from torchaudit.analyzer.load.inputs import check_forward, parse_input_shape, place_inputs, resolve_inputs
 from torchaudit.analyzer.load.target import load_target
 from torchaudit.errors import InputError
@@ -129,7 +129,7 @@ def test_cpu_inputs_reach_a_cuda_model():
 
 def test_cli_input_sources_in_json(tmp_path):
     out = tmp_path / "r.json"
-    res = run_cli("scan", str(MODELS / "sources.py"), "--input-shape", "6,4", "--json", str(out))
+    res = invoke_cli("scan", str(MODELS / "sources.py"), "--input-shape", "6,4", "--static-only", "--json", str(out))
     assert res.returncode == 0, res.stderr
     target = json.loads(out.read_text())["target"]
     assert target["inputs"] == "Tensor[6,4]:float32" and target["inputs_source"] == "--input-shape 6,4"
