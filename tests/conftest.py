@@ -14,6 +14,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The tests' models and tensors are tiny: torch's intra-op threads only add synchronization,
+# and on a busy 2-core machine a second OpenMP thread makes small ops (layer_norm) ~30x slower.
+# Set before torch is imported, so it holds here and in every subprocess the tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
