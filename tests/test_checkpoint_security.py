@@ -36,6 +36,7 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # unpickles each payload in a fresh interpreter
 @pytest.mark.parametrize("kind", sorted(malicious.BUILDERS))
 def test_payloads_are_real(kind: str, tmp_path: Path) -> None:
     """Unpickled without protection, each file really creates its canary."""
