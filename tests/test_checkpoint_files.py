@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 from torchaudit.analyzer.load.checkpoint import load_checkpoint
 
 MODEL = textwrap.dedent(
@@ -83,7 +83,7 @@ def test_bad_checkpoint_exits_2_with_one_line(case: str, tmp_path: Path, model_f
     path = tmp_path / "ckpt.pt"
     make(path)
     report = tmp_path / "r.json"
-    res = run_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(report))
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(report))
     assert res.returncode == 2, (res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
@@ -98,7 +98,7 @@ def test_checkpoint_of_another_model_is_findings_not_exit_2(tmp_path: Path, mode
     path = tmp_path / "other.pt"
     torch.save(other_sd, path)
     report = tmp_path / "r.json"
-    res = run_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(report))
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(report))
     assert res.returncode == 1, res.stderr
     data = json.loads(report.read_text())
     found = {(f["rule"], f["module"]) for f in data["findings"]}
@@ -168,7 +168,7 @@ def test_lightning_checkpoint_through_cli_names_the_wrapper(tmp_path: Path, mode
     sd = {f"model.{k}": v for k, v in Net().state_dict().items()}
     torch.save({"state_dict": sd, "pytorch-lightning_version": "2.4.0"}, path)
     report = tmp_path / "r.json"
-    res = run_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(report))
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(report))
     data = json.loads(report.read_text())
     info = data["target"]["checkpoint_info"]
     assert res.returncode == 1  # TA303 is an error

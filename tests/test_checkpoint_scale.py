@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # writes and reads a 200 MB file, in a fresh interpreter
 
 
 def test_structure_checks_of_a_200mb_safetensors_stay_under_50mb_peak_rss(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""TA601 and TA310 through the real command line, with real malicious files built here."""
+"""TA601 and TA310 through the command line (typer's CliRunner, in process), with real malicious
+files built here; each payload is proven real by unpickling it in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import malicious
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 MODEL = textwrap.dedent(
     """
@@ -35,6 +36,7 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # unpickles each payload in a fresh interpreter
 @pytest.mark.parametrize("kind", sorted(malicious.BUILDERS))
 def test_payloads_are_real(kind: str, tmp_path: Path) -> None:
     """Unpickled without protection, each file really creates its canary."""
@@ -56,7 +58,7 @@ def test_malicious_checkpoint_is_reported_and_never_run(kind: str, tmp_path: Pat
     evil = tmp_path / "evil.pt"
     expected = malicious.BUILDERS[kind](evil, canary)
     report = tmp_path / "r.json"
-    res = run_cli("scan", str(model_file), "--checkpoint", str(evil), "--json", str(report))
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(evil), "--json", str(report))
     assert not canary.exists(), f"{kind}: the payload ran"
     assert res.returncode == 1, res.stderr  # TA601 is an error: the gate fails, the scan ran
     data = json.loads(report.read_text())
@@ -110,15 +112,32 @@ def test_zip_scan_agrees_with_torchs_own_lister(tmp_path: Path) -> None:
 
 
 def _save_pickled_module(model_file: Path, out: Path) -> None:
-    script = f"import sys, torch; sys.path.insert(0, {str(model_file.parent)!r}); from net import Net; torch.save(Net(), {str(out)!r})"
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    """torch.save of a whole ``Net``, pickled by reference as ``net.Net``: the model file's module,
+    imported here only for the save and then forgotten, as if another process had written it."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("net", model_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("net")
+    sys.modules["net"] = module
+    try:
+        spec.loader.exec_module(module)
+        torch.save(module.Net(), out)
+    finally:
+        if saved is None:
+            sys.modules.pop("net", None)
+        else:
+            sys.modules["net"] = saved
 
 
 def test_pickled_module_is_ta310_and_not_loaded_without_trust(tmp_path: Path, model_file: Path) -> None:
     ckpt = tmp_path / "whole.pt"
     _save_pickled_module(model_file, ckpt)
     report = tmp_path / "r.json"
-    res = run_cli("scan", str(model_file), "--checkpoint", str(ckpt), "--json", str(report))
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(ckpt), "--json", str(report))
     assert res.returncode == 0, res.stderr  # TA310 is a warning
     data = json.loads(report.read_text())
     rules = [f["rule"] for f in data["findings"]]
@@ -133,7 +152,7 @@ def test_trust_checkpoint_loads_a_pickled_module(tmp_path: Path, model_file: Pat
     ckpt = tmp_path / "whole.pt"
     _save_pickled_module(model_file, ckpt)
     report = tmp_path / "r.json"
-    res = run_cli("scan", str(model_file), "--checkpoint", str(ckpt), "--trust-checkpoint", "--json", str(report))
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(ckpt), "--trust-checkpoint", "--json", str(report))
     assert res.returncode == 0, res.stderr
     data = json.loads(report.read_text())
     ta310 = next(f for f in data["findings"] if f["rule"] == "TA310")

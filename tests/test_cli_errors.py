@@ -11,6 +11,9 @@ import pytest
 from tests.conftest import FIXTURES, ROOT, run_cli
 
 MODELS = FIXTURES / "models"
+# a fresh interpreter per command line (each imports torch): end to end, so marked slow; the loaders
+# behind most of these errors are tested in process by tests/test_target.py and tests/test_inputs.py
+slow = pytest.mark.slow
 
 
 def assert_user_error(res: subprocess.CompletedProcess, *needles: str) -> str:
@@ -72,29 +75,35 @@ def cli(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     return results
 
 
+@slow
 def test_missing_file(cli):
     assert_user_error(cli["missing"], "model file not found: no/such/model.py", "check the path")
 
 
+@slow
 def test_syntax_error_in_model_file(cli):
     assert_user_error(cli["syntax"], "syntax error in broken.py line 3", "fix the model file")
 
 
+@slow
 def test_failing_import_inside_model_file(cli):
     assert_user_error(
         cli["import"], "ModuleNotFoundError", "ta_not_installed_anywhere", "fix the error in the model file or its imports"
     )
 
 
+@slow
 def test_no_model_found(cli):
     assert_user_error(cli["no_model"], "no nn.Module subclass", "no_model.py:NAME")
 
 
+@slow
 def test_several_candidates(cli):
     line = assert_user_error(cli["several"], "several candidate models", "Decoder, Encoder")
     assert "several.py:Decoder" in line
 
 
+@slow
 def test_factory_that_raises(cli):
     assert_user_error(
         cli["raises"], "building", "build_model failed: RuntimeError: weights directory is missing",
@@ -102,33 +111,40 @@ def test_factory_that_raises(cli):
     )
 
 
+@slow
 def test_factory_returning_a_non_module(cli):
     assert_user_error(cli["not_module"], "returned a dict, not an nn.Module", "return the model")
 
 
+@slow
 def test_inputs_that_make_forward_fail(cli):
     assert_user_error(
         cli["forward"], "forward failed on the example inputs", "x=Tensor[2,10]:float32", "mat1 and mat2", "--input-shape"
     )
 
 
+@slow
 def test_input_shape_that_makes_forward_fail(cli):
     assert_user_error(cli["shape_forward"], "from --input-shape 4,3", "x=Tensor[4,3]:float32")
 
 
+@slow
 @pytest.mark.parametrize("shape", ["8,x", "8,128:float99"])
 def test_malformed_input_shape(cli, shape):
     assert_user_error(cli[f"shape_{shape}"], repr(shape), "e.g.")
 
 
+@slow
 def test_inputs_function_missing(cli):
     assert_user_error(cli["inputs_fn"], "no function 'nope'")
 
 
+@slow
 def test_model_that_cannot_be_copied(cli):
     assert_user_error(cli["locked"], "cannot copy the model", "deep-copyable")
 
 
+@slow
 def test_debug_shows_the_traceback(cli):
     res = cli["debug"]
     assert res.returncode == 2
@@ -161,20 +177,22 @@ def test_python_dash_m_and_console_script():
     assert res.returncode == 0 and res.stdout.startswith("torchaudit ")
 
 
+@slow
 def test_console_script_finds_package_targets_in_the_working_folder():
     script = Path(sys.executable).with_name("torchaudit")
     res = subprocess.run(
-        [str(script), "scan", "pkg_models.zoo:build_zoo", "--input-shape", "2,4"],
+        [str(script), "scan", "pkg_models.zoo:build_zoo", "--input-shape", "2,4", "--static-only"],
         capture_output=True, text=True, cwd=MODELS, timeout=300,
     )
     assert res.returncode == 0, res.stderr
     assert "pkg_models.zoo:build_zoo" in res.stdout
 
 
+@slow
 def test_json_on_stdout_stays_valid_when_the_model_prints():
     import json
 
-    res = run_cli("scan", str(MODELS / "chatty.py"), "--json", "-")
+    res = run_cli("scan", str(MODELS / "chatty.py"), "--static-only", "--json", "-")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["target"]["model_class"] == "Chatty"
     assert "loading chatty" in res.stderr

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 import torchaudit
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, invoke_cli
 from torchaudit.analyzer.load.inputs import check_forward, parse_input_shape, place_inputs, resolve_inputs
 from torchaudit.analyzer.load.target import load_target
 from torchaudit.errors import InputError
@@ -75,7 +75,7 @@ def test_malformed_input_shape(text):
 
 
 def test_dict_inputs_are_keyword_arguments():
-    report = torchaudit.scan(str(MODELS / "keyword_inputs.py"))
+    report = torchaudit.scan(str(MODELS / "keyword_inputs.py"), static_only=True)
     assert report.target["inputs"] == "input_ids=Tensor[2,5]:int64, attention_mask=Tensor[2,5]:float32"
     assert report.graph.tracer == "fx"
     t = load_target(str(MODELS / "keyword_inputs.py"))
@@ -89,7 +89,7 @@ def test_tuple_inputs_are_positional_arguments():
     t = load_target(str(MODELS / "two_inputs.py"))
     got = resolve_inputs(t.model, t.module)
     assert [a.shape[-1] for a in got.args] == [4, 5] and got.kwargs == {}
-    report = torchaudit.scan(t.model, example_inputs=t.module.example_inputs())
+    report = torchaudit.scan(t.model, example_inputs=t.module.example_inputs(), static_only=True)
     assert report.graph.tracer == "fx" and report.graph.nodes > 0
 
 
@@ -116,7 +116,7 @@ def test_place_inputs_moves_to_the_model_device_without_touching_the_callers_ten
     assert placed.args[0] is x and placed.kwargs["m"][0] is x  # already on the model's device
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cpu_inputs_reach_a_cuda_model():
     from torchaudit.analyzer.load.inputs import ExampleInputs
 
@@ -129,7 +129,7 @@ def test_cpu_inputs_reach_a_cuda_model():
 
 def test_cli_input_sources_in_json(tmp_path):
     out = tmp_path / "r.json"
-    res = run_cli("scan", str(MODELS / "sources.py"), "--input-shape", "6,4", "--json", str(out))
+    res = invoke_cli("scan", str(MODELS / "sources.py"), "--input-shape", "6,4", "--static-only", "--json", str(out))
     assert res.returncode == 0, res.stderr
     target = json.loads(out.read_text())["target"]
     assert target["inputs"] == "Tensor[6,4]:float32" and target["inputs_source"] == "--input-shape 6,4"

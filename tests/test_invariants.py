@@ -102,6 +102,7 @@ def test_python_attributes_buffers_and_example_inputs_are_untouched():
     assert torch.equal(x, torch.ones(2, 4))
 
 
+@pytest.mark.slow  # a transformers model through the whole scan
 def test_transformers_model_and_its_config_are_untouched():
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=64)
@@ -117,6 +118,7 @@ def test_transformers_model_and_its_config_are_untouched():
     assert model.config.to_dict() == config_before
 
 
+@pytest.mark.slow
 def test_bert_through_transformers_tracer_keeps_config():
     transformers = pytest.importorskip("transformers")
     model = transformers.BertModel(transformers.BertConfig(
@@ -132,6 +134,7 @@ def test_bert_through_transformers_tracer_keeps_config():
     assert model.config.to_dict() == config_before
 
 
+@pytest.mark.slow
 def test_failed_transformers_trace_leaves_torch_functions_unpatched():
     # transformers' HFTracer wraps torch.empty, torch.zeros, ... and restores them only when
     # its trace succeeds; GPT-2 fails it (and falls through to torch.export)

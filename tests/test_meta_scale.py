@@ -13,8 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FIXTURES, ROOT
 from tests.sparse_safetensors import llama_tensors, write_sparse_safetensors
+
+pytestmark = pytest.mark.slow  # a 6.7B-parameter model built on meta, in a fresh interpreter
 
 LLAMA = FIXTURES / "meta" / "llama_default.py"
 PARAMS = 6_738_415_616  # LlamaConfig() defaults

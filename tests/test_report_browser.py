@@ -7,13 +7,16 @@ import dataclasses
 import pytest
 
 from tests.browser import open_report, why_no_browser
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, invoke_cli
 from tests.report_samples import mlp_report
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.reports.graph_view import graph_view_of
 from torchaudit.reports.html import render_html
 
-pytestmark = pytest.mark.skipif(why_no_browser() is not None, reason=f"no headless browser: {why_no_browser()}")
+pytestmark = [
+    pytest.mark.slow,  # starts a real Chromium per test
+    pytest.mark.skipif(why_no_browser() is not None, reason=f"no headless browser: {why_no_browser()}"),
+]
 
 SECTIONS = ["verdict", "scanned", "environment", "findings", "comparisons", "graph"]
 SCRIPT = "<script>window['__pwned']=1</script>"
@@ -60,7 +63,7 @@ def test_hostile_strings_do_not_execute(tmp_path):
 
 def test_cli_report_of_hostile_model_in_chromium(tmp_path):
     page = tmp_path / "r.html"
-    res = run_cli("scan", str(FIXTURES / "hostile_names.py"), "--html", str(page))
+    res = invoke_cli("scan", str(FIXTURES / "hostile_names.py"), "--static-only", "--html", str(page))
     assert res.returncode == 0, res.stderr
     result = open_report(page, tmp_path)
     assert result.facts["pwned"] is None and result.console_errors == []

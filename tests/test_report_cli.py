@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 
 def test_reports_are_written_when_the_gate_fails(tmp_path):
     html, md, sarif = tmp_path / "r.html", tmp_path / "r.md", tmp_path / "r.sarif"
-    res = run_cli("scan", "examples/data_dependent.py", "--fail-on", "info",
+    res = invoke_cli("scan", "examples/data_dependent.py", "--static-only", "--fail-on", "info",
                   "--html", str(html), "--markdown", str(md), "--sarif", str(sarif))
     assert res.returncode == 1, res.stderr
     assert "FAIL" in res.stdout
@@ -24,7 +24,7 @@ def test_reports_are_written_when_the_gate_fails(tmp_path):
 def test_unwritable_report_path_is_one_line_and_exit_2(tmp_path):
     missing = tmp_path / "no" / "such" / "dir" / "r.html"
     ok = tmp_path / "r.md"
-    res = run_cli("scan", "examples/mlp_bn_dropout.py", "--markdown", str(ok), "--html", str(missing))
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--markdown", str(ok), "--html", str(missing))
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("torchaudit: error: --html ") and "Traceback" not in res.stderr
@@ -32,7 +32,7 @@ def test_unwritable_report_path_is_one_line_and_exit_2(tmp_path):
 
 
 def test_help_lists_the_report_options():
-    res = run_cli("scan", "--help")
+    res = invoke_cli("scan", "--help")
     assert res.returncode == 0
     for flag in ("--html", "--markdown", "--sarif"):
         assert flag in res.stdout

@@ -1,4 +1,4 @@
-"""The rule engine through the real command line: selection, config, inline ignores,
+"""The rule engine through the command line (typer's CliRunner, in process): selection, config, inline ignores,
 baselines, exit codes, determinism."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import torchaudit
-from tests.conftest import EXAMPLES, run_cli
+from tests.conftest import EXAMPLES, invoke_cli
 from torchaudit.reports.json_report import render_json
 
 EXAMPLE = EXAMPLES / "mlp_bn_dropout.py"
@@ -21,7 +21,10 @@ def _copy(tmp_path: Path) -> Path:
 
 
 def _scan(*args: str, cwd: Path | None = None) -> tuple[int, dict, str]:
-    out = run_cli("scan", *args, "--json", "-", cwd=cwd)
+    """``scan ARGS --json -``, static only unless ARGS name the comparisons (--compare)."""
+    if "--compare" not in args:
+        args = (*args, "--static-only")
+    out = invoke_cli("scan", *args, "--json", "-", cwd=cwd)
     data = json.loads(out.stdout) if out.stdout.strip() else {}
     return out.returncode, data, out.stderr
 
@@ -62,7 +65,7 @@ def test_pyproject_config_and_flags_win(tmp_path: Path) -> None:
 def test_unknown_config_key_is_one_line_exit_2(tmp_path: Path) -> None:
     model = _copy(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[tool.torchaudit]\nfail_on = "error"\nselct = ["TA1"]\n')
-    out = run_cli("scan", str(model))
+    out = invoke_cli("scan", str(model))
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "unknown key selct" in out.stderr and "Traceback" not in out.stderr
 
@@ -74,7 +77,7 @@ def test_inline_ignore_silences_one_line(tmp_path: Path) -> None:
         "x = F.dropout(x, 0.1)  # torchaudit: ignore[TA101,TA702] deliberate MC-dropout",
     )
     model.write_text(text)
-    rc, data, _ = _scan(str(model))
+    rc, data, _ = _scan(str(model), "--compare", "determinism")
     # the static finding and the determinism comparison's finding on that line are both silenced
     assert "TA101" not in _codes(data) and "TA702" not in _codes(data) and rc == 0
     assert "TA107" in _codes(data)  # the rest of the file is still checked
@@ -83,25 +86,26 @@ def test_inline_ignore_silences_one_line(tmp_path: Path) -> None:
 def test_baseline_ignores_moved_lines_and_fails_on_new_findings(tmp_path: Path) -> None:
     model = _copy(tmp_path)
     base = tmp_path / "baseline.json"
-    known = len(_scan(str(model))[1]["findings"])
-    rc, data, err = _scan(str(model), "--write-baseline", str(base))
+    mode = ("--compare", "mode")  # the baseline holds the mode comparison's findings (TA707) too
+    known = len(_scan(str(model), *mode)[1]["findings"])
+    rc, data, err = _scan(str(model), *mode, "--write-baseline", str(base))
     assert rc == 0, err
-    assert data["findings"] == [] and data["baseline"]["known"] == known >= 4
+    assert data["findings"] == [] and data["baseline"]["known"] == known >= 6
     # moving code (a new import and a blank line above the dropout) changes no finding
     text = model.read_text().replace("import torch\n", "import math\nimport torch\n\n", 1)
     model.write_text(text)
-    rc, data, _ = _scan(str(model), "--baseline", str(base))
+    rc, data, _ = _scan(str(model), *mode, "--baseline", str(base))
     assert rc == 0 and data["findings"] == []
     # a second always-on dropout is new: the gate fails on it alone
     model.write_text(text.replace("return self.fc2(self.drop(x))", "return self.fc2(F.dropout(self.drop(x), 0.3))"))
-    rc, data, _ = _scan(str(model), "--baseline", str(base))
+    rc, data, _ = _scan(str(model), *mode, "--baseline", str(base))
     assert rc == 1
     new = {(f["rule"], f["location"]["line"]) for f in data["findings"]}
     assert ("TA101", 21) in new and {line for _, line in new} == {21}  # only the new line's findings
 
 
 def test_missing_baseline_is_exit_2(tmp_path: Path) -> None:
-    out = run_cli("scan", str(EXAMPLE), "--baseline", str(tmp_path / "none.json"))
+    out = invoke_cli("scan", str(EXAMPLE), "--static-only", "--baseline", str(tmp_path / "none.json"))
     assert out.returncode == 2 and "baseline file not found" in out.stderr
 
 
@@ -114,7 +118,7 @@ def test_findings_are_deterministic() -> None:
 
 
 def test_unwritable_baseline_is_exit_2_and_no_traceback(tmp_path: Path) -> None:
-    out = run_cli("scan", str(EXAMPLE), "--write-baseline", str(tmp_path / "missing-dir" / "b.json"))
+    out = invoke_cli("scan", str(EXAMPLE), "--static-only", "--write-baseline", str(tmp_path / "missing-dir" / "b.json"))
     assert out.returncode == 2 and "cannot write the baseline" in out.stderr and "Traceback" not in out.stderr
 
 

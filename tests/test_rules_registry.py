@@ -1,4 +1,8 @@
-"""The rule registry: every code of the catalogue's families, documented, unique."""
+"""The rule registry: every code of the catalogue's families, documented, unique.
+
+``register`` itself enforces a valid code, a severity and title, and the four doc sections, so
+every rule that imports has them; the tests here check that ``register`` does reject what it
+must, and what it does not enforce (the Fact section, the catalogue, the commands)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typer.testing import CliRunner
 
 from torchaudit.cli import app
 from torchaudit.report import Severity
-from torchaudit.rules.engine import DOC_HEADINGS, Rule, load_rules, register
+from torchaudit.rules.engine import DOC_HEADINGS, Rule, load_rules, parse_docs, register
 
 CATALOGUE = (
     [f"TA10{i}" for i in range(1, 10)]
@@ -23,13 +27,58 @@ CATALOGUE = (
 runner = CliRunner()
 
 
-def test_every_rule_has_the_four_doc_sections() -> None:
-    rules = load_rules()
-    for code, cls in rules.items():
-        assert cls.code == code
-        sections = dict(cls.docs.sections())
-        for heading in DOC_HEADINGS:
-            assert sections.get(heading, "").strip(), f"{code} lacks {heading}"
+def test_docs_are_split_into_their_sections_dedented_with_an_optional_fact() -> None:
+    class Documented:
+        """
+        What it finds:
+            a thing
+              indented more
+        Why it matters:
+            it matters
+        Example:
+            x = 1
+        Fix:
+            do y
+        Fact:
+            torch.nn.Module.eval
+        """
+
+    docs = parse_docs(Documented)
+    assert docs.sections() == [
+        ("What it finds", "a thing\n  indented more"), ("Why it matters", "it matters"), ("Example", "x = 1"),
+        ("Fix", "do y"), ("Fact", "torch.nn.Module.eval"),
+    ]
+    Documented.__doc__ = Documented.__doc__.split("        Fact:")[0]
+    assert [h for h, _ in parse_docs(Documented).sections()] == list(DOC_HEADINGS)  # no Fact: four sections
+
+
+_DOCS = """
+    What it finds:
+        x
+    Why it matters:
+        x
+    Example:
+        x
+    Fix:
+        x
+    """
+
+
+@pytest.mark.parametrize(
+    "attrs, message",
+    [
+        ({"code": "TA1", "severity": Severity.INFO, "title": "t"}, "has no valid code"),
+        ({"code": "ta997", "severity": Severity.INFO, "title": "t"}, "has no valid code"),
+        ({"severity": Severity.INFO, "title": "t"}, "has no valid code"),
+        ({"code": "TA997", "severity": "info", "title": "t"}, "needs a severity and a title"),
+        ({"code": "TA997", "severity": Severity.INFO, "title": ""}, "needs a severity and a title"),
+    ],
+)
+def test_register_rejects_a_bad_code_severity_or_title(attrs: dict, message: str) -> None:
+    bad = type("Bad", (Rule,), {"__doc__": _DOCS, **attrs})
+    with pytest.raises(TypeError, match=message):
+        register(bad)
+    assert "TA997" not in load_rules()
 
 
 def test_rule_families_of_this_catalogue_cite_a_fact() -> None:
@@ -83,7 +132,7 @@ def test_rules_command_lists_every_code() -> None:
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     codes = [r["code"] for r in data]
-    assert sorted(codes) == codes and len(set(codes)) == len(codes)
+    assert sorted(codes) == codes  # in code order
     assert set(CATALOGUE) <= set(codes)
     table = runner.invoke(app, ["rules"])
     assert table.exit_code == 0

@@ -67,7 +67,7 @@ def test_trace_and_json(path, tracer):
     graph, t = _trace_file(path)
     assert graph.tracer == tracer
     assert_complete_nodes(graph)
-    data = report_json(torchaudit.scan(str(path)))
+    data = report_json(torchaudit.scan(str(path), static_only=True))
     assert data["graph"]["tracer"] == tracer and data["graph"]["nodes"] == len(graph)
     assert data["target"]["model_class"] == type(t.model).__name__
     ta901 = [f for f in data["findings"] if f["rule"] == "TA901"]
@@ -233,7 +233,7 @@ def _hf_graph(hf, name: str, tracer: str) -> ModelGraph:
     graph = trace_model(model, ExampleInputs((), inputs))
     assert graph.tracer == tracer, graph.notes
     assert_complete_nodes(graph)
-    data = report_json(torchaudit.scan(model, example_inputs=inputs))
+    data = report_json(torchaudit.scan(model, example_inputs=inputs, static_only=True))
     assert data["graph"]["tracer"] == tracer and data["graph"]["nodes"] == len(graph)
     assert data["graph"]["parameters"] == sum(p.numel() for p in model.parameters())
     assert data["environment"]["transformers"] is not None
@@ -245,6 +245,7 @@ def _modeling_file(node, stem: str) -> bool:
     return node.location is not None and node.location.file.endswith(f"{stem}.py")
 
 
+@pytest.mark.slow  # a transformers model traced by each tracer in turn
 def test_bert_query_projection(hf):
     graph = _hf_graph(hf, "bert", "transformers-fx")
     query = graph.node("encoder_layer_0_attention_self_query")
@@ -256,6 +257,7 @@ def test_bert_query_projection(hf):
     assert any(n.module == "encoder.layer.0.attention.self" and _modeling_file(n, "modeling_bert") for n in inside)
 
 
+@pytest.mark.slow
 def test_gpt2_attention_and_head(hf):
     graph = _hf_graph(hf, "gpt2", "export")
     c_attn = [n for n in graph if n.module == "transformer.h.0.attn.c_attn" and n.op == "call_function"]
@@ -267,6 +269,7 @@ def test_gpt2_attention_and_head(hf):
     assert weight.op == "get_attr" and weight.module == "lm_head"
 
 
+@pytest.mark.slow
 def test_llama_query_projection(hf):
     graph = _hf_graph(hf, "llama", "export")
     q = [n for n in graph if n.target == "aten.linear.default" and n.module == "layers.0.self_attn.q_proj"]
@@ -274,6 +277,7 @@ def test_llama_query_projection(hf):
     assert _modeling_file(q[0], "modeling_llama")
 
 
+@pytest.mark.slow
 def test_resnet_stage_convolution(hf):
     graph = _hf_graph(hf, "resnet", "transformers-fx")
     conv = graph.node("encoder_stages_1_layers_0_layer_0_convolution")
@@ -282,6 +286,7 @@ def test_resnet_stage_convolution(hf):
     assert _modeling_file(conv, "modeling_resnet")
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_only_export_traces_it(hf):
     graph = _hf_graph(hf, "mobilenet", "export")
     failed = {note.split(":")[0] for note in graph.notes if not note.startswith("lost:")}

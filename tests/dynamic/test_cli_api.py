@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import torchaudit
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 from tests.dynamic import models as M
 
 MODELS = "tests/dynamic/models.py"
@@ -15,7 +15,7 @@ MODELS = "tests/dynamic/models.py"
 
 def test_scan_compare_determinism_names_the_dropout_line(tmp_path):
     out = tmp_path / "r.json"
-    res = run_cli("scan", "examples/mlp_bn_dropout.py", "--compare", "determinism", "--json", str(out))
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--compare", "determinism", "--json", str(out))
     assert res.returncode == 1, res.stderr
     data = json.loads(out.read_text())
     [c] = data["comparisons"]
@@ -30,21 +30,25 @@ def test_scan_compare_determinism_names_the_dropout_line(tmp_path):
 
 def test_scan_static_only_and_auto(tmp_path):
     out = tmp_path / "r.json"
-    res = run_cli("scan", "examples/transformer_block.py", "--static-only", "--json", str(out))
+    res = invoke_cli("scan", "examples/transformer_block.py", "--static-only", "--json", str(out))
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text())["comparisons"] == []
-    res = run_cli("scan", "examples/transformer_block.py", "--json", str(out))
+    res = invoke_cli("scan", "examples/transformer_block.py", "--json", str(out))
     data = json.loads(out.read_text())
     names = {c["name"]: c["status"] for c in data["comparisons"]}
     assert names["dtype"] == "matched" and names["reload"] == "matched" and names["batch"] == "matched"
-    assert names["device"] == ("skipped" if not torch.cuda.is_available() else names["device"])
+    device = next(c for c in data["comparisons"] if c["name"] == "device")
+    if torch.cuda.is_available():  # it ran: CPU against CUDA (test_device_comparison_on_cuda checks its numbers)
+        assert device["status"] in ("matched", "diverged") and device["candidate"]["device"].startswith("cuda"), device
+    else:  # auto skips it, and says why
+        assert device["status"] == "skipped" and "CUDA" in device["skipped_reason"], device
     assert names["mode"] == "diverged"  # dropout layers: expected, info only
     assert res.returncode == 0
 
 
 def test_scan_custom_reference_candidate(tmp_path):
     out = tmp_path / "r.json"
-    res = run_cli("scan", "examples/transformer_block.py", "--reference", "cpu:float64", "--candidate", "cpu:float32:eval",
+    res = invoke_cli("scan", "examples/transformer_block.py", "--reference", "cpu:float64", "--candidate", "cpu:float32:eval",
                   "--compare", "dtype", "--json", str(out))
     assert res.returncode == 0, res.stderr
     data = json.loads(out.read_text())
@@ -63,7 +67,7 @@ def test_scan_custom_reference_candidate(tmp_path):
     ],
 )
 def test_bad_comparison_options_exit_2_with_one_line(args, words):
-    res = run_cli("scan", "examples/transformer_block.py", *args)
+    res = invoke_cli("scan", "examples/transformer_block.py", *args)
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and words in res.stderr and "Traceback" not in res.stderr
 
@@ -73,7 +77,7 @@ def test_no_inputs_every_comparison_skipped_with_flag(tmp_path):
     model.write_text("import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
                      "        self.fc = nn.Linear(4, 2)\n\n    def forward(self, x):\n        return self.fc(x)\n")
     out = tmp_path / "r.json"
-    res = run_cli("scan", str(model), "--json", str(out))
+    res = invoke_cli("scan", str(model), "--json", str(out))
     assert res.returncode == 0, res.stderr
     for c in json.loads(out.read_text())["comparisons"]:
         assert c["status"] == "skipped" and "--input-shape" in c["skipped_reason"]
@@ -104,7 +108,7 @@ def test_diff_pins_exactly_the_perturbed_module(name, shape, key, module, tmp_pa
     model = getattr(M, name)()
     a, b = _write_pair(model, key, lambda t: t * 3.0 + 0.1, tmp_path)
     out = tmp_path / "d.json"
-    res = run_cli("diff", f"{MODELS}:{name}", a, b, "--input-shape", shape, "--json", str(out))
+    res = invoke_cli("diff", f"{MODELS}:{name}", a, b, "--input-shape", shape, "--json", str(out))
     assert res.returncode == 0, res.stderr
     data = json.loads(out.read_text())
     [c] = data["comparisons"]
@@ -125,7 +129,7 @@ def test_diff_lists_keys_only_in_one_side_and_refuses_unsafe_pickles(tmp_path):
     torch.save(M.LinearBN(), bad)  # a whole pickled module: never unpickled without --trust-checkpoint
     good = tmp_path / "good.pt"
     torch.save(M.LinearBN().state_dict(), good)
-    res = run_cli("diff", f"{MODELS}:LinearBN", str(good), str(bad), "--input-shape", "4,6")
+    res = invoke_cli("diff", f"{MODELS}:LinearBN", str(good), str(bad), "--input-shape", "4,6")
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1
 
 
@@ -159,7 +163,7 @@ def test_compare_api_float64_against_float16_arbitrates():
     assert result.reference.dtype == "float64" and result.candidate.dtype == "float32"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_device_comparison_on_cuda():
     torch.manual_seed(0)
     model = M.SmallCNN().eval()

@@ -6,7 +6,14 @@ import torch
 import torchaudit
 from torchaudit.diffing import diff
 
-transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow  # third-party models through the comparisons
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _transformers() -> None:
+    # imported when these tests run, not when they are collected: once transformers is imported,
+    # every later trace that falls past plain fx imports its modeling code too (seconds)
+    pytest.importorskip("transformers")
 
 
 def tiny_bert():

@@ -5,6 +5,8 @@ import torch
 
 import torchaudit
 
+pytestmark = pytest.mark.slow  # GPT-2 exported and compared
+
 
 def test_gpt2_comparisons_run_and_leave_no_vmap_level_behind():
     transformers = pytest.importorskip("transformers")
