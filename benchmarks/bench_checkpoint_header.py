@@ -46,11 +46,10 @@ def _maxrss_mb() -> float:
 
 
 def child(path: str, rows: int, mode: str) -> None:
-    from types import SimpleNamespace
-
     import torch
     import torch.nn as nn
 
+    from torchaudit.analyzer.context import AuditContext
     from torchaudit.analyzer.load.checkpoint import load_checkpoint
     from torchaudit.rules.engine import load_rules
 
@@ -61,7 +60,7 @@ def child(path: str, rows: int, mode: str) -> None:
     rules = load_rules()
     before = _maxrss_mb()
     ckpt = load_checkpoint(path)
-    ctx = SimpleNamespace(model=model, checkpoint=ckpt, options={})
+    ctx = AuditContext(model=model, target=None, inputs=None, graph=None, environment={}, checkpoint=ckpt, meta=True)
     findings = [f.rule for code in ("TA301", "TA302", "TA303", "TA304", "TA305") for f in rules[code]().check(ctx)]
     kept = [ckpt.tensors[k].clone() for k in ckpt.tensors] if mode == "values" else []  # the control: real reads
     after = _maxrss_mb()
