@@ -43,8 +43,8 @@ class UntraceableModel(Rule):
         from torchaudit.analyzer.trace.tracing import LOST
 
         graph = ctx.graph
-        if graph is not None and graph.tracer == "fx":
-            return
+        if graph is not None and graph.tracer in ("fx", "transformers-fx"):
+            return  # transformers' tracer yields the same fx-level graph: nothing is lost
         if graph is None:
             failures = ctx.trace_failures
             yield self.finding(
@@ -59,10 +59,22 @@ class UntraceableModel(Rule):
         yield self.finding(
             f"torch.fx.symbolic_trace could not trace the model, so the {graph.tracer} tracer was used "
             f"({'; '.join(reasons)}); lost: {LOST[graph.tracer]}",
-            fix="nothing to fix for a scan; move data-dependent Python control flow out of forward to get the plain fx graph",
+            fix=_fix(reasons),
             module="",
             evidence={"tracer": graph.tracer, "failures": reasons},
         )
+
+
+def _fix(reasons: list[str]) -> str:
+    """What to change for the plain fx graph, from why fx itself failed."""
+    fx = next((r.removeprefix("fx: ") for r in reasons if r.startswith("fx: ")), "")
+    if any(s in fx for s in ("control flow", "cannot be iterated", "'len' is not supported")):  # torch/fx/proxy.py
+        how = "move the data-dependent Python control flow out of forward (torch.where/torch.cond)"
+    elif fx:
+        how = f"fix what stopped torch.fx.symbolic_trace: {fx}"
+    else:
+        how = "make forward traceable by torch.fx.symbolic_trace"
+    return f"nothing to fix for a scan; for the op-level fx graph, {how}"
 
 
 @register
