@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from torchaudit.report import Report
+from torchaudit.report import Report, Severity
 from torchaudit.reports import wording as w
 
 MAX_LINES = 60
@@ -73,16 +73,21 @@ def render_markdown(report: Report) -> str:
     tail = (["", "**Comparisons**", "", *comparisons] if comparisons else []) + ["", "_Full report: the HTML or JSON output of `torchaudit scan`._"]
     # what is left of the 60 lines for findings: a heading, a blank line and maybe a "more" line
     room = MAX_LINES - len(lines) - len(tail) - 4
-    shown = report.findings[: max(0, min(MAX_FINDINGS, room))]
-    if report.findings:
-        lines += ["", f"**Findings** ({len(shown)} of {len(report.findings)}, most severe first)", ""]
+    loud = [f for f in report.findings if f.severity != Severity.INFO]
+    infos = w.by_rule([f for f in report.findings if f.severity == Severity.INFO])
+    info_lines = ["", f"<details><summary>{w.plural(s.infos, 'info')}: nothing here fails the gate</summary>", "",
+                  *(f"- {escape(i.line())}" for i in infos), "", "</details>"] if infos else []
+    room -= len(info_lines)
+    shown = loud[: max(0, min(MAX_FINDINGS, room))]
+    if loud:
+        lines += ["", f"**Findings** ({len(shown)} of {len(loud)} errors and warnings, most severe first)", ""]
         for f in shown:
             lines.append(
                 f"- **{f.severity.value}** {code(f.rule)} {code(w.where(f.location, f.module))}"
                 + (f" in {code(w.module_name(f.module))}" if f.module is not None and f.location else "")
                 + f": {escape(f.message)}" + (f" \u2014 fix: {escape(f.fix)}" if f.fix else "")
             )
-        if len(shown) < len(report.findings):
-            lines.append(f"- \u2026 and {len(report.findings) - len(shown)} more in the full report")
-    lines += tail
+        if len(shown) < len(loud):
+            lines.append(f"- \u2026 and {len(loud) - len(shown)} more in the full report")
+    lines += info_lines + tail
     return "\n".join(lines[:MAX_LINES]) + "\n"

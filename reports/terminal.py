@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from torchaudit.report import Finding, Report, RuleInfo, Severity
+from torchaudit.reports import wording as w
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 SHOWN_PER_RULE = 3  # findings of one rule shown per severity group before "... and N more"
@@ -31,13 +32,13 @@ def _module(f: Finding) -> str:
     return f.module or "<root>"
 
 
-def _group_lines(group: list[Finding]) -> Iterable[tuple[Finding | None, int]]:
+def _group_lines(group: list[Finding], collapse: bool = True) -> Iterable[tuple[Finding | None, int]]:
     """Findings to show, and for a collapsed rule a (None, hidden count) entry after its last."""
     per_rule: dict[str, int] = {}
     totals: dict[str, int] = {}
     for f in group:
         totals[f.rule] = totals.get(f.rule, 0) + 1
-    limit = {r: (n if n <= SHOWN_PER_RULE + 1 else SHOWN_PER_RULE) for r, n in totals.items()}
+    limit = {r: (n if n <= SHOWN_PER_RULE + 1 or not collapse else SHOWN_PER_RULE) for r, n in totals.items()}
     for f in group:
         seen = per_rule.get(f.rule, 0)
         per_rule[f.rule] = seen + 1
@@ -47,8 +48,14 @@ def _group_lines(group: list[Finding]) -> Iterable[tuple[Finding | None, int]]:
             yield None, totals[f.rule] - limit[f.rule]
 
 
-def print_summary(report: Report, to_stderr: bool = False) -> None:
+DETAILS = ("quiet", "normal", "verbose")
+
+
+def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal") -> None:
+    """``detail``: ``quiet`` prints the errors and the verdict; ``normal`` folds the infos into one
+    line per rule and shows a few findings per rule; ``verbose`` prints every finding."""
     console = Console(stderr=to_stderr, highlight=False, soft_wrap=True)
+    quiet, verbose = detail == "quiet", detail == "verbose"
     target = report.target.get("spec") or report.target.get("model_class")
     graph = report.graph
     head = f"torchaudit: {target}"
@@ -60,11 +67,15 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
         console.print(Text(checkpoint_line(ckpt), style="dim"))
     for severity in Severity:
         group = [f for f in report.findings if f.severity == severity]
-        if not group:
+        if not group or (quiet and severity != Severity.ERROR):
             continue
         console.print(Text(f"{severity.value}s ({len(group)})", style=_STYLE[severity]))
+        if severity == Severity.INFO and not verbose:
+            for summary in w.by_rule(group):
+                console.print(Text("  ") + Text(summary.line(), style=_STYLE[severity]))
+            continue
         last_rule = ""
-        for f, hidden in _group_lines(group):
+        for f, hidden in _group_lines(group, collapse=not verbose):
             if f is None:
                 console.print(Text(f"  ... and {hidden} more {last_rule} (see --json)", style="dim"))
                 continue
@@ -79,7 +90,7 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
             console.print(line)
             if f.fix:
                 console.print(Text(f"      fix: {f.fix}", style="dim"))
-    for comparison in comparison_lines(report):
+    for comparison in [] if quiet else comparison_lines(report):
         console.print(comparison)
     baseline = report.extras.get("baseline")
     if baseline:
@@ -88,7 +99,7 @@ def print_summary(report: Report, to_stderr: bool = False) -> None:
     if meta:
         console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized; comparisons did not run", style="dim"))
     skipped = report.extras.get("skipped_rules") or {}
-    if skipped:
+    if skipped and not quiet:
         console.print(Text(f"skipped {len(skipped)} rules:", style="dim"))
         by_reason: dict[str, list[str]] = {}
         for code, why in sorted(skipped.items()):

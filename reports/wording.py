@@ -7,6 +7,7 @@ comment and the terminal tell one story.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 import os
 from pathlib import Path
 
@@ -85,6 +86,32 @@ def target_name(report: Report) -> str:
 def failing(report: Report) -> list[Finding]:
     threshold = {"error": 3, "warning": 2, "info": 1, "never": 99}[report.fail_on]
     return [f for f in report.findings if f.severity.rank >= threshold]
+
+
+@dataclass(frozen=True)
+class RuleSummary:
+    """The findings of one rule folded into one line (how terminal and Markdown show infos)."""
+
+    rule: str
+    count: int
+    title: str
+    modules: tuple[str, ...]  # where they are, in report order, without repeats
+
+    def line(self, limit: int = 5) -> str:
+        shown = ", ".join(self.modules[:limit]) + (f" and {len(self.modules) - limit} more" if len(self.modules) > limit else "")
+        return f"{self.rule} \u00d7{self.count}  {self.title}" + (f": {shown}" if shown else "")
+
+
+def by_rule(findings: list[Finding]) -> list[RuleSummary]:
+    """One summary per rule, in the order the rules first appear."""
+    groups: dict[str, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault(f.rule, []).append(f)
+    return [
+        RuleSummary(code, len(group), group[0].title,
+                    tuple(dict.fromkeys(module_name(f.module) for f in group if f.module is not None)))
+        for code, group in groups.items()
+    ]
 
 
 def verdict_sentence(report: Report) -> str:

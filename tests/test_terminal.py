@@ -31,10 +31,30 @@ def test_grouped_by_severity_with_location_code_module_and_fix(capsys) -> None:
     assert out[3] == "      fix: TA101 fix"
     assert out[4] == "warnings (1)" and out[5] == "  <model>  TA106  <root>  TA106 message"
     assert out[7] == "infos (9)"
-    # an inventory of nine layers shows three and a count, so it never buries the error
-    assert sum("TA107  layers." in line for line in out) == 3
-    assert "  ... and 6 more TA107 (see --json)" in out
+    # an inventory of nine layers is one line for its rule, so it never buries the error
+    assert out[8] == "  TA107 \u00d79  t: layers.0.drop, layers.1.drop, layers.2.drop, layers.3.drop, layers.4.drop and 4 more"
     assert out[-1] == "FAIL: 1 errors, 1 warnings, 9 infos (fail on error)"
+
+
+def test_many_warnings_of_one_rule_show_three_and_a_count_and_verbose_shows_all(capsys) -> None:
+    findings = [_finding("TA401", Severity.WARNING, f"layers.{i}", 10 + i) for i in range(9)]
+    report = Report(target={"spec": "model.py"}, environment={}, graph=None, findings=findings, comparisons=[])
+    print_summary(report)
+    out = capsys.readouterr().out.splitlines()
+    assert sum("TA401  layers." in line for line in out) == 3
+    assert "  ... and 6 more TA401 (see --json)" in out
+    print_summary(report, detail="verbose")
+    assert sum("TA401  layers." in line for line in capsys.readouterr().out.splitlines()) == 9
+
+
+def test_quiet_prints_the_errors_and_the_verdict_only(capsys) -> None:
+    findings = [_finding("TA101", Severity.ERROR, "block", 18), _finding("TA106", Severity.WARNING, "", None),
+                _finding("TA107", Severity.INFO, "drop", 10)]
+    report = Report(target={"spec": "model.py"}, environment={}, graph=None, findings=findings, comparisons=[])
+    print_summary(report, detail="quiet")
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["torchaudit: model.py", "errors (1)", "  model.py:18  TA101  block  TA101 message", "      fix: TA101 fix",
+                   "FAIL: 1 errors, 1 warnings, 1 infos (fail on error)"]
 
 
 def test_comparisons_skipped_for_one_reason_share_a_line():
