@@ -22,7 +22,7 @@ CATALOGUE = (
     + [f"TA40{i}" for i in range(1, 6)]
     + [f"TA50{i}" for i in range(1, 7)]
     + ["TA602", "TA603", "TA604"]
-    + ["TA901", "TA902", "TA903"]
+    + ["TA901", "TA902", "TA903", "TA904"]
 )
 runner = CliRunner()
 

@@ -109,7 +109,9 @@ class ComparisonFailed(Rule):
         comparison. The other comparisons and the report go on.
 
     Why it matters:
-        Nothing was learned from that comparison; a gate that relies on it is not protected.
+        Nothing was learned from that comparison; a gate that relies on it is not protected. So a
+        comparison you asked for (`--compare NAME`, `--reference/--candidate`) that did not run is
+        an error and fails the gate; one that `--compare auto` chose is a warning.
 
     Example:
         `--compare reload` on a model whose class needs constructor arguments and whose file has
@@ -129,13 +131,16 @@ class ComparisonFailed(Rule):
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         for failure in ctx.comparison_failures:
             name = failure.comparison
+            # a check the user asked for that did not run fails the gate; under auto it is a warning
+            severity = Severity.ERROR if failure.explicit else Severity.WARNING
             if failure.kind == "skipped":
                 yield self.finding(f"comparison {name!r} could not run: {failure.reason}",
-                                   fix="follow the reason given, or drop it from --compare", evidence={"comparison": name})
+                                   fix="follow the reason given, or drop it from --compare", evidence={"comparison": name},
+                                   severity=severity)
             elif failure.kind == "tool":
                 yield self.finding(f"comparison {name!r} raised {failure.reason} inside torchaudit; the other comparisons went on",
                                    fix=f"report the model to torchaudit; --compare without {name} skips it",
-                                   evidence={"comparison": name, "exception": failure.exception})
+                                   evidence={"comparison": name, "exception": failure.exception}, severity=severity)
 
 
 @register
@@ -149,7 +154,8 @@ class ModelRaisedInComparison(Rule):
     Why it matters:
         The model fails in a configuration the comparison runs (another dtype, train mode, one
         sample of a batch, a fresh instance): if that configuration is one you ship, the model
-        breaks there; if not, nothing was learned from that comparison.
+        breaks there; if not, nothing was learned from that comparison. In a comparison you asked
+        for (`--compare NAME`, `--reference/--candidate`) it is an error that fails the gate.
 
     Example:
         A `forward` that asserts `x.dtype == torch.float32` raises in the float64 reference
@@ -176,4 +182,5 @@ class ModelRaisedInComparison(Rule):
                     location=failure.location,
                     module="",
                     evidence={"comparison": failure.comparison, "exception": failure.exception},
+                    severity=Severity.ERROR if failure.explicit else Severity.WARNING,
                 )

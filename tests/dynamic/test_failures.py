@@ -43,6 +43,11 @@ def test_the_models_own_exception_is_ta904_at_its_line():
     assert finding.location is not None and finding.location.line == RAISE_LINE
     assert finding.location.file.endswith("test_failures.py")
     assert not _by_rule(report, "TA903")  # not torchaudit's failure: no bug report asked for
+    # the user asked for reload: a check that did not run fails the gate; chosen by auto, it warns
+    assert finding.severity.value == "error" and report.exit_code == 1
+    auto = torchaudit.scan(RefusesTrainMode().eval(), torch.randn(4, 8))
+    assert [f.severity.value for f in _by_rule(auto, "TA904")] == ["warning", "warning"]  # reload and mode
+    assert auto.exit_code == 0
 
 
 def test_a_failure_inside_torchaudit_is_ta903_asking_for_a_report(monkeypatch: pytest.MonkeyPatch):

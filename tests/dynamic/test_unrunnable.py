@@ -27,9 +27,10 @@ def test_reload_of_a_model_converted_after_construction_is_skipped_with_the_fix(
     assert "float32" in reload.skipped_reason and "float16" in reload.skipped_reason and "fresh_model()" in reload.skipped_reason
     assert _by_name(report)["dtype"].status.value == "matched"
     assert "TA903" not in {f.rule for f in report.findings}
-    # named explicitly, a comparison that cannot run is a TA903 warning carrying the same reason
+    # named explicitly, a comparison that cannot run is a TA903 error carrying the same reason: the gate fails
     named = torchaudit.scan(model, example_inputs=torch.randn(4, 8).half(), compare=["reload"])
     assert [f.message for f in named.findings if f.rule == "TA903"] == [f"comparison 'reload' could not run: {reload.skipped_reason}"]
+    assert [f.severity.value for f in named.findings if f.rule == "TA903"] == ["error"] and named.exit_code == 1
 
 
 def test_a_parameter_on_the_meta_device_skips_every_comparison_by_name():
