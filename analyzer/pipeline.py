@@ -19,7 +19,7 @@ from torchaudit.analyzer.environment import environment
 from torchaudit.analyzer.load.inputs import ExampleInputs, check_forward, from_value, place_inputs, resolve_inputs
 from torchaudit.analyzer.load.meta import as_meta_model, has_no_values, load_meta_target, needs_values, realize_inputs
 from torchaudit.analyzer.load.target import LoadedTarget, load_target
-from torchaudit.analyzer.safety import model_copy, preserved_rng
+from torchaudit.analyzer.safety import model_copy, preserved_rng, seeded
 from torchaudit.analyzer.trace.graph import ModelGraph
 from torchaudit.analyzer.trace.tracing import TraceError, trace_model
 from torchaudit.errors import InputError, OptionError
@@ -95,15 +95,19 @@ def prepare(
     trust_checkpoint: bool = False,
     meta: bool = False,
     traced: bool = True,
+    seed: int = 0,
 ) -> Prepared:
     """Load the target (an ``nn.Module`` or a TARGET string), find and check its example
     inputs, read ``checkpoint`` safely (loading it into a copy where it loads with
     ``strict=True``) and trace the result (unless ``traced=False``).
 
     ``meta=True`` builds the model without weight memory (fake tensors, ``analyzer/load/meta.py``)
-    and never reads checkpoint data; a model whose tensors have no values is treated the same."""
-    module, target, meta = load_model(model, meta)
-    with preserved_rng():
+    and never reads checkpoint data; a model whose tensors have no values is treated the same.
+
+    Building the model and drawing its inputs run with the global RNGs seeded by ``seed`` (and
+    restored after): the same command scans the same weights and inputs every time."""
+    with seeded(seed):
+        module, target, meta = load_model(model, meta)
         inputs = inputs_for(module, target, example_inputs, inputs_spec, input_shapes, meta)
     ckpt = None
     if checkpoint is not None:

@@ -53,6 +53,21 @@ def preserved_rng() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed the global RNGs (torch, Python's ``random``, NumPy when imported) for what runs
+    inside, then restore them: building the model (random initial weights) and drawing its
+    example inputs give the same values for the same ``--seed``, and the caller's RNG state
+    is as it was."""
+    with preserved_rng():
+        torch.manual_seed(seed)
+        random.seed(seed)
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed(seed % 2**32)
+        yield
+
+
+@contextlib.contextmanager
 def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
     """Restore every submodule's ``training`` flag on exit."""
     saved = {name: m.training for name, m in model.named_modules()}

@@ -51,7 +51,7 @@ def scan(
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
     prepared = prepare(model, example_inputs, input_shapes=input_shapes, inputs_spec=inputs_spec, checkpoint=checkpoint,
-                       trust_checkpoint=trust_checkpoint, meta=meta)
+                       trust_checkpoint=trust_checkpoint, meta=meta, seed=seed)
     comparisons: list[ComparisonResult] | None = None
     failures: list[ComparisonFailure] = []
     if not static_only and not prepared.meta:  # the dynamic stage needs tensor values

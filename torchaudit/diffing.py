@@ -37,7 +37,7 @@ def diff(
 
     if fail_on not in FAIL_ON_CHOICES:
         raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
-    prepared = prepare(model, example_inputs, input_shapes=input_shapes, inputs_spec=inputs_spec, traced=False)
+    prepared = prepare(model, example_inputs, input_shapes=input_shapes, inputs_spec=inputs_spec, traced=False, seed=seed)
     module, inputs = prepared.model, prepared.inputs
     with untouched(module):
         ckpt_a, model_a = load_pair(module, checkpoint_a, trust_checkpoint)
