@@ -1,7 +1,8 @@
 """The Markdown summary: short enough for a pull-request comment (at most 60 lines).
 
-Verdict, counts, the top findings (most severe first) and each comparison's first
-divergence. Text from the model is escaped so that it renders literally.
+Verdict, counts, the top findings (most severe first), each comparison's first divergence
+and, for a ``diff``, the tensors that differ (at most 15, folded in a ``<details>``). Text from
+the model is escaped so that it renders literally.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import re
 
 from torchaudit.report import Report, Severity
 from torchaudit.reports import wording as w
+from torchaudit.reports.tensor_table import tensor_table
 
 MAX_LINES = 60
 MAX_FINDINGS = 15
+MAX_TENSORS = 15  # rows of a diff's tensor table
 MAX_TEXT = 220
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 
@@ -55,6 +58,23 @@ def _comparison_lines(report: Report) -> list[str]:
     return lines
 
 
+def _tensor_lines(report: Report) -> list[str]:
+    """A diff's changed tensors, capped, folded in ``<details>`` (a blank line after the summary
+    lets GitHub render the table inside it)."""
+    view = tensor_table(report, limit=MAX_TENSORS)
+    if view is None:
+        return []
+    head = f"<details><summary>Tensors (A \u2192 B): {escape(view.sentence)}</summary>"
+    lines = ["", head, "", f"A: {code(view.a)}, B: {code(view.b)}"]
+    if view.rows:  # shapes and dtypes are ours (digits, "x", "->", torch's dtype names): nothing to escape
+        lines += ["", "| key | shape | dtype | max abs | max rel | change |", "|---|---|---|---:|---:|---|"]
+        lines += [f"| {code(r.key)} | {r.shape} | {r.dtype} | {r.max_abs} | {r.max_rel} | {r.change} |"
+                  for r in view.rows]
+    if view.more:
+        lines += ["", f"\u2026 and {view.more} more that differ in the full report"]
+    return lines + ["", "</details>"]
+
+
 def render_markdown(report: Report) -> str:
     s = report.summary
     icon = "\u274c" if s.verdict == "fail" else "\u2705"
@@ -70,7 +90,9 @@ def render_markdown(report: Report) -> str:
         + " |",
     ]
     comparisons = _comparison_lines(report)
-    tail = (["", "**Comparisons**", "", *comparisons] if comparisons else []) + ["", "_Full report: the HTML or JSON output of `torchaudit scan`._"]
+    command = "diff" if "tensor_diff" in report.extras else "scan"
+    tail = ((["", "**Comparisons**", "", *comparisons] if comparisons else []) + _tensor_lines(report)
+            + ["", f"_Full report: the HTML or JSON output of `torchaudit {command}`._"])
     # what is left of the 60 lines for findings: a heading, a blank line and maybe a "more" line
     room = MAX_LINES - len(lines) - len(tail) - 4
     loud = [f for f in report.findings if f.severity != Severity.INFO]

@@ -14,9 +14,11 @@ from torchaudit.report import ComparisonResult, Finding, Location, Report, RuleI
 from torchaudit.reports import wording as w
 from torchaudit.reports.chart import ErrorChart, error_chart
 from torchaudit.reports.graph_layout import GraphDrawing, graph_drawing
+from torchaudit.reports.tensor_table import TensorTable, tensor_table
 
 CONTEXT_LINES = 3
 TOP_NODES = 5
+MAX_TENSOR_ROWS = 1000  # of a diff's tensor table; the JSON report has every row
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class PageView:
     comparisons_sentence: str
     drawing: GraphDrawing | None
     tool_version: str
+    tensors: TensorTable | None = None  # the per-tensor table of a diff
 
 
 def read_snippet(location: Location | None, base: Path | None = None) -> tuple[SourceLine, ...]:
@@ -234,6 +237,8 @@ def page_view(report: Report) -> PageView:
         value = report.target.get(key)
         if value:
             target_rows.append((key.replace("_", " "), w.display_path(value) if key == "file" else str(value)))
+    for label, path in zip(("checkpoint A", "checkpoint B"), report.target.get("checkpoints") or ()):
+        target_rows.append((label, w.display_path(path)))
     graph_rows: list[tuple[str, str]] = []
     if report.graph is not None:
         g = report.graph
@@ -259,4 +264,5 @@ def page_view(report: Report) -> PageView:
         comparisons_sentence=comp_sentence,
         drawing=graph_drawing(report),
         tool_version=__version__,
+        tensors=tensor_table(report, limit=MAX_TENSOR_ROWS),
     )

@@ -21,14 +21,24 @@ def test_reports_are_written_when_the_gate_fails(tmp_path):
     assert run["invocations"][0]["exitCode"] == 1 and "TA901" in {r["ruleId"] for r in run["results"]}
 
 
-def test_unwritable_report_path_is_one_line_and_exit_2(tmp_path):
-    missing = tmp_path / "no" / "such" / "dir" / "r.html"
+def test_missing_report_folders_are_created(tmp_path):
+    html = tmp_path / "no" / "such" / "dir" / "r.html"
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(html))
+    assert res.returncode == 1, res.stderr
+    assert "TA101" in html.read_text()
+
+
+def test_unwritable_report_path_is_one_line_and_exit_2_after_writing_the_others(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    bad = blocker / "r.html"  # a file where a folder should be: cannot be created
     ok = tmp_path / "r.md"
-    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--markdown", str(ok), "--html", str(missing))
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(bad), "--markdown", str(ok))
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("torchaudit: error: --html ") and "Traceback" not in res.stderr
-    assert not missing.exists()
+    assert len(lines) == 1 and lines[0].startswith(f"torchaudit: error: --html {bad}: cannot write") and "Traceback" not in res.stderr
+    assert not bad.exists()
+    assert ok.read_text().startswith("### ")  # the report after the failed one is still written
 
 
 def test_help_lists_the_report_options():

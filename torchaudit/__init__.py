@@ -10,14 +10,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "scan", "compare", "assert_consistent"]
+__all__ = ["__version__", "scan", "diff", "compare", "assert_consistent"]
 
 
-def __getattr__(name: str) -> Any:  # the lazily imported function (scan, compare, assert_consistent)
+def __getattr__(name: str) -> Any:  # the lazily imported function (scan, diff, compare, assert_consistent)
     if name == "scan":
         from torchaudit.api import scan
 
         return scan
+    if name == "diff":
+        from torchaudit.diffing import diff
+
+        return diff
     if name in ("compare", "assert_consistent"):
         from torchaudit import consistency
 

@@ -90,10 +90,5 @@ def _finding_order(f: Finding) -> tuple[int, str, str, int, str, str, str]:
 
 
 def write_json(report: Report, path: str | Path) -> None:
-    from torchaudit.reports.json_report import render_json
-
-    text = render_json(report)
-    if str(path) == "-":
-        print(text)
-    else:
-        Path(path).write_text(text + "\n", encoding="utf-8")
+    """The JSON report at ``path`` (``-`` = stdout): ``Report.write(path, "json")``."""
+    report.write(path, "json")

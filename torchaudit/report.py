@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 SCHEMA_VERSION = 1
@@ -316,3 +317,15 @@ class Report:
         }
         data.update(self.extras)
         return data
+
+    def write(self, path: str | Path, format: str | None = None) -> None:
+        """Write this report to ``path`` (``"-"`` = stdout) as JSON, HTML, Markdown or SARIF.
+
+        The format comes from the suffix (``.json``, ``.html``, ``.md``/``.markdown``,
+        ``.sarif``/``.sarif.json``) unless ``format`` (``json``, ``html``, ``markdown``,
+        ``sarif``) says otherwise; an unknown suffix raises ``OptionError`` naming the choices.
+        Missing parent folders are created; a failed write raises ``ReportWriteError``.
+        """
+        from torchaudit.reports.files import write_report  # reports/ imports this module: import late
+
+        write_report(self, path, format)

@@ -81,7 +81,11 @@ def tensor_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) ->
 
 
 def load_pair(model: nn.Module, path: str, trust: bool) -> tuple[Checkpoint, nn.Module | None]:
-    """The checkpoint and a copy of ``model`` with it loaded (``None`` when it does not load)."""
+    """The checkpoint and a copy of ``model`` with it loaded (``None`` when it does not load with
+    ``strict=True``: the checkpoint rules then say why, as for ``scan --checkpoint``).
+
+    A file that is not unpickled (unsafe globals, a whole pickled module without
+    ``--trust-checkpoint``) leaves nothing to diff: :class:`CheckpointError` (exit 2)."""
     from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint
 
     ckpt, loaded = prepare_checkpoint(model, path, trust=trust)
@@ -89,6 +93,14 @@ def load_pair(model: nn.Module, path: str, trust: bool) -> tuple[Checkpoint, nn.
         raise CheckpointError(f"{path}: {ckpt.not_loaded_reason}", "pass --trust-checkpoint only for a file you made yourself")
     ok = ckpt.loaded_into_model is not None and ckpt.loaded_into_model.ok
     return ckpt, (loaded if ok and loaded is not model else None)
+
+
+def why_not_loaded(ckpt: Checkpoint) -> str | None:
+    """Why a checkpoint did not load into the model with ``strict=True`` (``None`` when it did)."""
+    status = ckpt.loaded_into_model
+    if status is None or not status.ok:
+        return f"{ckpt.path} does not load into the model with strict=True ({status.error if status else 'unknown'})"
+    return None
 
 
 def compare_checkpoints(

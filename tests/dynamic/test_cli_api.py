@@ -133,6 +133,16 @@ def test_diff_lists_keys_only_in_one_side_and_refuses_unsafe_pickles(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1
 
 
+def test_diff_with_a_checkpoint_of_another_model_fails_like_scan(tmp_path):
+    good, other = tmp_path / "good.pt", tmp_path / "other_model.pt"
+    torch.save(M.LinearBN().state_dict(), good)
+    torch.save(M.SmallCNN().state_dict(), other)
+    res = invoke_cli("diff", f"{MODELS}:LinearBN", str(good), str(other), "--input-shape", "4,6")
+    assert res.returncode == 1, res.stderr
+    assert "TA301" in res.stdout and "checkpoint B: the checkpoint has no" in res.stdout and "FAIL" in res.stdout
+    assert "compare checkpoints: skipped" in res.stdout
+
+
 def test_compare_api_trained_against_reloaded():
     torch.manual_seed(0)
     trained = M.PythonCounter().train()
