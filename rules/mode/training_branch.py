@@ -42,7 +42,7 @@ class TrainingControlFlow(Rule):
     """
 
     code = "TA103"
-    severity = Severity.WARNING
+    severity = Severity.INFO  # RULES.md: a mode branch is ordinary PyTorch; what the trace froze is worth knowing
     title = "self.training steers control flow"
     source_nodes = (ast.If, ast.IfExp, ast.While)
 
