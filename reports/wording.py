@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from torchaudit.report import ComparisonResult, ErrorStats, Finding, Location, Report, Severity
+from torchaudit.report import display_path as report_display_path
 
 _SEVERITY_NOUN = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "info"}
 
@@ -49,14 +50,8 @@ def counts_sentence(report: Report) -> str:
 
 
 def display_path(path: str | None) -> str:
-    """A file path relative to the working directory when it lies below it."""
-    if not path:
-        return ""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if rel.startswith("..") else rel
+    """A source path as every report shows it (``torchaudit.report.display_path``)."""
+    return report_display_path(path) if path else ""
 
 
 def where(location: Location | None, module: str | None = None) -> str:
