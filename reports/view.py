@@ -80,7 +80,8 @@ class NodeRow:
 class ComparisonView:
     anchor: str
     name: str
-    status: str
+    status: str  # as worded: "matched", "diverged", "differs as expected", ...
+    status_css: str  # "matched", "diverged", "expected", "skipped", "error"
     sentence: str
     reference: str
     candidate: str
@@ -180,7 +181,8 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
     return ComparisonView(
         anchor=f"comparison-{index}",
         name=c.name,
-        status=c.status.value,
+        status=w.status_label(c),
+        status_css=w.status_css(c),
         sentence=w.comparison_sentence(c),
         reference=str(c.reference),
         candidate=str(c.candidate),
@@ -241,7 +243,7 @@ def page_view(report: Report) -> PageView:
                       ("parameters", f"{g.parameters:,}"), ("buffers", f"{g.buffers:,}")]
     comparisons = tuple(comparison_view(c, i, base) for i, c in enumerate(report.comparisons))
     if report.comparisons:
-        comp_sentence = "; ".join(f"{c.name} {c.status.value}" for c in report.comparisons) + "."
+        comp_sentence = "; ".join(f"{c.name} {w.status_label(c)}" for c in report.comparisons) + "."
     else:
         comp_sentence = "No comparison ran in this scan (static rules only)."
     return PageView(

@@ -1,4 +1,4 @@
-"""How every renderer words paths (issue 12, item 7)."""
+"""How every renderer words paths and comparison statuses (issue 12, items 7, 9 and 10)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,21 @@ import pytest
 from tests.conftest import ROOT
 from tests.report_samples import MLP, mlp_report
 from torchaudit.report import (
+    ComparisonResult,
+    Config,
     Divergence,
     ErrorStats,
     Finding,
     Location,
+    NodeComparison,
     Severity,
+    Status,
     display_path,
 )
 from torchaudit.reports import wording as w
+from torchaudit.reports.graph_layout import graph_drawing
 from torchaudit.reports.markdown import render_markdown
-from torchaudit.reports.terminal import print_summary
+from torchaudit.reports.terminal import comparison_lines, print_summary
 from torchaudit.reports.view import page_view
 
 BERT = os.path.join(os.sep, "opt", "venv", "lib", "python3.11", "site-packages", "transformers", "models", "bert",
@@ -68,3 +73,67 @@ def test_sarif_keeps_real_artifact_paths():
     report = dataclasses.replace(mlp_report(), findings=[raised], comparisons=[])
     location = sarif_dict(report, ROOT)["runs"][0]["results"][0]["locations"][0]
     assert location["physicalLocation"]["artifactLocation"]["uri"].endswith("site-packages/transformers/models/bert/modeling_bert.py")
+
+
+# item 9: expected differences ---------------------------------------------------------------
+
+def _mode(name: str = "mode") -> ComparisonResult:
+    big, z = ErrorStats(1.3, 200.0, 1.0, 0.9), ErrorStats()
+    nodes = (NodeComparison("x", None, "placeholder", z, z, z),
+             NodeComparison("fc1", "fc1", "linear", z, z, z),
+             NodeComparison("bn", "bn", "BatchNorm1d", big, big, z, diverged=True, location=Location(str(MLP), 17)))
+    return ComparisonResult(name, Config("cpu", "float32", "eval"), Config("cpu", "float32", "train"), Status.DIVERGED,
+                            first_divergence=Divergence("bn", "bn", "BatchNorm1d", big, z, big, location=Location(str(MLP), 17)),
+                            nodes=nodes)
+
+
+def test_an_expected_difference_is_not_worded_as_a_failure():
+    report = dataclasses.replace(mlp_report(), comparisons=[_mode(), _mode("custom")])
+    assert comparison_lines(report) == ["compare mode: differs as expected at bn (bn, BatchNorm1d)",
+                                        "compare custom: differs as expected at bn (bn, BatchNorm1d)"]
+    data = report.to_dict()["comparisons"][0]
+    assert data["status"] == "diverged" and data["expected_difference"] is True
+    md = render_markdown(report)
+    assert "mode differs as expected" in md and "**differs as expected**, first at node `bn`" in md
+    assert "diverged" not in md
+    view = page_view(report).comparisons[0]
+    assert (view.status, view.status_css) == ("differs as expected", "expected")
+    assert "first differs, as expected, at node bn" in view.sentence
+    drawing = graph_drawing(report)
+    assert drawing is not None and not any("diverged" in b.css for b in drawing.boxes)
+
+
+def test_a_real_divergence_keeps_its_red_wording():
+    report = mlp_report()
+    assert report.comparisons[0].expected_difference is False
+    assert comparison_lines(report)[0] == "compare dtype: diverged at relu (<root>, relu)"
+    view = page_view(report).comparisons[0]
+    assert (view.status, view.status_css) == ("diverged", "diverged")
+    drawing = graph_drawing(report)
+    assert drawing is not None and any("diverged" in b.css for b in drawing.boxes)
+
+
+# item 10: skipped comparisons are labelled with their configurations ------------------------
+
+def test_skipped_comparisons_name_their_configurations_once():
+    import torch
+    import torch.nn as nn
+
+    from torchaudit.analyzer.compare.stage import scan_comparisons
+    from torchaudit.analyzer.load.inputs import ExampleInputs
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    results, failures = scan_comparisons(model, None, None, ["device", "mode", "dtype"])
+    labels = {c.name: f"{c.reference} vs {c.candidate}" for c in results}
+    assert labels == {"device": "cpu:float32:eval vs cuda:float32:eval", "mode": "cpu:float32:eval vs cpu:float32:train",
+                      "dtype": "cpu:float64:eval vs cpu:float32:eval"}
+    assert all(c.status == Status.SKIPPED and not c.skipped_reason.startswith(f"{c.name}:") for c in results)
+    if not torch.cuda.is_available():
+        inputs = ExampleInputs((torch.randn(4, 4),), {})
+        results, failures = scan_comparisons(model, inputs, None, ["device"])
+        (device,) = results
+        assert f"{device.reference} vs {device.candidate}" == "cpu:float32:eval vs cuda:float32:eval"
+        assert device.skipped_reason.startswith("CUDA is not available")
+        assert failures[0].reason.startswith("CUDA is not available")
+        sentence = w.comparison_sentence(device)
+        assert sentence.startswith("device (cpu:float32:eval vs cuda:float32:eval) was skipped: CUDA is not available")

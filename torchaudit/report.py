@@ -226,12 +226,21 @@ class ComparisonResult:
     nodes: tuple[NodeComparison, ...] = ()
     notes: tuple[str, ...] = ()  # what the engine could not do at some node (a reference op that could not run)
 
+    @property
+    def expected_difference(self) -> bool:
+        """Whether the two configurations are meant to give different outputs (eval against
+        train: the ``mode`` comparison, or a custom pair whose modes differ), so that a
+        divergence is what the comparison looks for, not a failure. ``status`` stays
+        ``diverged``; renderers word such a result "differs as expected"."""
+        return self.reference.mode != self.candidate.mode
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "reference": self.reference.to_dict(),
             "candidate": self.candidate.to_dict(),
             "status": self.status.value,
+            "expected_difference": self.expected_difference,
             "skipped_reason": self.skipped_reason,
             "tolerance": self.tolerance,
             "output": self.output,
