@@ -137,3 +137,34 @@ def test_skipped_comparisons_name_their_configurations_once():
         assert failures[0].reason.startswith("CUDA is not available")
         sentence = w.comparison_sentence(device)
         assert sentence.startswith("device (cpu:float32:eval vs cuda:float32:eval) was skipped: CUDA is not available")
+
+
+# item 11: TA106 says how to declare the state where torchaudit built the model --------------
+
+def _ta106(model, tmp_path=None):
+    import torchaudit
+
+    report = torchaudit.scan(model, static_only=True, select=["TA106"])
+    (finding,) = [f for f in report.findings if f.rule == "TA106"]
+    return finding
+
+
+def test_train_mode_fix_for_a_class_target_names_build_model():
+    finding = _ta106(str(MLP))
+    assert finding.message.startswith("Classifier(), as torchaudit builds it from the target, is in train mode")
+    assert finding.fix.startswith(
+        "declare the state it is served in: add `def build_model(): return Classifier().eval()` to examples/mlp_bn_dropout.py")
+    assert "call model.eval()" not in finding.fix
+
+
+def test_train_mode_fix_for_a_factory_and_for_a_live_module(tmp_path):
+    import torch.nn as nn
+
+    path = tmp_path / "factory_model.py"
+    path.write_text("import torch.nn as nn\n\n\ndef build_model():\n    return nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))\n")
+    finding = _ta106(str(path))
+    assert finding.message.startswith("the model build_model() returns is in train mode")
+    assert "from build_model() (e.g. `return model.eval()`)" in finding.fix
+    live = _ta106(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)))  # the Python API: the user's own object
+    assert live.message.startswith("the model is in train mode")
+    assert live.fix == "call model.eval() after building or loading the model for inference"
