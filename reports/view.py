@@ -57,6 +57,7 @@ class ErrorRow:
 
 @dataclass(frozen=True)
 class DivergenceView:
+    heading: str  # "First divergence", or "First difference (expected)" for eval against train
     node: str
     module: str
     op: str
@@ -160,6 +161,7 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
     divergence = None
     if d is not None:
         divergence = DivergenceView(
+            heading="First difference (expected)" if c.expected_difference else "First divergence",
             node=d.node,
             module=w.module_name(d.module),
             op=d.op,

@@ -98,6 +98,7 @@ def test_an_expected_difference_is_not_worded_as_a_failure():
     assert "diverged" not in md
     view = page_view(report).comparisons[0]
     assert (view.status, view.status_css) == ("differs as expected", "expected")
+    assert view.divergence is not None and view.divergence.heading == "First difference (expected)"
     assert "first differs, as expected, at node bn" in view.sentence
     drawing = graph_drawing(report)
     assert drawing is not None and not any("diverged" in b.css for b in drawing.boxes)
