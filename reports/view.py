@@ -179,7 +179,8 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
     out = ", ".join(f"{k} {w.number(v) if isinstance(v, float) else v}" for k, v in c.output.items())
     nonfinite = ""
     if c.first_nonfinite:
-        nonfinite = "NaN or Inf first appears at " + ", ".join(f"{k} {v}" for k, v in c.first_nonfinite.items())
+        nonfinite = "NaN or Inf first appears at " + ", ".join(
+            f"{k} {_nonfinite_value(k, v)}" for k, v in c.first_nonfinite.items() if v is not None)
     return ComparisonView(
         anchor=f"comparison-{index}",
         name=c.name,
@@ -197,6 +198,13 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
         state_diff=tuple((s.name, s.kind, s.reference, s.candidate) for s in c.state_diff),
         show_state_diff=c.name == "reload" or bool(c.state_diff),
     )
+
+
+def _nonfinite_value(key: str, value: Any) -> str:
+    """A value of ``first_nonfinite``; its location as every report shows one."""
+    if key == "location" and isinstance(value, dict) and value.get("file"):
+        return w.where(Location(value["file"], value.get("line"), value.get("column")))
+    return str(value)
 
 
 def _node_row(i: int, c: ComparisonResult) -> NodeRow:

@@ -66,6 +66,14 @@ def test_messages_and_locations_show_short_paths(capsys):
     assert page_view(report).groups[0].findings[0].where == "transformers/models/bert/modeling_bert.py:187"
 
 
+def test_html_nonfinite_location_is_short():
+    nonfinite = dataclasses.replace(_mode("dtype"), reference=Config("cpu", "float64"), first_nonfinite={
+        "node": "exp", "module": "", "op": "exp", "in": "candidate",
+        "location": {"file": str(MLP), "line": 18, "column": None}})
+    view = page_view(dataclasses.replace(mlp_report(), comparisons=[nonfinite])).comparisons[0]
+    assert view.nonfinite.endswith("in candidate, location examples/mlp_bn_dropout.py:18")
+
+
 def test_sarif_keeps_real_artifact_paths():
     from torchaudit.reports.sarif import sarif_dict
 
