@@ -177,3 +177,13 @@ def test_train_mode_fix_for_a_factory_and_for_a_live_module(tmp_path):
     live = _ta106(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)))  # the Python API: the user's own object
     assert live.message.startswith("the model is in train mode")
     assert live.fix == "call model.eval() after building or loading the model for inference"
+
+
+def test_assert_consistent_message_shows_short_paths():
+    from torchaudit.consistency import describe
+
+    nonfinite = dataclasses.replace(_mode("dtype"), first_nonfinite={
+        "node": "exp", "module": "", "op": "exp", "in": "candidate", "location": {"file": str(MLP), "line": 18}})
+    text = describe(nonfinite)
+    assert "at examples/mlp_bn_dropout.py:17:" in text and "only at examples/mlp_bn_dropout.py:18" in text
+    assert str(ROOT) not in text
