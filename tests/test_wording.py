@@ -164,6 +164,9 @@ def test_train_mode_fix_for_a_class_target_names_build_model():
     assert finding.fix.startswith(
         "declare the state it is served in: add `def build_model(): return Classifier().eval()` to examples/mlp_bn_dropout.py")
     assert "call model.eval()" not in finding.fix
+    installed = _ta106("torch.nn:Dropout")  # a class from a package: the factory goes in a file of the user's
+    assert installed.fix == ("declare the state it is served in: scan a model file of yours with "
+                             "`def build_model(): return Dropout().eval()` instead of torch.nn:Dropout")
 
 
 def test_train_mode_fix_for_a_factory_and_for_a_live_module(tmp_path):

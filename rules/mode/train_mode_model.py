@@ -77,13 +77,13 @@ def _built_by(ctx: AuditContext) -> tuple[str, str]:
     if target is None:
         return "the model", "call model.eval() after building or loading the model for inference"
     built = getattr(target.module, target.name, None)
-    where = f"to {display_path(str(target.file))}" if target.file is not None else f"to the module of {target.spec}"
     if isinstance(built, type):
-        return (
-            f"{target.name}(), as torchaudit builds it from the target,",
-            f"declare the state it is served in: add `def build_model(): return {target.name}().eval()` {where}; "
-            "torchaudit builds the model with it instead of the class",
-        )
+        factory = f"`def build_model(): return {target.name}().eval()`"
+        if target.file is not None:
+            how = f"add {factory} to {display_path(str(target.file))}; torchaudit builds the model with it instead of the class"
+        else:  # package.module:NAME, perhaps a third-party class: the factory goes in a file of the user's
+            how = f"scan a model file of yours with {factory} instead of {target.spec}"
+        return f"{target.name}(), as torchaudit builds it from the target,", f"declare the state it is served in: {how}"
     return (
         f"the model {target.name}() returns",
         f"return it in the state it is served in from {target.name}() (e.g. `return model.eval()`), "
