@@ -4,7 +4,7 @@ Boxes are modules (the view is already collapsed by module, see
 ``torchaudit.reports.graph_view``); layers come from ``networkx.topological_generations``
 of the data flow, top to bottom, and within a layer boxes keep execution order. A box's fill
 is the worst severity of the findings in its module; a box whose module holds a comparison's
-first divergent node gets a red border.
+first divergent node gets a red border (not for an expected difference: eval against train).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _marks(report: Report, groups: tuple[GraphGroup, ...]) -> tuple[dict[str, li
     diverged = {
         g.id
         for c in report.comparisons
-        if c.first_divergence is not None
+        if c.first_divergence is not None and not c.expected_difference  # eval vs train: information, not a fault
         for g in _owners(c.first_divergence.module or "", groups)
     }
     return codes, worst, diverged

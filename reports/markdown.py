@@ -38,11 +38,11 @@ def code(text: str) -> str:
 def _comparison_lines(report: Report) -> list[str]:
     lines = []
     for c in report.comparisons:
-        head = f"- {code(c.name)} ({code(str(c.reference))} vs {code(str(c.candidate))}): **{c.status.value}**"
+        head = f"- {code(c.name)} ({code(str(c.reference))} vs {code(str(c.candidate))}): **{w.status_label(c)}**"
         d = c.first_divergence
         if d is not None:
             head += (
-                f" first at node {code(d.node)} in {code(w.module_name(d.module))} ({escape(d.op)}, "
+                f"{',' if c.expected_difference else ''} first at node {code(d.node)} in {code(w.module_name(d.module))} ({escape(d.op)}, "
                 f"{code(w.where(d.location))}): own error {w.number(d.local.max_abs)}, inherited "
                 f"{w.number(d.inherited.max_abs)}, total {w.number(d.total.max_abs)} (max abs)"
             )
@@ -51,7 +51,7 @@ def _comparison_lines(report: Report) -> list[str]:
                 more = f" and {len(c.state_diff) - 5} more" if len(c.state_diff) > 5 else ""
                 head += f"; state that differs: {names}{more}"
         elif c.skipped_reason:
-            head += f": {escape(c.skipped_reason)}"
+            head += f": {escape(w.reason(c))}"
         if c.notes:
             head += "; note: " + escape("; ".join(c.notes))
         lines.append(head)
@@ -86,7 +86,7 @@ def render_markdown(report: Report) -> str:
         "| errors | warnings | infos | fail on | comparisons |",
         "|---:|---:|---:|---|---|",
         f"| {s.errors} | {s.warnings} | {s.infos} | {s.fail_on} | "
-        + (escape(", ".join(f"{c.name} {c.status.value}" for c in report.comparisons)) or "none")
+        + (escape(", ".join(f"{c.name} {w.status_label(c)}" for c in report.comparisons)) or "none")
         + " |",
     ]
     comparisons = _comparison_lines(report)

@@ -90,8 +90,8 @@ def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal
             console.print(line)
             if f.fix:
                 console.print(Text(f"      fix: {f.fix}", style="dim"))
-    for comparison in [] if quiet else comparison_lines(report):
-        console.print(comparison)
+    for text, style in [] if quiet else comparison_rows(report):
+        console.print(Text(text, style=style))
     baseline = report.extras.get("baseline")
     if baseline:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))
@@ -157,25 +157,34 @@ def print_rule_docs(info: RuleInfo) -> None:
             console.print(Text("  " + line))
 
 
+_COMPARISON_STYLE = {"diverged": "red", "error": "red", "expected": "cyan", "matched": "green", "skipped": "dim"}
+
+
 def comparison_lines(report: Report) -> list[str]:
     """One line per comparison; comparisons skipped for one and the same reason share a line."""
-    rows: list[str | list[str]] = []  # a finished line, or the names skipped for one reason
+    return [text for text, _ in comparison_rows(report)]
+
+
+def comparison_rows(report: Report) -> list[tuple[str, str]]:
+    """``comparison_lines`` with the style of each: red for a divergence or an error, cyan
+    for an expected difference (eval against train), green for matched, dim for skipped."""
+    rows: list[tuple[str, str] | list[str]] = []  # a finished line and its style, or the names skipped for one reason
     skipped: dict[str, list[str]] = {}
     for c in report.comparisons:
-        reason = (c.skipped_reason or "").removeprefix(f"{c.name}: ")
+        reason = w.reason(c)
         if c.status.value == "skipped":
             if reason not in skipped:
                 skipped[reason] = []
                 rows.append(skipped[reason])
             skipped[reason].append(c.name)
             continue
-        text = f"compare {c.name}: {c.status.value}"
+        text = f"compare {c.name}: {w.status_label(c)}"
         if c.first_divergence:
             d = c.first_divergence
             text += f" at {d.node} ({d.module or '<root>'}, {d.op})"
         elif reason:
             text += f" ({reason})"
-        rows.append(text)
-        rows.extend(f"  note: {note}" for note in c.notes)
+        rows.append((text, _COMPARISON_STYLE.get(w.status_css(c), "")))
+        rows.extend((f"  note: {note}", "dim") for note in c.notes)
     reasons = {id(names): reason for reason, names in skipped.items()}
-    return [row if isinstance(row, str) else f"compare {', '.join(row)}: skipped ({reasons[id(row)]})" for row in rows]
+    return [row if isinstance(row, tuple) else (f"compare {', '.join(row)}: skipped ({reasons[id(row)]})", "dim") for row in rows]

@@ -59,6 +59,7 @@ class ErrorRow:
 
 @dataclass(frozen=True)
 class DivergenceView:
+    heading: str  # "First divergence", or "First difference (expected)" for eval against train
     node: str
     module: str
     op: str
@@ -82,7 +83,8 @@ class NodeRow:
 class ComparisonView:
     anchor: str
     name: str
-    status: str
+    status: str  # as worded: "matched", "diverged", "differs as expected", ...
+    status_css: str  # "matched", "diverged", "expected", "skipped", "error"
     sentence: str
     reference: str
     candidate: str
@@ -162,6 +164,7 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
     divergence = None
     if d is not None:
         divergence = DivergenceView(
+            heading="First difference (expected)" if c.expected_difference else "First divergence",
             node=d.node,
             module=w.module_name(d.module),
             op=d.op,
@@ -179,11 +182,13 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
     out = ", ".join(f"{k} {w.number(v) if isinstance(v, float) else v}" for k, v in c.output.items())
     nonfinite = ""
     if c.first_nonfinite:
-        nonfinite = "NaN or Inf first appears at " + ", ".join(f"{k} {v}" for k, v in c.first_nonfinite.items())
+        nonfinite = "NaN or Inf first appears at " + ", ".join(
+            f"{k} {_nonfinite_value(k, v)}" for k, v in c.first_nonfinite.items() if v is not None)
     return ComparisonView(
         anchor=f"comparison-{index}",
         name=c.name,
-        status=c.status.value,
+        status=w.status_label(c),
+        status_css=w.status_css(c),
         sentence=w.comparison_sentence(c),
         reference=str(c.reference),
         candidate=str(c.candidate),
@@ -196,6 +201,13 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
         state_diff=tuple((s.name, s.kind, s.reference, s.candidate) for s in c.state_diff),
         show_state_diff=c.name == "reload" or bool(c.state_diff),
     )
+
+
+def _nonfinite_value(key: str, value: Any) -> str:
+    """A value of ``first_nonfinite``; its location as every report shows one."""
+    if key == "location" and isinstance(value, dict) and value.get("file"):
+        return w.where(Location(value["file"], value.get("line"), value.get("column")))
+    return str(value)
 
 
 def _node_row(i: int, c: ComparisonResult) -> NodeRow:
@@ -246,7 +258,7 @@ def page_view(report: Report) -> PageView:
                       ("parameters", f"{g.parameters:,}"), ("buffers", f"{g.buffers:,}")]
     comparisons = tuple(comparison_view(c, i, base) for i, c in enumerate(report.comparisons))
     if report.comparisons:
-        comp_sentence = "; ".join(f"{c.name} {c.status.value}" for c in report.comparisons) + "."
+        comp_sentence = "; ".join(f"{c.name} {w.status_label(c)}" for c in report.comparisons) + "."
     else:
         comp_sentence = "No comparison ran in this scan (static rules only)."
     return PageView(

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from torchaudit.report import ComparisonResult, ErrorStats, Finding, Location, Report, Severity
+from torchaudit.report import display_path as report_display_path
 
 _SEVERITY_NOUN = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "info"}
 
@@ -50,14 +51,8 @@ def counts_sentence(report: Report) -> str:
 
 
 def display_path(path: str | None) -> str:
-    """A file path relative to the working directory when it lies below it."""
-    if not path:
-        return ""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return path
-    return path if rel.startswith("..") else rel
+    """A source path as every report shows it (``torchaudit.report.display_path``)."""
+    return report_display_path(path) if path else ""
 
 
 def where(location: Location | None, module: str | None = None) -> str:
@@ -136,6 +131,30 @@ def verdict_sentence(report: Report) -> str:
     return f"No finding reaches the gate ({gate}); {below} {'is' if total == 1 else 'are'} below it."
 
 
+EXPECTED = "differs as expected"
+
+
+def status_label(c: ComparisonResult) -> str:
+    """A comparison's status as reports word it: ``matched``, ``diverged``, ``skipped``,
+    ``error``, or ``differs as expected`` for a divergence its configurations are meant to give
+    (eval against train), which is information, not a failure."""
+    if c.status.value == "diverged" and c.expected_difference:
+        return EXPECTED
+    return c.status.value
+
+
+def status_css(c: ComparisonResult) -> str:
+    """The class that colours a comparison's status: ``expected`` (neutral blue) for an
+    expected difference, else the status itself."""
+    return "expected" if status_label(c) == EXPECTED else c.status.value
+
+
+def reason(c: ComparisonResult) -> str:
+    """Why a comparison was skipped or failed, without a leading ``name:`` (reports put the
+    name beside it; older recordings and reports repeated it)."""
+    return (c.skipped_reason or "").removeprefix(f"{c.name}: ")
+
+
 def comparison_sentence(c: ComparisonResult) -> str:
     """What one comparison found, in one sentence (and its engine notes, if any)."""
     text = _comparison_sentence(c)
@@ -147,17 +166,20 @@ def comparison_sentence(c: ComparisonResult) -> str:
 def _comparison_sentence(c: ComparisonResult) -> str:
     head = f"{c.name} ({c.reference} vs {c.candidate})"
     if c.status.value == "skipped":
-        return f"{head} was skipped: {c.skipped_reason or 'no reason given'}."
+        return f"{head} was skipped: {reason(c) or 'no reason given'}."
     if c.status.value == "error":
-        return f"{head} could not finish: {c.skipped_reason or 'no reason given'}."
+        return f"{head} could not finish: {reason(c) or 'no reason given'}."
+    verb = "first differs, as expected," if c.expected_difference else "diverged first"
     if c.first_divergence is not None:
         d = c.first_divergence
         return (
-            f"{head} diverged first at node {d.node} ({module_name(d.module)}, {d.op}, {where(d.location)}): "
+            f"{head} {verb} at node {d.node} ({module_name(d.module)}, {d.op}, {where(d.location)}): "
             f"its own error is {number(d.local.max_abs)} (max abs), "
             f"inherited {number(d.inherited.max_abs)}, total {number(d.total.max_abs)}."
         )
     if c.status.value == "diverged":
+        if c.expected_difference:
+            return f"{head} differs as expected, with no single node to blame."
         return f"{head} diverged, with no single node to blame."
     return f"{head} matched: no node's own error exceeds the tolerance."
 

@@ -285,8 +285,9 @@ def run_rules(
     return dedupe(findings), skipped
 
 
-def display_path(file: str) -> str:
-    """A path relative to the working directory when it lies below it, else absolute."""
+def relative_file(file: str) -> str:
+    """A path relative to the working directory when it lies below it, else absolute: the real
+    path a finding's ``Location.file`` keeps (reports show it with ``report.display_path``)."""
     import os
     from pathlib import Path
 
@@ -303,7 +304,7 @@ def display(finding: Finding) -> Finding:
     loc = finding.location
     if loc is None or not loc.file:
         return finding
-    return dataclasses.replace(finding, location=dataclasses.replace(loc, file=display_path(loc.file)))
+    return dataclasses.replace(finding, location=dataclasses.replace(loc, file=relative_file(loc.file)))
 
 
 def suppressed(finding: Finding, ctx: AuditContext) -> bool:

@@ -133,3 +133,49 @@ def test_cli_input_sources_in_json(tmp_path):
     assert res.returncode == 0, res.stderr
     target = json.loads(out.read_text())["target"]
     assert target["inputs"] == "Tensor[6,4]:float32" and target["inputs_source"] == "--input-shape 6,4"
+
+
+def test_forward_failure_names_the_innermost_module_that_raised():
+    from torchaudit.analyzer.load.inputs import ExampleInputs
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(1568, 128)
+            self.drop = nn.Dropout(0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            try:
+                self.drop(None)  # raises and is caught: must not be blamed later
+            except Exception:  # noqa: BLE001
+                pass
+            return self.fc1(x)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Identity()
+            self.block = Block()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(self.stem(x).flatten(1))
+
+    model = Net()
+    with pytest.raises(InputError) as err:
+        check_forward(model, ExampleInputs((torch.randn(4, 2, 32, 32),), {}, "--input-shape"))
+    msg = err.value.message
+    assert "): block.fc1 (Linear): RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x2048 and 1568x128)" in msg
+    assert "\n" not in msg
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())  # hooks removed
+
+    class Root(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x).view(3, -1)  # fails in the root's own code, after fc returned
+
+    with pytest.raises(InputError) as err:
+        check_forward(Root(), ExampleInputs((torch.randn(2, 4),), {}, "--input-shape"))
+    assert "(x=Tensor[2,4]:float32): RuntimeError: shape" in err.value.message

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 import torch
 import torch.nn as nn
 
-from torchaudit.report import ComparisonResult, Config, Status
+from torchaudit.report import ComparisonResult, Config, Location, Status
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.load.inputs import ExampleInputs
@@ -100,7 +100,7 @@ def describe(result: ComparisonResult) -> str:
     nf = result.first_nonfinite
     if nf:
         loc = nf.get("location")
-        at = f" at {loc['file']}:{loc['line']}" if loc else ""
+        at = f" at {Location(loc['file'], loc.get('line'))}" if loc else ""
         parts.append(f"NaN/Inf first appears at node '{nf['node']}' in the {nf['in']} only{at}")
     if result.state_diff:
         parts.append("state that differs: " + ", ".join(f"{s.name} ({s.kind})" for s in result.state_diff[:8]))

@@ -7,6 +7,9 @@ else, so they all tell the same story.
 from __future__ import annotations
 
 import enum
+import os
+import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,9 +34,53 @@ class Status(str, enum.Enum):
     ERROR = "error"
 
 
+_PACKAGE_DIRS = ("site-packages", "dist-packages")
+
+
+def _stdlib_dirs() -> tuple[str, ...]:
+    dirs = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
+    dirs.add(os.path.dirname(os.__file__))
+    return tuple(sorted((os.path.abspath(d) for d in dirs if d), key=len, reverse=True))
+
+
+_STDLIB_DIRS = _stdlib_dirs()
+
+
+def display_path(path: str) -> str:
+    """How every report and message shows a source file (no torch import, so ``lint`` may use it).
+
+    A third-party file (anything under a ``site-packages`` or ``dist-packages`` folder) or a
+    standard-library one is shown from its package: ``transformers/models/bert/modeling_bert.py``;
+    a file below the working directory relative to it: ``examples/model.py``; anything else
+    (``<string>``, a file elsewhere) as given. ``Location.file`` keeps the real path, for tools
+    that open it (SARIF's artifact locations, the HTML source snippets).
+    """
+    if not path or path.startswith("<"):
+        return path
+    full = os.path.abspath(path)
+    parts = full.split(os.sep)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in _PACKAGE_DIRS and i + 1 < len(parts):
+            return "/".join(parts[i + 1 :])
+    try:
+        rel = os.path.relpath(full)
+    except ValueError:  # another drive on Windows
+        rel = ""
+    if rel and not rel.startswith(".."):
+        return rel.replace(os.sep, "/")
+    for root in _STDLIB_DIRS:
+        if full.startswith(root + os.sep):
+            return full[len(root) + 1 :].replace(os.sep, "/")
+    if sys.platform != "win32":  # a symlinked working directory: compare resolved paths too
+        real, cwd = os.path.realpath(full), os.path.realpath(os.getcwd())
+        if real.startswith(cwd + os.sep):
+            return real[len(cwd) + 1 :]
+    return path
+
+
 @dataclass(frozen=True)
 class Location:
-    file: str
+    file: str  # the real path (relative to the working directory when below it, else absolute)
     line: int | None = None
     column: int | None = None
 
@@ -41,9 +88,11 @@ class Location:
         return {"file": self.file, "line": self.line, "column": self.column}
 
     def __str__(self) -> str:
+        """As reports and messages show it: ``examples/model.py:18``,
+        ``transformers/models/bert/modeling_bert.py:187`` (see :func:`display_path`)."""
         if self.line is None:
-            return self.file
-        return f"{self.file}:{self.line}"
+            return display_path(self.file)
+        return f"{display_path(self.file)}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -178,12 +227,21 @@ class ComparisonResult:
     nodes: tuple[NodeComparison, ...] = ()
     notes: tuple[str, ...] = ()  # what the engine could not do at some node (a reference op that could not run)
 
+    @property
+    def expected_difference(self) -> bool:
+        """Whether the two configurations are meant to give different outputs (eval against
+        train: the ``mode`` comparison, or a custom pair whose modes differ), so that a
+        divergence is what the comparison looks for, not a failure. ``status`` stays
+        ``diverged``; renderers word such a result "differs as expected"."""
+        return self.reference.mode != self.candidate.mode
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "reference": self.reference.to_dict(),
             "candidate": self.candidate.to_dict(),
             "status": self.status.value,
+            "expected_difference": self.expected_difference,
             "skipped_reason": self.skipped_reason,
             "tolerance": self.tolerance,
             "output": self.output,

@@ -41,7 +41,8 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.f
 
 
 class Skip(Exception):
-    """A comparison that cannot run here: the reason, with the flag that fixes it."""
+    """A comparison that cannot run here: the reason, with the flag that fixes it (without the
+    comparison's name: reports put the name beside it)."""
 
 
 @dataclass
@@ -121,6 +122,25 @@ def result_from(name: str, ref: Config, cand: Config, tol: Tolerance, run: Locks
     )
 
 
+def planned(name: str, model: nn.Module, inputs: ExampleInputs | None, opts: Options) -> tuple[Config, Config] | None:
+    """The configurations comparison ``name`` runs (or would have run), without running it, so
+    that a skipped or failed comparison is labelled ``cpu:float32:eval vs cuda:float32:eval``
+    rather than with defaults; ``None`` where they are not known (a custom pair without both)."""
+    dt = dtype_name(model_dtype(model, inputs))
+    same = Config("cpu", dt, "eval")
+    pairs = {
+        "dtype": (Config("cpu", "float64", "eval"), same),
+        "device": (same, Config("cuda", dt, "eval")),
+        "mode": (same, Config("cpu", dt, "train")),
+        "determinism": (opts.candidate or same, opts.candidate or same),
+        "batch": (same, same),
+        "reload": (same, same),
+    }
+    if name == "custom":
+        return (opts.reference, opts.candidate) if opts.reference and opts.candidate else None
+    return pairs.get(name)
+
+
 def skipped(name: str, reason: str, ref: Config | None = None, cand: Config | None = None) -> ComparisonResult:
     return ComparisonResult(name=name, reference=ref or Config(), candidate=cand or Config(),
                             status=Status.SKIPPED, skipped_reason=reason)
@@ -137,7 +157,7 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
     """Run the model under two configurations (device, dtype, mode) in lockstep."""
     for cfg in (ref, cand):
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise Skip(f"{name}: CUDA is not available here (torch.cuda.is_available() is False); run on a machine with a GPU")
+            raise Skip("CUDA is not available here (torch.cuda.is_available() is False); run on a machine with a GPU")
     cand_dtype = DTYPES[cand.dtype]
     tol = Tolerance.for_dtype(cand_dtype, opts.atol, opts.rtol)
     s_ref, s_cand = seeds or (opts.seed, opts.seed)
@@ -154,7 +174,7 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
 def compare_dtype(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     dt = model_dtype(model, inputs)
     if dt == torch.float64:
-        raise Skip("dtype: the model is already float64, so there is no higher-precision reference; use --reference/--candidate")
+        raise Skip("the model is already float64, so there is no higher-precision reference; use --reference/--candidate")
     return compare_configs("dtype", model, inputs, Config("cpu", "float64", "eval"), Config("cpu", dtype_name(dt), "eval"), opts)
 
 
@@ -176,7 +196,7 @@ def compare_determinism(model: nn.Module, inputs: ExampleInputs, opts: Options) 
 
 def compare_custom(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
     if opts.reference is None or opts.candidate is None:
-        raise Skip("custom: needs both --reference CFG and --candidate CFG (device:dtype[:mode])")
+        raise Skip("needs both --reference CFG and --candidate CFG (device:dtype[:mode])")
     return compare_configs("custom", model, inputs, opts.reference, opts.candidate, opts)
 
 
@@ -204,7 +224,7 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
     dt = model_dtype(model, inputs)
     cfg = Config("cpu", dtype_name(dt), "eval")
     if samples is None:
-        raise Skip("batch: needs example inputs whose tensors share a batch of at least 2 along dim 0; "
+        raise Skip("needs example inputs whose tensors share a batch of at least 2 along dim 0; "
                    "pass e.g. --input-shape 4,16")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
     a = SideSpec(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, samples=samples)

@@ -50,7 +50,7 @@ def fresh_builder(model: nn.Module, target: LoadedTarget | None) -> tuple[Callab
     if target is not None:
         return target.factory, "the target's factory"
     raise Skip(
-        f"reload: {cls.__name__} needs constructor arguments and there is no fresh_model() to build a fresh "
+        f"{cls.__name__} needs constructor arguments and there is no fresh_model() to build a fresh "
         "instance; add fresh_model() to the model file, or pass the model as a TARGET"
     )
 
@@ -88,7 +88,7 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> 
         # load_state_dict casts into the fresh instance's dtype (param.copy_), so the two cannot
         # run the same inputs; the model is converted after construction, which a rebuild misses
         raise Skip(
-            f"reload: the fresh instance from {label} is {dtype_name(parameter_dtype(fresh))} while the model is "
+            f"the fresh instance from {label} is {dtype_name(parameter_dtype(fresh))} while the model is "
             f"{dtype_name(parameter_dtype(trained))}; add fresh_model() to the model file that builds it as it is served"
         )
     diffs = state_diff(trained, fresh)

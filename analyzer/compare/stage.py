@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.compare.comparisons import AUTO, COMPARISONS, Options, Skip, skipped
+from torchaudit.analyzer.compare.comparisons import AUTO, COMPARISONS, Options, Skip, planned, skipped
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.trace.graph import ModelGraph
@@ -83,22 +83,23 @@ def run_comparisons(
     failures: list[ComparisonFailure] = []
     valueless = _valueless(model)
     for name in chosen:
+        configs = planned(name, model, inputs, opts) or (Config(), Config())
         if inputs is None:
-            results.append(skipped(name, f"{name}: {NO_INPUTS}"))
+            results.append(skipped(name, NO_INPUTS, *configs))
             continue
         if valueless:
-            results.append(skipped(name, f"{name}: {valueless} is on the meta device (no values), so nothing could be run"))
+            results.append(skipped(name, f"{valueless} is on the meta device (no values), so nothing could be run", *configs))
             continue
         try:
             with untouched(model):
                 results.append(COMPARISONS[name](model, inputs, opts))
         except Skip as why:
-            results.append(skipped(name, str(why)))
+            results.append(skipped(name, str(why), *configs))
             if name in explicit:
                 failures.append(ComparisonFailure(name, "skipped", str(why), explicit=True))
         except Exception as exc:  # noqa: BLE001 - one comparison failing must not stop the others
             reason = exception_line(exc, limit=300)
-            results.append(ComparisonResult(name=name, reference=Config(), candidate=Config(), status=Status.ERROR,
+            results.append(ComparisonResult(name=name, reference=configs[0], candidate=configs[1], status=Status.ERROR,
                                             skipped_reason=reason))
             where = model_frame(exc)
             failures.append(ComparisonFailure(name, "tool" if where is None else "model", reason, name in explicit,

@@ -177,15 +177,48 @@ def describe_for(model: nn.Module, inputs: ExampleInputs) -> str:
 
 
 def check_forward(model: nn.Module, inputs: ExampleInputs) -> Any:
-    """Run ``forward`` once (on the caller's copy); a failure names the inputs and the error."""
+    """Run ``forward`` once (on the caller's copy); a failure names the inputs, the innermost
+    submodule that was running when it raised (``fc1 (Linear): RuntimeError: ...``) and the error."""
     ex = inputs.clone()
+    running: list[tuple[str, nn.Module]] = []  # submodules entered and not yet left, outermost first
+    handles = _track_running(model, running)
     try:
         with torch.no_grad():
             return model(*ex.args, **ex.kwargs)
     except Exception as exc:  # noqa: BLE001 - user code
         text = str(exc).strip().splitlines()
+        where = f"{running[-1][0]} ({type(running[-1][1]).__name__}): " if running else ""
         raise InputError(
             f"forward failed on the example inputs from {inputs.source} ({describe_for(model, inputs)}): "
-            f"{type(exc).__name__}: {text[0] if text else ''}",
+            f"{where}{type(exc).__name__}: {text[0] if text else ''}",
             "pass inputs that match the model, e.g. with --input-shape or --inputs path.py:fn",
         ) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _track_running(model: nn.Module, running: list[tuple[str, nn.Module]]) -> list[Any]:
+    """Forward pre-hooks and hooks on every submodule (not the root) that keep ``running`` as the
+    stack of submodules being run. A forward that raises skips its hook, so after an exception
+    the last entry is the innermost submodule it was raised in."""
+    handles: list[Any] = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def enter(mod: nn.Module, args: Any, name: str = name) -> None:
+            running.append((name, mod))
+
+        def leave(mod: nn.Module, args: Any, output: Any) -> None:
+            # pop down to ``mod``: entries above it raised inside a try/except of the forward
+            while any(m is mod for _, m in running):
+                if running.pop()[1] is mod:
+                    break
+
+        try:
+            handles.append(module.register_forward_pre_hook(enter))
+            handles.append(module.register_forward_hook(leave))
+        except (RuntimeError, AttributeError):  # a scripted module takes no Python hooks
+            continue
+    return handles
