@@ -107,15 +107,17 @@ def compare_checkpoints(
     model_a: nn.Module | None, model_b: nn.Module | None, inputs: ExampleInputs | None, why_not: str | None,
     *, atol: float | None = None, rtol: float | None = None, seed: int = 0,
 ) -> ComparisonResult:
-    """The ``checkpoints`` comparison: the model with A loaded against the model with B loaded."""
+    """The ``checkpoints`` comparison: the model with A loaded against the model with B loaded.
+    Skipped (labelled with the configuration it would have run) without inputs or a model."""
+    loaded = model_b if model_b is not None else model_a
+    dt = model_dtype(loaded, inputs) if loaded is not None else torch.float32
+    cfg = Config("cpu", dtype_name(dt), "eval")
     if inputs is None:
         from torchaudit.analyzer.compare.stage import NO_INPUTS
 
-        return skipped("checkpoints", f"checkpoints: {NO_INPUTS}")
+        return skipped("checkpoints", NO_INPUTS, cfg, cfg)
     if model_a is None or model_b is None:
-        return skipped("checkpoints", f"checkpoints: {why_not}")
-    dt = model_dtype(model_b, inputs)
-    cfg = Config("cpu", dtype_name(dt), "eval")
+        return skipped("checkpoints", why_not or "a checkpoint did not load into the model", cfg, cfg)
     tol = Tolerance.for_dtype(dt, atol, rtol)
     a = SideSpec(model_a.eval(), inputs.clone(), "eval", seed)
     b = SideSpec(model_b.eval(), inputs.clone(), "eval", seed)
