@@ -22,13 +22,18 @@ def test_reports_are_written_when_the_gate_fails(tmp_path):
 
 
 def test_unwritable_report_path_is_one_line_and_exit_2(tmp_path):
-    missing = tmp_path / "no" / "such" / "dir" / "r.html"
+    folder = tmp_path / "a-folder"  # checked before the model is imported: nothing runs, nothing is written
+    folder.mkdir()
     ok = tmp_path / "r.md"
-    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--markdown", str(ok), "--html", str(missing))
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--markdown", str(ok), "--html", str(folder))
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("torchaudit: error: --html ") and "Traceback" not in res.stderr
-    assert not missing.exists()
+    assert not ok.exists()
+    # a missing folder is made
+    missing = tmp_path / "no" / "such" / "dir" / "r.html"
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(missing))
+    assert res.returncode == 1 and missing.is_file(), res.stderr
 
 
 def test_help_lists_the_report_options():

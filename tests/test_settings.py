@@ -171,7 +171,7 @@ def _early(tmp_path: Path, *args: str) -> str:
     (("--reference", "cpu:float99", "--candidate", "cpu:float32"), "unknown dtype 'float99' in --reference"),
     (("--candidate", "tpu:float32", "--reference", "cpu:float32"), "unknown device 'tpu' in --candidate"),
     (("--reference", "cpu:float64"), "--reference and --candidate come together"),
-    (("--checkpoint", "missing.pt"), "--checkpoint file not found"),
+    (("--checkpoint", "missing.pt"), "checkpoint not found: missing.pt"),
     (("--inputs", "missing.py:make"), "--inputs file not found"),
     (("--html", "."), "--html .: is a directory"),
     (("--json", "-", "--sarif", "-"), "--json and --sarif both write to stdout"),

@@ -312,8 +312,8 @@ def diff(
         settings = resolve(target, flags, config=config, isolated=isolated)
         check_paths(dataclasses.replace(settings, checkpoint=None, baseline=None, html=None, markdown=None, sarif=None))
         for path in (a, b):
-            if not Path(path).is_file():
-                raise CheckpointError(f"checkpoint file not found: {path}", "check the path")
+            if not Path(path).exists():  # a folder: the loader says more
+                raise CheckpointError(f"checkpoint not found: {path}", "check the path")
         to_stderr = settings.json == "-"
         _say_config(settings.config, to_stderr)
 

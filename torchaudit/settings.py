@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from torchaudit.errors import OptionError
+from torchaudit.errors import CheckpointError, OptionError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -268,8 +268,8 @@ def shown(path: str) -> str:
 def check_paths(settings: Settings, target: str | None = None) -> None:
     """Input files exist and every output path can be written (missing folders are made):
     exit 2 before the model is imported."""
-    if settings.checkpoint is not None and not Path(settings.checkpoint).is_file():
-        raise OptionError(f"--checkpoint file not found: {settings.checkpoint}", "check the path")
+    if settings.checkpoint is not None and not Path(settings.checkpoint).exists():  # a folder: the loader says more
+        raise CheckpointError(f"checkpoint not found: {settings.checkpoint}", "check the --checkpoint path")
     if settings.inputs:
         file, sep, fn = settings.inputs.rpartition(":")
         if not sep or not fn:
