@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 import torchaudit
-from tests.conftest import EXAMPLES, invoke_cli, run_cli
+from tests.conftest import EXAMPLES, invoke_cli
 from torchaudit.settings import COMPARISON_NAMES, DEVICE_DTYPES, FAIL_ON, KEYS, Settings, resolve
 
 EXAMPLE = EXAMPLES / "mlp_bn_dropout.py"
@@ -221,15 +223,36 @@ def test_dash_is_stdout_for_every_report(tmp_path: Path, flag: str) -> None:
         assert json.loads(out.stdout)["version"] == "2.1.0"
 
 
-def test_early_errors_come_fast_and_without_torch(tmp_path: Path) -> None:
-    """A fresh interpreter: a bad value is reported before torch is imported."""
+EARLY = """
+import sys
+from torchaudit.cli import main
+for args in {cases!r}:
+    sys.argv = ["torchaudit", "scan", "m.py", *args]
+    try:
+        main()
+    except SystemExit as exc:
+        print(exc.code)
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_early_errors_come_before_torch_is_imported(tmp_path: Path) -> None:
+    """A fresh interpreter: bad values, missing files and unwritable paths are reported without importing torch."""
+    cases = [["--input-shape", "4 1 28 28"], ["--seed", "abc"], ["--atol", "-1"], ["--compare", "nope"],
+             ["--reference", "cpu:f99", "--candidate", "cpu:float32"], ["--checkpoint", "nope.pt"],
+             ["--inputs", "nope.py:f"], ["--html", str(tmp_path)], ["--select", "TA1X"]]
     start = time.perf_counter()
-    res = run_cli("scan", str(tmp_path / "m.py"), "--input-shape", "4 1 28 28", cwd=tmp_path)
-    assert res.returncode == 2 and "use commas" in res.stderr
-    assert time.perf_counter() - start < 5  # torch alone takes longer to import on a busy machine
-    res = run_cli("scan", "m.py", "--seed", "abc", cwd=tmp_path)
-    assert res.returncode == 2 and res.stderr.startswith("torchaudit: error: Invalid value for '--seed'")
-    assert len(res.stderr.strip().splitlines()) == 1 and "╭" not in res.stderr
+    res = subprocess.run([sys.executable, "-c", EARLY.format(cases=cases)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.stdout.split() == ["2"] * len(cases) + ["torch", "imported:", "False"], (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == len(cases) and all(line.startswith("torchaudit: error: ") for line in lines), res.stderr
+    assert "use commas" in lines[0] and "Invalid value for '--seed'" in lines[1]
+    assert time.perf_counter() - start < 10  # one interpreter, no torch: about a second on a quiet machine
+
+
+def test_reference_and_candidate_take_any_case() -> None:
+    settings = Settings().replace(reference="CPU:Float64:EVAL", candidate="cpu:FP16")
+    assert (settings.reference, settings.candidate) == ("cpu:float64:eval", "cpu:fp16")
 
 
 def test_registries_agree_with_the_cheap_copies() -> None:

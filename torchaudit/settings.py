@@ -102,6 +102,8 @@ class Settings:
                               "send at most one report to stdout, the others to files")
         return dataclasses.replace(
             self, fail_on=fail_on, compare=compare,
+            reference=self.reference.strip().lower() if self.reference else self.reference,
+            candidate=self.candidate.strip().lower() if self.candidate else self.candidate,
             select=tuple(codes(self.select, opt("select"))), ignore=tuple(codes(self.ignore, opt("ignore"))),
         )
 
@@ -144,7 +146,7 @@ def check_shape(text: str, option: str = "--input-shape") -> None:
 
 def check_device_config(text: str, option: str) -> None:
     """The syntax of ``device:dtype[:mode]`` (as analyzer/compare/comparisons.parse_config reads it)."""
-    parts = [p.strip() for p in text.split(":")]
+    parts = [p.strip().lower() for p in text.split(":")]
     if len(parts) not in (2, 3):
         raise OptionError(f"malformed {option} {text!r}", f"write {option} as device:dtype[:mode], e.g. cpu:float64:eval")
     if parts[0] != "cpu" and not parts[0].startswith("cuda"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -82,6 +83,8 @@ def parse_input_shape(text: str, default_dtype: torch.dtype = torch.float32) -> 
     [0, 8), valid token ids and class indices for any vocabulary."""
     shape_text, _, dtype_text = text.partition(":")
     fix = "write it as comma-separated sizes with an optional dtype, e.g. --input-shape 1,3,224,224 or 8,128:int64"
+    if re.search(r"\d\s+\d", shape_text):  # "4 1 28 28" is not the size 412828
+        raise InputError(f"malformed --input-shape {text!r}: sizes separated by spaces", "use commas, e.g. 4,1,28,28")
     try:
         shape = tuple(int(s) for s in shape_text.replace(" ", "").split(","))
     except ValueError:
