@@ -139,6 +139,14 @@ def test_config_option_reads_that_file(tmp_path: Path) -> None:
     assert out.returncode == 2 and "--config file not found" in out.stderr
 
 
+def test_diff_reads_its_keys(tmp_path: Path) -> None:
+    folder = _project(tmp_path, ['json = "out/diff.json"', 'fail-on = "never"', "static-only = true"])
+    out = invoke_cli("diff", "model.py", "w.pt", "w.pt", "--input-shape", "2,16", cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "config: pyproject.toml"
+    assert json.loads((folder / "out" / "diff.json").read_text())["summary"]["fail_on"] == "never"
+
+
 def test_python_api_takes_settings(tmp_path: Path) -> None:
     folder = _project(tmp_path, [STATIC, 'select = ["TA106"]'])
     settings = resolve(str(folder / "model.py"), {})
@@ -177,6 +185,7 @@ def _early(tmp_path: Path, *args: str) -> str:
     (("--checkpoint", "missing.pt"), "checkpoint not found: missing.pt"),
     (("--inputs", "missing.py:make"), "--inputs file not found"),
     (("--html", "."), "--html .: is a directory"),
+    (("--sarif", "loud.py/r.sarif"), "--sarif loud.py/r.sarif: cannot create its folder"),  # under a file
     (("--json", "-", "--sarif", "-"), "--json and --sarif both write to stdout"),
     (("--seed", "abc"), "Invalid value for '--seed'"),
 ])
