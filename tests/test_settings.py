@@ -271,3 +271,10 @@ def test_registries_agree_with_the_cheap_copies() -> None:
 
     assert set(COMPARISON_NAMES) == {"auto", *COMPARISONS} - {"custom"}
     assert set(DEVICE_DTYPES) == set(DTYPES) and FAIL_ON == FAIL_ON_CHOICES
+
+
+def test_help_names_the_config_options() -> None:
+    out = invoke_cli("scan", "--help")
+    assert out.returncode == 0
+    for text in ("--config", "--isolated", "--no-static-only", "[tool.torchaudit]"):
+        assert text in out.stdout, text

@@ -95,7 +95,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(2)
 
 
-CONFIG_HELP = "Read settings from this TOML file (a pyproject.toml's [tool.torchaudit], or top-level keys) instead of the nearest pyproject.toml."
+CONFIG_HELP = "Read settings from this TOML file (a pyproject.toml's \\[tool.torchaudit], or top-level keys) instead of the nearest pyproject.toml."
 ISOLATED_HELP = "Ignore every configuration file: only the command line and the defaults."
 
 
@@ -166,7 +166,7 @@ def scan(
     """Trace the model, run the rules and comparisons, and write the reports.
 
     Every option but --config, --isolated, --debug and --write-baseline can also live in
-    [tool.torchaudit] of the nearest pyproject.toml (relative paths there are relative to it);
+    \\[tool.torchaudit] of the nearest pyproject.toml (relative paths there are relative to it);
     the command line wins, key by key."""
     from torchaudit.errors import TorchAuditError
 
@@ -298,7 +298,7 @@ def diff(
     """Two checkpoints of one model: what changed per tensor, then where the activations part.
 
     Reads the inputs, input-shape, trust-checkpoint, json, atol, rtol, seed and fail-on keys of
-    [tool.torchaudit]; the scan-only keys are not used here."""
+    \\[tool.torchaudit]; the scan-only keys are not used here."""
 
     command = _command_line()
     try:
