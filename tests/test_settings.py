@@ -111,6 +111,12 @@ def test_file_values_mean_what_their_flags_mean(tmp_path: Path) -> None:
     assert from_file == Settings(**{**from_flags.__dict__, "config": str(folder / "pyproject.toml")})
 
 
+def test_flags_complete_the_file(tmp_path: Path) -> None:
+    folder = _project(tmp_path, ['reference = "cpu:float64"', 'json = "-"'])
+    settings = resolve(str(folder / "model.py"), {"candidate": "cpu:float32", "json": "r.json", "sarif": "-"})
+    assert (settings.reference, settings.candidate, settings.stdout_report) == ("cpu:float64", "cpu:float32", "sarif")
+
+
 def test_wrong_type_in_file_is_exit_2(tmp_path: Path) -> None:
     folder = _project(tmp_path, ['seed = "7"'])
     out = invoke_cli("scan", str(folder / "model.py"))

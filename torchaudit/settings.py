@@ -74,8 +74,9 @@ class Settings:
                 given[key] = (value,) if isinstance(value, str) else tuple(value)
         return dataclasses.replace(self, **given).checked()
 
-    def checked(self, where: str = "") -> Settings:
-        """Normalized (codes upper case, choices lower case, comma lists split) and validated."""
+    def checked(self, where: str = "", *, whole: bool = True) -> Settings:
+        """Normalized (codes upper case, choices lower case, comma lists split) and validated;
+        ``whole=False`` (the file alone, before the flags) leaves out the checks across keys."""
         opt = (lambda key: f"{key} in {where}") if where else (lambda key: f"--{key}")
         fail_on = self.fail_on.strip().lower() if isinstance(self.fail_on, str) else self.fail_on
         if fail_on not in FAIL_ON:
@@ -93,11 +94,11 @@ class Settings:
         for key, cfg in (("reference", self.reference), ("candidate", self.candidate)):
             if cfg is not None:
                 check_device_config(cfg, opt(key))
-        if (self.reference is None) != (self.candidate is None):
+        if whole and (self.reference is None) != (self.candidate is None):
             raise OptionError("--reference and --candidate come together",
                               "pass both, e.g. --reference cpu:float64 --candidate cpu:float16")
         stdout = [k for k in OUTPUTS if getattr(self, k) == "-"]
-        if len(stdout) > 1:
+        if whole and len(stdout) > 1:
             raise OptionError(f"{' and '.join('--' + k for k in stdout)} both write to stdout ('-')",
                               "send at most one report to stdout, the others to files")
         return dataclasses.replace(
@@ -186,9 +187,10 @@ def read_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise OptionError(f"cannot read {path}: {exc}", "fix the TOML syntax of that file") from exc
-    section = data.get("tool", {}).get("torchaudit", {}) if path.name == "pyproject.toml" else data
-    if path.name != "pyproject.toml" and "tool" in data and "torchaudit" in data["tool"]:
-        section = data["tool"]["torchaudit"]
+    # a pyproject.toml (or any file with a [tool] table) keeps its settings under [tool.torchaudit];
+    # another TOML file given to --config may hold the keys at the top level
+    nested = path.name == "pyproject.toml" or "tool" in data
+    section = data.get("tool", {}).get("torchaudit", {}) if nested else data
     if not isinstance(section, dict):
         raise OptionError(f"[tool.torchaudit] in {path} is not a table", "write it as a [tool.torchaudit] section")
     values = {str(k).replace("_", "-"): v for k, v in section.items()}
@@ -251,11 +253,7 @@ def resolve(target: str | None, flags: Mapping[str, Any], *, config: str | None 
         path = find_pyproject(target)
     base = Settings()
     if path is not None:
-        where = f"[tool.torchaudit] of {path}"
-        try:
-            base = dataclasses.replace(base, config=str(path), **read_file(path)).checked(where)
-        except TypeError as exc:  # pragma: no cover - KEYS and the fields agree
-            raise OptionError(f"{where}: {exc}", "") from exc
+        base = dataclasses.replace(base, config=str(path), **read_file(path)).checked(f"[tool.torchaudit] of {path}", whole=False)
     return base.replace(**flags)
 
 
