@@ -284,3 +284,12 @@ def test_help_names_the_config_options() -> None:
     assert out.returncode == 0
     for text in ("--config", "--isolated", "--no-static-only", "[tool.torchaudit]"):
         assert text in out.stdout, text
+
+
+def test_input_shape_dtype_takes_any_case_and_no_spaces_in_the_api() -> None:
+    from torchaudit.analyzer.load.inputs import parse_input_shape
+    from torchaudit.errors import InputError
+
+    assert str(parse_input_shape("2,3:INT64").dtype) == "torch.int64"
+    with pytest.raises(InputError, match="use commas"):
+        parse_input_shape("4 1 28 28")

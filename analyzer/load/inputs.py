@@ -91,7 +91,7 @@ def parse_input_shape(text: str, default_dtype: torch.dtype = torch.float32) -> 
         raise InputError(f"malformed --input-shape {text!r}", fix) from None
     if not shape or any(s < 0 for s in shape):
         raise InputError(f"malformed --input-shape {text!r}", fix)
-    dtype_name = dtype_text.strip() or str(default_dtype).removeprefix("torch.")
+    dtype_name = dtype_text.strip().lower() or str(default_dtype).removeprefix("torch.")
     if dtype_name not in _DTYPES:
         raise InputError(
             f"unknown dtype {dtype_name!r} in --input-shape {text!r}",
