@@ -291,5 +291,5 @@ def test_input_shape_dtype_takes_any_case_and_no_spaces_in_the_api() -> None:
     from torchaudit.errors import InputError
 
     assert str(parse_input_shape("2,3:INT64").dtype) == "torch.int64"
-    with pytest.raises(InputError, match="use commas"):
+    with pytest.raises(InputError, match="separated by spaces"):
         parse_input_shape("4 1 28 28")
