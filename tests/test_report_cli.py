@@ -21,24 +21,19 @@ def test_reports_are_written_when_the_gate_fails(tmp_path):
     assert run["invocations"][0]["exitCode"] == 1 and "TA901" in {r["ruleId"] for r in run["results"]}
 
 
-def test_missing_report_folders_are_created(tmp_path):
-    html = tmp_path / "no" / "such" / "dir" / "r.html"
-    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(html))
-    assert res.returncode == 1, res.stderr
-    assert "TA101" in html.read_text()
-
-
-def test_unwritable_report_path_is_one_line_and_exit_2_after_writing_the_others(tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    bad = blocker / "r.html"  # a file where a folder should be: cannot be created
+def test_unwritable_report_path_is_one_line_and_exit_2(tmp_path):
+    folder = tmp_path / "a-folder"  # checked before the model is imported: nothing runs, nothing is written
+    folder.mkdir()
     ok = tmp_path / "r.md"
-    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(bad), "--markdown", str(ok))
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--markdown", str(ok), "--html", str(folder))
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"torchaudit: error: --html {bad}: cannot write") and "Traceback" not in res.stderr
-    assert not bad.exists()
-    assert ok.read_text().startswith("### ")  # the report after the failed one is still written
+    assert len(lines) == 1 and lines[0].startswith("torchaudit: error: --html ") and "Traceback" not in res.stderr
+    assert not ok.exists()
+    # a missing folder is made
+    missing = tmp_path / "no" / "such" / "dir" / "r.html"
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(missing))
+    assert res.returncode == 1 and missing.is_file(), res.stderr
 
 
 def test_help_lists_the_report_options():
@@ -46,3 +41,51 @@ def test_help_lists_the_report_options():
     assert res.returncode == 0
     for flag in ("--html", "--markdown", "--sarif"):
         assert flag in res.stdout
+
+
+def test_a_report_that_fails_to_write_at_the_end_leaves_the_others_and_the_summary(tmp_path, monkeypatch):
+    import torchaudit.reports.files as files
+
+    real = files._write
+
+    def full_disk(path: str, text: str) -> None:  # a write that fails after the early checks passed
+        if path.endswith(".html"):
+            raise OSError(28, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(files, "_write", full_disk)
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    res = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--html", str(html), "--markdown", str(md))
+    assert res.returncode == 2
+    assert md.read_text().startswith("### ") and not html.exists()
+    assert "FAIL: " in res.stdout  # the summary was printed before the error
+    assert res.stderr.strip().splitlines() == [f"torchaudit: error: --html {html}: cannot write the report (No space left on device). "
+                                               "pass a path in a folder that you can write to (missing folders are created)."]
+
+
+def test_quiet_and_verbose_set_the_terminal_detail(tmp_path):
+    quiet = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--quiet")
+    assert quiet.returncode == 1 and "TA101" in quiet.stdout and "TA106" not in quiet.stdout and "\ninfos (" not in quiet.stdout
+    verbose = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--verbose")
+    assert "TA107  drop" in verbose.stdout or "TA107  bn" in verbose.stdout  # each info on its own line
+    both = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--quiet", "--verbose")
+    assert both.returncode == 2 and "contradict" in both.stderr
+
+
+def test_diff_writes_every_report_format_with_its_tensor_table(tmp_path):
+    import torch
+
+    from tests.dynamic import models as M
+    from tests.dynamic.test_cli_api import MODELS
+
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.manual_seed(0)
+    torch.save(M.LinearBN().state_dict(), a)
+    torch.save(M.LinearBN().state_dict(), b)  # other random weights: every tensor changed
+    out = {fmt: tmp_path / f"d.{fmt}" for fmt in ("json", "html", "md", "sarif")}
+    res = invoke_cli("diff", f"{MODELS}:LinearBN", str(a), str(b), "--input-shape", "4,6", "--json", str(out["json"]),
+                     "--html", str(out["html"]), "--markdown", str(out["md"]), "--sarif", str(out["sarif"]))
+    assert res.returncode in (0, 1), res.stderr
+    assert json.loads(out["json"].read_text())["tensor_diff"]
+    assert "fc.weight" in out["html"].read_text() and "fc.weight" in out["md"].read_text()
+    assert json.loads(out["sarif"].read_text())["version"] == "2.1.0"

@@ -9,9 +9,10 @@ import torch.nn as nn
 
 from torchaudit.analyzer.load.meta import HOW as META_HOW, describe_skips
 from torchaudit.analyzer.pipeline import prepare
-from torchaudit.errors import OptionError
-from torchaudit.report import FAIL_ON_CHOICES, ComparisonResult, Finding, Location, Report
+from torchaudit.report import ComparisonResult, Finding, Location, Report
+from torchaudit.rules.config import check_selectors
 from torchaudit.rules.engine import catalogue, run_rules
+from torchaudit.settings import Settings
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.compare.stage import ComparisonFailure
@@ -21,25 +22,31 @@ def scan(
     model: nn.Module | str,
     example_inputs: Any = None,
     *,
+    settings: Settings | None = None,
     input_shapes: Sequence[str] | None = None,
     inputs_spec: str | None = None,
     select: Sequence[str] | None = None,
     ignore: Sequence[str] | None = None,
-    fail_on: str = "error",
+    fail_on: str | None = None,
     command: str | None = None,
-    compare: Sequence[str] | None = ("auto",),
+    compare: Sequence[str] | None = None,
     reference: str | None = None,
     candidate: str | None = None,
-    static_only: bool = False,
+    static_only: bool | None = None,
     atol: float | None = None,
     rtol: float | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
     checkpoint: str | None = None,
-    trust_checkpoint: bool = False,
-    meta: bool = False,
+    trust_checkpoint: bool | None = None,
+    meta: bool | None = None,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
+
+    ``settings`` (a :class:`torchaudit.settings.Settings`, e.g. from
+    ``torchaudit.settings.resolve(target, {})``, which reads ``[tool.torchaudit]``) holds every
+    option; the keyword arguments, where given, win over it. Report paths in ``settings``
+    (json, html, markdown, sarif) and ``baseline`` are the command line's business, not this function's.
 
     The model is never changed: tracing and every run happen on copies, and the global RNG
     state is restored. ``checkpoint`` is read safely (see ``analyzer/load/checkpoint.py``) and,
@@ -48,28 +55,32 @@ def scan(
     ``meta=True`` builds the model without weight memory (fake tensors, see
     analyzer/load/meta.py), skips the rules that need tensor values and never loads checkpoint data.
     """
-    if fail_on not in FAIL_ON_CHOICES:
-        raise OptionError(f"--fail-on {fail_on!r} is not one of {', '.join(FAIL_ON_CHOICES)}", "pick one of those")
-    prepared = prepare(model, example_inputs, input_shapes=input_shapes, inputs_spec=inputs_spec, checkpoint=checkpoint,
-                       trust_checkpoint=trust_checkpoint, meta=meta, seed=seed)
+    s = (settings or Settings()).replace(
+        input_shape=input_shapes, inputs=inputs_spec, select=select, ignore=ignore, fail_on=fail_on, compare=compare,
+        reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
+        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta,
+    )
+    check_selectors(s.select, s.ignore)
+    prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs,
+                       checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed)
     comparisons: list[ComparisonResult] | None = None
     failures: list[ComparisonFailure] = []
-    if not static_only and not prepared.meta:  # the dynamic stage needs tensor values
+    if not s.static_only and not prepared.meta:  # the dynamic stage needs tensor values
         from torchaudit.analyzer.compare.stage import scan_comparisons
 
         comparisons, failures = scan_comparisons(
-            prepared.model, prepared.inputs, prepared.target, compare, reference=reference, candidate=candidate,
-            atol=atol, rtol=rtol, seed=seed, progress=progress, graph=prepared.graph,
+            prepared.model, prepared.inputs, prepared.target, s.compare, reference=s.reference, candidate=s.candidate,
+            atol=s.atol, rtol=s.rtol, seed=s.seed, progress=progress, graph=prepared.graph,
         )
     ctx = prepared.context(comparisons, failures)
-    findings, skipped = run_rules(ctx, select, ignore)
+    findings, skipped = run_rules(ctx, s.select, s.ignore)
     return Report(
         target=prepared.target_info(),
         environment=ctx.environment,
         graph=prepared.graph_info(),
         findings=sorted(findings, key=_finding_order),
         comparisons=comparisons or [],
-        fail_on=fail_on,
+        fail_on=s.fail_on,
         command=command,
         extras=_extras(skipped, prepared.meta),
         graph_outline=prepared.graph.outline() if prepared.graph is not None else (),

@@ -9,13 +9,49 @@ import contextlib
 import shlex
 import sys
 import traceback
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
+
+# typer (0.29) carries its own click; its exceptions are public only from here
+from typer._click import exceptions as click_errors
 
 from torchaudit import __version__
 
+class _Group(TyperGroup):
+    """Usage errors (a bad option value, an unknown option) as every other error: one
+    ``torchaudit: error: ...`` line on stderr, exit 2, instead of typer's box."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone = kwargs.pop("standalone_mode", True)
+        kwargs["standalone_mode"] = False
+        if not standalone:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.UsageError as exc:
+            typer.echo(f"torchaudit: error: {exc.format_message().rstrip('.')}. Run '{_usage_command(exc)} --help' for the options.", err=True)
+            sys.exit(2)
+        except click_errors.ClickException as exc:
+            typer.echo(f"torchaudit: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_command(exc: click_errors.UsageError) -> str:
+    return exc.ctx.command_path if exc.ctx is not None else "torchaudit"
+
+
 app = typer.Typer(
+    cls=_Group,
     name="torchaudit",
     help="Why does my loaded (or GPU, or half-precision, or eval-mode) model give other answers?",
     add_completion=False,
@@ -59,32 +95,43 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(2)
 
 
+CONFIG_HELP = "Read settings from this TOML file (a pyproject.toml's \\[tool.torchaudit], or top-level keys) instead of the nearest pyproject.toml."
+ISOLATED_HELP = "Ignore every configuration file: only the command line and the defaults."
+QUIET_HELP = "Terminal summary: the errors and the verdict only."
+VERBOSE_HELP = "Terminal summary: every finding (infos too, not folded by rule)."
+REPORT_HELP = {
+    "html": "Write the self-contained HTML report (for code review) here ('-' = stdout).",
+    "markdown": "Write a Markdown summary for a pull-request comment here ('-' = stdout).",
+    "sarif": "Write SARIF 2.1.0 for code-scanning dashboards here ('-' = stdout).",
+}
+
+
 @app.command()
 def scan(
     target: Annotated[str, typer.Argument(help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
     inputs: Annotated[Optional[str], typer.Option("--inputs", help="Example inputs from a function: path.py:fn.")] = None,
     input_shape: Annotated[
         Optional[list[str]],
-        typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable)."),
+        typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable; sizes separated by commas)."),
     ] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
     html_path: Annotated[
-        Optional[str], typer.Option("--html", help="Write the self-contained HTML report (for code review) here.")
+        Optional[str], typer.Option("--html", help="Write the self-contained HTML report (for code review) here ('-' = stdout).")
     ] = None,
     markdown_path: Annotated[
-        Optional[str], typer.Option("--markdown", help="Write a Markdown summary for a pull-request comment here.")
+        Optional[str], typer.Option("--markdown", help="Write a Markdown summary for a pull-request comment here ('-' = stdout).")
     ] = None,
     sarif_path: Annotated[
-        Optional[str], typer.Option("--sarif", help="Write SARIF 2.1.0 for code-scanning dashboards here.")
+        Optional[str], typer.Option("--sarif", help="Write SARIF 2.1.0 for code-scanning dashboards here ('-' = stdout).")
     ] = None,
     fail_on: Annotated[
         Optional[str],
-        typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never (default error)."),
+        typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
     ] = None,
     # rule selection and release gates (rules/config.py, rules/baseline.py)
     select: Annotated[
         Optional[list[str]],
-        typer.Option("--select", help="Run only these rule codes or prefixes, e.g. TA1,TA201 (comma-separated, repeatable)."),
+        typer.Option("--select", help="Run only these rule codes or prefixes, e.g. TA1,TA201 (comma-separated, repeatable; one that matches no rule is an error)."),
     ] = None,
     ignore: Annotated[
         Optional[list[str]],
@@ -99,68 +146,66 @@ def scan(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
     compare: Annotated[
         Optional[list[str]],
-        typer.Option("--compare", help="Comparison to run: auto (default), dtype, device, reload, mode, determinism, batch (repeatable)."),
+        typer.Option("--compare", help="Comparisons to run: auto (default), dtype, device, reload, mode, determinism, batch (comma-separated, repeatable)."),
     ] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", help="Reference config device:dtype[:mode], e.g. cpu:float64:eval.")] = None,
     candidate: Annotated[Optional[str], typer.Option("--candidate", help="Candidate config device:dtype[:mode], e.g. cpu:float16.")] = None,
-    static_only: Annotated[bool, typer.Option("--static-only", help="Skip the dynamic stage (no comparisons).")] = False,
-    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparisons (default: assert_close's for the dtype).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random ops in the comparisons.")] = 0,
+    static_only: Annotated[
+        Optional[bool], typer.Option("--static-only/--no-static-only", help="Skip the dynamic stage (no comparisons).")
+    ] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparisons, >= 0 (default: assert_close's for the dtype).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparisons, >= 0 (default: assert_close's for the dtype).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random ops in the comparisons (default 0).")] = None,
     checkpoint: Annotated[
         Optional[str],
         typer.Option("--checkpoint", help="Check this checkpoint against the model (.safetensors, .pt, .pth, .bin, .ckpt)."),
     ] = None,
     trust_checkpoint: Annotated[
-        bool,
-        typer.Option("--trust-checkpoint", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
-    ] = False,
+        Optional[bool],
+        typer.Option("--trust-checkpoint/--no-trust-checkpoint", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
+    ] = None,
     meta: Annotated[
-        bool, typer.Option("--meta", help="Build the model without weight memory (fake tensors); skip rules that need values.")
-    ] = False,
+        Optional[bool], typer.Option("--meta/--no-meta", help="Build the model without weight memory (fake tensors); skip rules that need values.")
+    ] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", help=ISOLATED_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Trace the model, run the rules and comparisons, and write the reports."""
+    """Trace the model, run the rules and comparisons, and write the reports.
+
+    Every option but --config, --isolated, --debug and --write-baseline can also live in
+    \\[tool.torchaudit] of the nearest pyproject.toml (relative paths there are relative to it);
+    the command line wins, key by key."""
     from torchaudit.errors import TorchAuditError
 
     command = _command_line()
     try:
-        from torchaudit.api import scan as run_scan, write_json
-        from torchaudit.rules.baseline import apply_baseline, write_baseline as save_baseline
-        from torchaudit.rules.config import load_config, resolve
+        from torchaudit.settings import check_output, check_paths, resolve
 
-        settings = resolve(load_config(target), select, ignore, fail_on, baseline)
-        # with --json -, stdout carries only the JSON: the model's own prints go to stderr
-        with contextlib.redirect_stdout(sys.stderr) if json_path == "-" else contextlib.nullcontext():
-            report = run_scan(
-                target,
-                input_shapes=input_shape,
-                inputs_spec=inputs,
-                select=settings.select,
-                ignore=settings.ignore,
-                fail_on=settings.fail_on,
-                command=command,
-                checkpoint=checkpoint,
-                trust_checkpoint=trust_checkpoint,
-                meta=meta,
-                compare=compare or ("auto",),
-                reference=reference,
-                candidate=candidate,
-                static_only=static_only,
-                atol=atol,
-                rtol=rtol,
-                seed=seed,
-                progress=True,
-            )
+        flags = dict(inputs=inputs, input_shape=input_shape, json=json_path, html=html_path, markdown=markdown_path,
+                     sarif=sarif_path, fail_on=fail_on, select=select, ignore=ignore, baseline=baseline, compare=compare,
+                     reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
+                     checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta)
+        settings = resolve(target, flags, config=config, isolated=isolated)
+        detail = _detail(quiet, verbose)
+        check_paths(settings)
+        check_output(write_baseline, "--write-baseline")
+        to_stderr = settings.stdout_report is not None
+        _say_config(settings.config, to_stderr)
+
+        from torchaudit.api import scan as run_scan
+        from torchaudit.rules.baseline import apply_baseline, write_baseline as save_baseline
+
+        # with a report on stdout ('-'), stdout carries only that report: the model's own prints go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if to_stderr else contextlib.nullcontext():
+            report = run_scan(target, settings=settings, command=command, progress=True)
         if write_baseline:
             save_baseline(report, write_baseline)
         gate = settings.baseline or write_baseline
         if gate:
             report = apply_baseline(report, gate)
-        if json_path:
-            write_json(report, json_path)
-        from torchaudit.reports.files import write_reports
-
-        write_reports(report, html=html_path, markdown=markdown_path, sarif=sarif_path)
+        failed = _write(report, settings.json, settings.html, settings.markdown, settings.sarif)
     except TorchAuditError as exc:
         _fail(exc, debug)
         return
@@ -169,8 +214,38 @@ def scan(
         return
     from torchaudit.reports.terminal import print_summary
 
-    print_summary(report, to_stderr=json_path == "-")
+    print_summary(report, to_stderr=to_stderr, detail=detail)
+    if failed is not None:  # the other reports and the summary are out: now say which path failed
+        _fail(failed, debug)
     raise typer.Exit(report.exit_code)
+
+
+def _write(report: Any, json: str | None, html: str | None, markdown: str | None, sarif: str | None) -> Exception | None:
+    """Write the requested reports ('-' = stdout); a report that cannot be written does not stop
+    the others: its error is returned, for after the summary."""
+    from torchaudit.reports.files import ReportWriteError, write_reports
+
+    try:
+        write_reports(report, json=json, html=html, markdown=markdown, sarif=sarif)
+    except ReportWriteError as exc:
+        return exc
+    return None
+
+
+def _detail(quiet: bool, verbose: bool) -> str:
+    if quiet and verbose:
+        from torchaudit.errors import OptionError
+
+        raise OptionError("--quiet and --verbose contradict each other", "pass one of them")
+    return "quiet" if quiet else "verbose" if verbose else "normal"
+
+
+def _say_config(path: str | None, to_stderr: bool) -> None:
+    """The first line of the output: which configuration file was read (nothing when none)."""
+    if path is not None:
+        from torchaudit.settings import shown
+
+        typer.echo(f"config: {shown(path)}", err=to_stderr)
 
 
 @app.command("rules")
@@ -215,34 +290,60 @@ def diff(
     a: Annotated[str, typer.Argument(help="The first checkpoint (the reference).")],
     b: Annotated[str, typer.Argument(help="The second checkpoint (the candidate).")],
     inputs: Annotated[Optional[str], typer.Option("--inputs", help="Example inputs from a function: path.py:fn.")] = None,
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="A random input of this shape (repeatable).")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Unpickle with weights_only=False (only for files you made).")] = False,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 (repeatable).")] = None,
+    trust_checkpoint: Annotated[
+        Optional[bool], typer.Option("--trust-checkpoint/--no-trust-checkpoint", help="Unpickle with weights_only=False (only for files you made).")
+    ] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
-    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparison.")] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparison.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random ops in the comparison.")] = 0,
-    fail_on: Annotated[str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never.")] = "error",
+    html_path: Annotated[Optional[str], typer.Option("--html", help=REPORT_HELP["html"])] = None,
+    markdown_path: Annotated[Optional[str], typer.Option("--markdown", help=REPORT_HELP["markdown"])] = None,
+    sarif_path: Annotated[Optional[str], typer.Option("--sarif", help=REPORT_HELP["sarif"])] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparison, >= 0.")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparison, >= 0.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random ops in the comparison (default 0).")] = None,
+    fail_on: Annotated[
+        Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never (default error).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    config: Annotated[Optional[str], typer.Option("--config", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", help=ISOLATED_HELP)] = False,
 ) -> None:
-    """Two checkpoints of one model: what changed per tensor, then where the activations part."""
+    """Two checkpoints of one model: what changed per tensor, then where the activations part.
+
+    Reads the inputs, input-shape, trust-checkpoint, json, html, markdown, sarif, atol, rtol, seed and fail-on keys of
+    \\[tool.torchaudit]; the scan-only keys are not used here."""
 
     command = _command_line()
     try:
-        from torchaudit.api import write_json
+        import dataclasses
+
+        from torchaudit.errors import CheckpointError
+        from torchaudit.settings import check_paths, resolve
+
+        flags = dict(inputs=inputs, input_shape=input_shape, trust_checkpoint=trust_checkpoint, json=json_path,
+                     html=html_path, markdown=markdown_path, sarif=sarif_path, atol=atol, rtol=rtol, seed=seed, fail_on=fail_on)
+        settings = resolve(target, flags, config=config, isolated=isolated)
+        check_paths(dataclasses.replace(settings, checkpoint=None, baseline=None))
+        for path in (a, b):
+            if not Path(path).exists():  # a folder: the loader says more
+                raise CheckpointError(f"checkpoint not found: {path}", "check the path")
+        to_stderr = settings.stdout_report is not None
+        _say_config(settings.config, to_stderr)
+
         from torchaudit.diffing import diff as run_diff
 
-        report = run_diff(target, a, b, input_shapes=input_shape, inputs_spec=inputs, trust_checkpoint=trust_checkpoint,
-                          atol=atol, rtol=rtol, seed=seed, fail_on=fail_on, command=command)
-        if json_path:
-            write_json(report, json_path)
+        report = run_diff(target, a, b, settings=settings, command=command)
+        failed = _write(report, settings.json, settings.html, settings.markdown, settings.sarif)
     except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
         _fail(exc, debug)
         return
     from torchaudit.reports.tensor_table import print_tensor_table
     from torchaudit.reports.terminal import print_summary
 
-    print_tensor_table(report, to_stderr=json_path == "-")
-    print_summary(report, to_stderr=json_path == "-")
+    print_tensor_table(report, to_stderr=to_stderr)
+    print_summary(report, to_stderr=to_stderr)
+    if failed is not None:
+        _fail(failed, debug)
     raise typer.Exit(report.exit_code)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -82,13 +83,15 @@ def parse_input_shape(text: str, default_dtype: torch.dtype = torch.float32) -> 
     [0, 8), valid token ids and class indices for any vocabulary."""
     shape_text, _, dtype_text = text.partition(":")
     fix = "write it as comma-separated sizes with an optional dtype, e.g. --input-shape 1,3,224,224 or 8,128:int64"
+    if re.search(r"\d\s+\d", shape_text):  # "4 1 28 28" is not the size 412828
+        raise InputError(f"malformed --input-shape {text!r}: sizes separated by spaces", "use commas, e.g. 4,1,28,28")
     try:
         shape = tuple(int(s) for s in shape_text.replace(" ", "").split(","))
     except ValueError:
         raise InputError(f"malformed --input-shape {text!r}", fix) from None
     if not shape or any(s < 0 for s in shape):
         raise InputError(f"malformed --input-shape {text!r}", fix)
-    dtype_name = dtype_text.strip() or str(default_dtype).removeprefix("torch.")
+    dtype_name = dtype_text.strip().lower() or str(default_dtype).removeprefix("torch.")
     if dtype_name not in _DTYPES:
         raise InputError(
             f"unknown dtype {dtype_name!r} in --input-shape {text!r}",
