@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from torchaudit.report import Finding, Report, RuleInfo, Severity
+from torchaudit.report import Finding, Report, RuleInfo, Severity, display_path
 from torchaudit.reports import wording as w
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -112,6 +112,48 @@ def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal
         Text(f"{s.verdict.upper()}", style=verdict_style)
         + Text(f": {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})")
     )
+
+
+def print_concise(report: Report, to_stderr: bool = False) -> None:
+    """One line per finding, ``file:line:col: CODE [severity] message`` (ruff's concise), then the verdict."""
+    console = Console(stderr=to_stderr, highlight=False, soft_wrap=True)
+    for f in report.findings:
+        loc = f.location
+        where = f"{loc}{f':{loc.column}' if loc is not None and loc.column else ''}" if loc is not None and loc.file else "<model>"
+        module = f" [{_module(f)}]" if _module(f) else ""
+        console.print(Text(f"{where}: {f.rule} [{f.severity.value}]{module} {f.message}"))
+    s = report.summary
+    console.print(Text(f"{s.verdict.upper()}: {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})"))
+
+
+_GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def print_github(report: Report) -> None:
+    """GitHub Actions workflow commands, one annotation per finding (``::error file=...,line=...::``),
+    so findings appear on the pull request's diff; the verdict last, as a plain line."""
+    for f in report.findings:
+        props = []
+        loc = f.location
+        if loc is not None and loc.file:
+            props.append(f"file={_gh_property(display_path(loc.file))}")  # relative to the checkout CI runs in
+            if loc.line:
+                props.append(f"line={loc.line}")
+            if loc.column:
+                props.append(f"col={loc.column}")
+        props.append(f"title={_gh_property(f'{f.rule} {f.title}')}")
+        text = f.message + (f" (fix: {f.fix})" if f.fix else "")
+        print(f"::{_GITHUB_LEVEL[f.severity]} {','.join(props)}::{_gh_data(text)}")
+    s = report.summary
+    print(f"torchaudit {s.verdict.upper()}: {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})")
 
 
 def checkpoint_line(info: dict) -> str:

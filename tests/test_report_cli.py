@@ -89,3 +89,31 @@ def test_diff_writes_every_report_format_with_its_tensor_table(tmp_path):
     assert json.loads(out["json"].read_text())["tensor_diff"]
     assert "fc.weight" in out["html"].read_text() and "fc.weight" in out["md"].read_text()
     assert json.loads(out["sarif"].read_text())["version"] == "2.1.0"
+
+
+def test_output_formats_concise_json_and_github(tmp_path):
+    concise = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--output-format", "concise")
+    lines = concise.stdout.strip().splitlines()
+    assert concise.returncode == 1 and lines[0].startswith("examples/mlp_bn_dropout.py:18:13: TA101 [error] [<root>] F.dropout")
+    assert lines[-1].startswith("FAIL: 1 errors") and not any("fix:" in line for line in lines)
+    as_json = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--output-format", "JSON")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["summary"]["verdict"] == "fail"
+    github = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--static-only", "--output-format", "github")
+    first = github.stdout.splitlines()[0]
+    assert first.startswith("::error file=examples/mlp_bn_dropout.py,line=18,col=13,title=TA101 ")
+    assert "::notice " in github.stdout and github.stdout.splitlines()[-1].startswith("torchaudit FAIL:")
+    clash = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--output-format", "json", "--sarif", "-")
+    assert clash.returncode == 2 and "both write to stdout" in clash.stderr
+    bad = invoke_cli("scan", "examples/mlp_bn_dropout.py", "--output-format", "xml")
+    assert bad.returncode == 2 and "text, concise, json, github" in bad.stderr
+
+
+def test_help_groups_options_and_says_exit_codes():
+    res = invoke_cli("scan", "--help")
+    panels = [p for p in ("Inputs", "Checkpoint", "Comparisons", "Rules and gate", "Reports", "Configuration") if f"─ {p} " in res.stdout]
+    assert panels == ["Inputs", "Checkpoint", "Comparisons", "Rules and gate", "Reports", "Configuration"]
+    options = res.stdout[res.stdout.index("─ Inputs "):]  # typer prints an argument's type, <str>, whatever its metavar
+    assert "<str>" not in options and "<list" not in options and "<bool>" not in options
+    assert "CODES" in options and "CFG" in options and "TARGET" in res.stdout
+    assert "Exit codes: 0 pass" in " ".join(res.stdout.split())
+    assert invoke_cli("-V").stdout.startswith("torchaudit ")

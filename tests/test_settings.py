@@ -19,7 +19,7 @@ from tests.conftest import EXAMPLES, invoke_cli
 from torchaudit.settings import COMPARISON_NAMES, DEVICE_DTYPES, FAIL_ON, KEYS, Settings, resolve
 
 EXAMPLE = EXAMPLES / "mlp_bn_dropout.py"
-Outcome = tuple[int, dict[str, Any], Path]
+Outcome = tuple[int, dict[str, Any], Path, str]  # exit code, JSON on stdout, project folder, stdout
 
 
 def _project(tmp_path: Path, lines: list[str]) -> Path:
@@ -49,7 +49,7 @@ def _run(tmp_path: Path, lines: list[str], *flags: str) -> Outcome:
     out = invoke_cli("scan", str(folder / "model.py"), *flags, cwd=tmp_path.parent)
     data = json.loads(out.stdout) if "--json" in flags and out.stdout.strip() else {}
     assert out.returncode in (0, 1), out.stderr
-    return out.returncode, data, folder
+    return out.returncode, data, folder, out.stdout
 
 
 def _comparison(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -83,6 +83,7 @@ CASES: dict[str, tuple[list[str], str, tuple[str, ...], Callable[[Outcome], Any]
     "html": ([STATIC], 'html = "out/r.html"', (), lambda o: (o[2] / "out" / "r.html").is_file()),
     "markdown": ([STATIC], 'markdown = "out/r.md"', (), lambda o: (o[2] / "out" / "r.md").is_file()),
     "sarif": ([STATIC], 'sarif = "out/r.sarif"', (), lambda o: (o[2] / "out" / "r.sarif").is_file()),
+    "output-format": ([STATIC], 'output-format = "concise"', (), lambda o: o[3].count("fix:")),  # concise: no fix lines
 }
 
 

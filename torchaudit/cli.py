@@ -71,7 +71,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         Optional[bool],
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
     """torchaudit: static and dynamic inspection of PyTorch models."""
@@ -106,71 +106,80 @@ REPORT_HELP = {
 }
 
 
-@app.command()
+EPILOG = ("Exit codes: 0 pass; 1 the gate failed (a finding at or above --fail-on); 2 could not run (one line on stderr "
+          "says why). Settings: \\[tool.torchaudit] of the nearest pyproject.toml (or --config PATH), every key like its flag; "
+          "the command line wins.")
+OUTPUT_FORMAT_HELP = ("What the terminal shows: text (default, grouped by severity), concise (one line per finding), "
+                      "json (the JSON report on stdout) or github (GitHub Actions annotations).")
+
+
+@app.command(epilog=EPILOG)
 def scan(
-    target: Annotated[str, typer.Argument(help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
-    inputs: Annotated[Optional[str], typer.Option("--inputs", help="Example inputs from a function: path.py:fn.")] = None,
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
+    inputs: Annotated[Optional[str], typer.Option("--inputs", rich_help_panel="Inputs", metavar="PATH:FN", help="Example inputs from a function: path.py:fn.")] = None,
     input_shape: Annotated[
         Optional[list[str]],
-        typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable; sizes separated by commas)."),
+        typer.Option("--input-shape", rich_help_panel="Inputs", metavar="SHAPE", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable; sizes separated by commas)."),
     ] = None,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
-    html_path: Annotated[
-        Optional[str], typer.Option("--html", help="Write the self-contained HTML report (for code review) here ('-' = stdout).")
-    ] = None,
-    markdown_path: Annotated[
-        Optional[str], typer.Option("--markdown", help="Write a Markdown summary for a pull-request comment here ('-' = stdout).")
-    ] = None,
-    sarif_path: Annotated[
-        Optional[str], typer.Option("--sarif", help="Write SARIF 2.1.0 for code-scanning dashboards here ('-' = stdout).")
-    ] = None,
-    fail_on: Annotated[
-        Optional[str],
-        typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
-    ] = None,
-    # rule selection and release gates (rules/config.py, rules/baseline.py)
-    select: Annotated[
-        Optional[list[str]],
-        typer.Option("--select", help="Run only these rule codes or prefixes, e.g. TA1,TA201 (comma-separated, repeatable; one that matches no rule is an error)."),
-    ] = None,
-    ignore: Annotated[
-        Optional[list[str]],
-        typer.Option("--ignore", help="Skip these rule codes or prefixes, e.g. TA107,TA20 (comma-separated, repeatable)."),
-    ] = None,
-    baseline: Annotated[
-        Optional[str], typer.Option("--baseline", help="Gate only on findings not in this baseline file.")
-    ] = None,
-    write_baseline: Annotated[
-        Optional[str], typer.Option("--write-baseline", help="Write the current findings as a baseline file (then gate against it).")
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    compare: Annotated[
-        Optional[list[str]],
-        typer.Option("--compare", help="Comparisons to run: auto (default), dtype, device, reload, mode, determinism, batch (comma-separated, repeatable)."),
-    ] = None,
-    reference: Annotated[Optional[str], typer.Option("--reference", help="Reference config device:dtype[:mode], e.g. cpu:float64:eval.")] = None,
-    candidate: Annotated[Optional[str], typer.Option("--candidate", help="Candidate config device:dtype[:mode], e.g. cpu:float16.")] = None,
-    static_only: Annotated[
-        Optional[bool], typer.Option("--static-only/--no-static-only", help="Skip the dynamic stage (no comparisons).")
-    ] = None,
-    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparisons, >= 0 (default: assert_close's for the dtype).")] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparisons, >= 0 (default: assert_close's for the dtype).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random ops in the comparisons (default 0).")] = None,
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", help="Check this checkpoint against the model (.safetensors, .pt, .pth, .bin, .ckpt)."),
+        typer.Option("--checkpoint", rich_help_panel="Checkpoint", metavar="PATH", help="Check this checkpoint against the model (.safetensors, .pt, .pth, .bin, .ckpt)."),
     ] = None,
     trust_checkpoint: Annotated[
         Optional[bool],
-        typer.Option("--trust-checkpoint/--no-trust-checkpoint", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
+        typer.Option("--trust-checkpoint/--no-trust-checkpoint", rich_help_panel="Checkpoint", metavar="", help="Unpickle the checkpoint with weights_only=False (only for files you made)."),
     ] = None,
     meta: Annotated[
-        Optional[bool], typer.Option("--meta/--no-meta", help="Build the model without weight memory (fake tensors); skip rules that need values.")
+        Optional[bool], typer.Option("--meta/--no-meta", rich_help_panel="Checkpoint", metavar="", help="Build the model without weight memory (fake tensors); skip rules that need values.")
     ] = None,
-    config: Annotated[Optional[str], typer.Option("--config", help=CONFIG_HELP)] = None,
-    isolated: Annotated[bool, typer.Option("--isolated", help=ISOLATED_HELP)] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option("--compare", rich_help_panel="Comparisons", metavar="NAMES", help="Comparisons to run: auto (default), dtype, device, reload, mode, determinism, batch (comma-separated, repeatable)."),
+    ] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", rich_help_panel="Comparisons", metavar="CFG", help="Reference config device:dtype[:mode], e.g. cpu:float64:eval.")] = None,
+    candidate: Annotated[Optional[str], typer.Option("--candidate", rich_help_panel="Comparisons", metavar="CFG", help="Candidate config device:dtype[:mode], e.g. cpu:float16.")] = None,
+    static_only: Annotated[
+        Optional[bool], typer.Option("--static-only/--no-static-only", rich_help_panel="Comparisons", metavar="", help="Skip the dynamic stage (no comparisons).")
+    ] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", rich_help_panel="Comparisons", metavar="FLOAT", help="Absolute tolerance of the comparisons, >= 0 (default: assert_close's for the dtype).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", rich_help_panel="Comparisons", metavar="FLOAT", help="Relative tolerance of the comparisons, >= 0 (default: assert_close's for the dtype).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", rich_help_panel="Comparisons", metavar="INT", help="Seed of random ops in the comparisons (default 0).")] = None,
+    select: Annotated[
+        Optional[list[str]],
+        typer.Option("--select", rich_help_panel="Rules and gate", metavar="CODES", help="Run only these rule codes or prefixes, e.g. TA1,TA201 (comma-separated, repeatable; one that matches no rule is an error)."),
+    ] = None,
+    ignore: Annotated[
+        Optional[list[str]],
+        typer.Option("--ignore", rich_help_panel="Rules and gate", metavar="CODES", help="Skip these rule codes or prefixes, e.g. TA107,TA20 (comma-separated, repeatable)."),
+    ] = None,
+    fail_on: Annotated[
+        Optional[str],
+        typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
+    ] = None,
+    baseline: Annotated[
+        Optional[str], typer.Option("--baseline", rich_help_panel="Rules and gate", metavar="PATH", help="Gate only on findings not in this baseline file.")
+    ] = None,
+    write_baseline: Annotated[
+        Optional[str], typer.Option("--write-baseline", rich_help_panel="Rules and gate", metavar="PATH", help="Write the current findings as a baseline file (then gate against it).")
+    ] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
+    html_path: Annotated[
+        Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help="Write the self-contained HTML report (for code review) here ('-' = stdout).")
+    ] = None,
+    markdown_path: Annotated[
+        Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help="Write a Markdown summary for a pull-request comment here ('-' = stdout).")
+    ] = None,
+    sarif_path: Annotated[
+        Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help="Write SARIF 2.1.0 for code-scanning dashboards here ('-' = stdout).")
+    ] = None,
+    output_format: Annotated[
+        Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel="Reports", metavar="", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", rich_help_panel="Reports", metavar="", help=VERBOSE_HELP)] = False,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Trace the model, run the rules and comparisons, and write the reports.
 
@@ -186,7 +195,7 @@ def scan(
         flags = dict(inputs=inputs, input_shape=input_shape, json=json_path, html=html_path, markdown=markdown_path,
                      sarif=sarif_path, fail_on=fail_on, select=select, ignore=ignore, baseline=baseline, compare=compare,
                      reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
-                     checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta)
+                     checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, output_format=output_format)
         settings = resolve(target, flags, config=config, isolated=isolated)
         detail = _detail(quiet, verbose)
         check_paths(settings)
@@ -212,12 +221,27 @@ def scan(
     except Exception as exc:  # noqa: BLE001 - a bug: say so, keep the traceback under --debug
         _fail(exc, debug)
         return
-    from torchaudit.reports.terminal import print_summary
-
-    print_summary(report, to_stderr=to_stderr, detail=detail)
+    _show(report, settings.output_format, settings.json, to_stderr, detail)
     if failed is not None:  # the other reports and the summary are out: now say which path failed
         _fail(failed, debug)
     raise typer.Exit(report.exit_code)
+
+
+def _show(report: Any, output_format: str, json_path: str | None, to_stderr: bool, detail: str) -> None:
+    """The terminal output in ``--output-format``."""
+    from torchaudit.reports import terminal
+
+    if output_format == "concise":
+        terminal.print_concise(report, to_stderr=to_stderr)
+    elif output_format == "github":
+        terminal.print_github(report)
+    elif output_format == "json":
+        if json_path != "-":  # --json - already put it on stdout
+            from torchaudit.reports.json_report import render_json
+
+            sys.stdout.write(render_json(report) + "\n")
+    else:
+        terminal.print_summary(report, to_stderr=to_stderr, detail=detail)
 
 
 def _write(report: Any, json: str | None, html: str | None, markdown: str | None, sarif: str | None) -> Exception | None:
@@ -250,7 +274,7 @@ def _say_config(path: str | None, to_stderr: bool) -> None:
 
 @app.command("rules")
 def rules_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Print the rules as JSON.")] = False,
 ) -> None:
     """List every rule: code, severity and title."""
     from torchaudit.rules.engine import catalogue
@@ -284,29 +308,29 @@ def rule_command(code: Annotated[str, typer.Argument(help="A rule code, e.g. TA1
     print_rule_docs(info)
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def diff(
-    target: Annotated[str, typer.Argument(help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
-    a: Annotated[str, typer.Argument(help="The first checkpoint (the reference).")],
-    b: Annotated[str, typer.Argument(help="The second checkpoint (the candidate).")],
-    inputs: Annotated[Optional[str], typer.Option("--inputs", help="Example inputs from a function: path.py:fn.")] = None,
-    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help="A random input of this shape, e.g. 1,3,224,224 (repeatable).")] = None,
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
+    a: Annotated[str, typer.Argument(metavar="A", help="The first checkpoint (the reference).")],
+    b: Annotated[str, typer.Argument(metavar="B", help="The second checkpoint (the candidate).")],
+    inputs: Annotated[Optional[str], typer.Option("--inputs", rich_help_panel="Inputs", metavar="PATH:FN", help="Example inputs from a function: path.py:fn.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", rich_help_panel="Inputs", metavar="SHAPE", help="A random input of this shape, e.g. 1,3,224,224 (repeatable).")] = None,
     trust_checkpoint: Annotated[
-        Optional[bool], typer.Option("--trust-checkpoint/--no-trust-checkpoint", help="Unpickle with weights_only=False (only for files you made).")
+        Optional[bool], typer.Option("--trust-checkpoint/--no-trust-checkpoint", rich_help_panel="Checkpoint", metavar="", help="Unpickle with weights_only=False (only for files you made).")
     ] = None,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report here ('-' = stdout).")] = None,
-    html_path: Annotated[Optional[str], typer.Option("--html", help=REPORT_HELP["html"])] = None,
-    markdown_path: Annotated[Optional[str], typer.Option("--markdown", help=REPORT_HELP["markdown"])] = None,
-    sarif_path: Annotated[Optional[str], typer.Option("--sarif", help=REPORT_HELP["sarif"])] = None,
-    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance of the comparison, >= 0.")] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance of the comparison, >= 0.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random ops in the comparison (default 0).")] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", rich_help_panel="Comparisons", metavar="FLOAT", help="Absolute tolerance of the comparison, >= 0.")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", rich_help_panel="Comparisons", metavar="FLOAT", help="Relative tolerance of the comparison, >= 0.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", rich_help_panel="Comparisons", metavar="INT", help="Seed of random ops in the comparison (default 0).")] = None,
     fail_on: Annotated[
-        Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning, info or never (default error).")
+        Optional[str], typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error).")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    config: Annotated[Optional[str], typer.Option("--config", help=CONFIG_HELP)] = None,
-    isolated: Annotated[bool, typer.Option("--isolated", help=ISOLATED_HELP)] = False,
+    json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
+    html_path: Annotated[Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])] = None,
+    markdown_path: Annotated[Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])] = None,
+    sarif_path: Annotated[Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["sarif"])] = None,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Two checkpoints of one model: what changed per tensor, then where the activations part.
 

@@ -27,6 +27,7 @@ FAIL_ON = ("error", "warning", "info", "never")  # = torchaudit.report.FAIL_ON_C
 COMPARISON_NAMES = ("auto", "dtype", "device", "reload", "mode", "determinism", "batch")  # a test checks the registry
 DEVICE_DTYPES = ("bf16", "bfloat16", "double", "float", "float16", "float32", "float64", "fp16", "fp32", "fp64", "half")
 OUTPUTS = ("json", "html", "markdown", "sarif")  # report paths; "-" is stdout
+OUTPUT_FORMATS = ("text", "concise", "json", "github")  # what the terminal shows (ruff's --output-format)
 _CODE = re.compile(r"^TA\d{0,3}$")
 
 # key -> kind: "str", "path" (relative to the file), "inputs" (path.py:fn), "bool", "float", "int",
@@ -36,7 +37,7 @@ KEYS: dict[str, str] = {
     "compare": "names", "reference": "str", "candidate": "str", "static-only": "bool",
     "atol": "float", "rtol": "float", "seed": "int",
     "select": "codes", "ignore": "codes", "fail-on": "str", "baseline": "path",
-    "json": "path", "html": "path", "markdown": "path", "sarif": "path",
+    "json": "path", "html": "path", "markdown": "path", "sarif": "path", "output-format": "str",
 }
 
 
@@ -64,6 +65,7 @@ class Settings:
     html: str | None = None
     markdown: str | None = None
     sarif: str | None = None
+    output_format: str = "text"
     config: str | None = None  # the file the settings came from, if any
 
     def replace(self, **changes: Any) -> Settings:
@@ -97,12 +99,16 @@ class Settings:
         if whole and (self.reference is None) != (self.candidate is None):
             raise OptionError("--reference and --candidate come together",
                               "pass both, e.g. --reference cpu:float64 --candidate cpu:float16")
-        stdout = [k for k in OUTPUTS if getattr(self, k) == "-"]
+        output_format = self.output_format.strip().lower() if isinstance(self.output_format, str) else self.output_format
+        if output_format not in OUTPUT_FORMATS:
+            raise OptionError(f"{opt('output-format')} {self.output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}",
+                              "pick one of those")
+        stdout = [k for k in OUTPUTS if getattr(self, k) == "-"] + (["output-format json"] if output_format == "json" else [])
         if whole and len(stdout) > 1:
-            raise OptionError(f"{' and '.join('--' + k for k in stdout)} both write to stdout ('-')",
+            raise OptionError(f"{' and '.join('--' + k for k in stdout)} both write to stdout",
                               "send at most one report to stdout, the others to files")
         return dataclasses.replace(
-            self, fail_on=fail_on, compare=compare,
+            self, fail_on=fail_on, compare=compare, output_format=output_format,
             reference=self.reference.strip().lower() if self.reference else self.reference,
             candidate=self.candidate.strip().lower() if self.candidate else self.candidate,
             select=tuple(codes(self.select, opt("select"))), ignore=tuple(codes(self.ignore, opt("ignore"))),
@@ -111,7 +117,7 @@ class Settings:
     @property
     def stdout_report(self) -> str | None:
         """The report that goes to stdout (``-``), if any: then everything else goes to stderr."""
-        return next((k for k in OUTPUTS if getattr(self, k) == "-"), None)
+        return next((k for k in OUTPUTS if getattr(self, k) == "-"), "json" if self.output_format == "json" else None)
 
 
 def codes(values: Iterable[str] | str | None, option: str) -> list[str]:
