@@ -18,7 +18,7 @@ pytestmark = [
     pytest.mark.skipif(why_no_browser() is not None, reason=f"no headless browser: {why_no_browser()}"),
 ]
 
-SECTIONS = ["verdict", "scanned", "environment", "findings", "comparisons", "graph"]
+SECTIONS = ["verdict", "findings", "comparisons", "graph", "scanned", "environment"]  # what was scanned and the environment last, collapsed
 SCRIPT = "<script>window['__pwned']=1</script>"
 TITLE_SCRIPT = "<script>document['title']='pwned'</script>"
 

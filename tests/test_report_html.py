@@ -10,10 +10,10 @@ from markupsafe import escape as _escape
 
 from tests.conftest import FIXTURES, ROOT, invoke_cli
 from tests.report_samples import MLP, mlp_report
-from torchaudit.report import Finding, Location, Severity
+from torchaudit.report import Finding, Location, Severity, Status
 from torchaudit.reports.html import render_html
 
-SECTIONS = ["verdict", "scanned", "environment", "findings", "comparisons", "graph"]
+SECTIONS = ("verdict", "findings", "comparisons", "graph", "scanned", "environment")  # what was scanned and the environment last, collapsed
 HOSTILE = FIXTURES / "hostile_names.py"
 SCRIPT = "<script>window['__pwned']=1</script>"
 IMG = "<img src=x onerror=window['__pwned']=2>"
@@ -42,6 +42,10 @@ def test_sections_in_reading_order_with_verdict_and_command():
     assert "torchaudit scan examples/mlp_bn_dropout.py --html r.html" in scanned
     assert "Classifier" in scanned and "fx" in scanned
     assert "2.13" in _text(_section(page, "environment"))
+    # a reviewer reads the verdict, findings and comparisons first; what was scanned and the
+    # environment come last, collapsed
+    for name in ("scanned", "environment"):
+        assert _section(page, name).lstrip().startswith("<details><summary><h2>")
 
 
 def test_findings_grouped_by_severity_with_marked_source_line():
@@ -81,6 +85,21 @@ def test_comparison_card_chart_and_state_diff():
     assert charts[0].count("<polyline") == 2 and "first divergence: relu (node 3)" in charts[0]
     assert re.search(r'<table class="state-diff">.*head\.calls.*python_attribute.*20.*bn\.running_mean', comparisons, re.S)
     assert "device (cpu:float32:eval vs cuda:float32:eval) was skipped: CUDA is not available" in text
+    legends = re.findall(r'<div class="legend">(.*?)</div>', comparisons, re.S)
+    assert "first divergence" in legends[0]  # dtype has one
+
+
+def test_a_chart_without_a_divergence_has_no_divergence_legend():
+    import dataclasses
+
+    from tests.report_samples import dtype_comparison
+
+    sample = dtype_comparison()
+    matched = dataclasses.replace(sample, status=Status.MATCHED, first_divergence=None,
+                                  nodes=tuple(dataclasses.replace(n, diverged=False) for n in sample.nodes))
+    page = render_html(dataclasses.replace(mlp_report(), comparisons=[matched]))
+    legends = re.findall(r'<div class="legend">(.*?)</div>', _section(page, "comparisons"), re.S)
+    assert legends and not any("first divergence" in legend for legend in legends)
 
 
 def test_graph_view_marks_divergence_and_severity():
