@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import sysconfig
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,15 +127,18 @@ def _tool_or_torch(filename: str) -> bool:
     if filename.startswith("<"):  # code fx generated for a GraphModule, or exec'd strings
         return True
     path = Path(filename).resolve()
-    return any(root == path or root in path.parents for root in _TOOL_AND_TORCH)
+    if any(root == path or root in path.parents for root in _TOOL_AND_TORCH):
+        return True
+    # the standard library, but not the site-packages folder inside it (transformers is model code)
+    third_party = "site-packages" in path.parts or "dist-packages" in path.parts
+    return not third_party and _STDLIB in path.parents
 
 
 def _roots() -> tuple[Path, ...]:
-    """Where torch, torchaudit's packages (found without importing them) and the standard library live."""
+    """Where torch and torchaudit's packages live (found without importing them)."""
     import importlib.util
-    import sysconfig
 
-    roots = [Path(torch.__file__).resolve().parent, Path(sysconfig.get_paths()["stdlib"]).resolve()]
+    roots = [Path(torch.__file__).resolve().parent]
     for package in ("torchaudit", "torchaudit.analyzer", "torchaudit.rules", "torchaudit.reports"):
         spec = importlib.util.find_spec(package)
         if spec is not None:
@@ -143,6 +147,7 @@ def _roots() -> tuple[Path, ...]:
 
 
 _TOOL_AND_TORCH = _roots()
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 
 def _valueless(model: nn.Module) -> str | None:

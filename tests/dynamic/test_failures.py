@@ -105,3 +105,25 @@ def test_a_model_with_float64_layers_behind_float32_inputs_runs_every_comparison
     assert status["dtype"] == "matched" and status["mode"] == "matched"
     assert [c.candidate.dtype for c in report.comparisons if c.name == "dtype"] == ["float32"]
     assert not _by_rule(report, "TA903") and not _by_rule(report, "TA904")
+
+
+def test_code_of_an_installed_package_is_the_models_and_the_standard_library_is_not():
+    import sysconfig
+    from pathlib import Path
+
+    from torchaudit.analyzer.compare.stage import model_frame
+
+    # transformers lives in site-packages, which lies inside the standard library's folder:
+    # its frames are the model's code, the standard library's own are not
+    fake = str(Path(sysconfig.get_paths()["purelib"]) / "somepkg" / "modeling_some.py")
+    space: dict[str, object] = {}
+    code = "def forward():\n    raise ValueError('model code')\ntry:\n    forward()\nexcept ValueError as e:\n    caught = e\n"
+    exec(compile(code, fake, "exec"), space)  # raised and caught in the package's own frames
+    where = model_frame(space["caught"])  # type: ignore[arg-type]
+    assert where is not None and where.file == fake and where.line == 2
+    try:
+        import json
+
+        json.loads("{")
+    except ValueError as exc:
+        assert model_frame(exc) is not None and model_frame(exc).file.endswith("test_failures.py")  # stdlib frames skipped
