@@ -164,13 +164,13 @@ def scan(
     ] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
     html_path: Annotated[
-        Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help="Write the self-contained HTML report (for code review) here ('-' = stdout).")
+        Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])
     ] = None,
     markdown_path: Annotated[
-        Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help="Write a Markdown summary for a pull-request comment here ('-' = stdout).")
+        Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])
     ] = None,
     sarif_path: Annotated[
-        Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help="Write SARIF 2.1.0 for code-scanning dashboards here ('-' = stdout).")
+        Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["sarif"])
     ] = None,
     output_format: Annotated[
         Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)
@@ -221,13 +221,13 @@ def scan(
     except Exception as exc:  # noqa: BLE001 - a bug: say so, keep the traceback under --debug
         _fail(exc, debug)
         return
-    _show(report, settings.output_format, settings.json, to_stderr, detail)
+    _show(report, settings.output_format, to_stderr, detail)
     if failed is not None:  # the other reports and the summary are out: now say which path failed
         _fail(failed, debug)
     raise typer.Exit(report.exit_code)
 
 
-def _show(report: Any, output_format: str, json_path: str | None, to_stderr: bool, detail: str) -> None:
+def _show(report: Any, output_format: str, to_stderr: bool, detail: str) -> None:
     """The terminal output in ``--output-format``."""
     from torchaudit.reports import terminal
 
@@ -235,11 +235,10 @@ def _show(report: Any, output_format: str, json_path: str | None, to_stderr: boo
         terminal.print_concise(report, to_stderr=to_stderr)
     elif output_format == "github":
         terminal.print_github(report)
-    elif output_format == "json":
-        if json_path != "-":  # --json - already put it on stdout
-            from torchaudit.reports.json_report import render_json
+    elif output_format == "json":  # Settings refuses it beside another report on stdout ('-')
+        from torchaudit.reports.json_report import render_json
 
-            sys.stdout.write(render_json(report) + "\n")
+        sys.stdout.write(render_json(report) + "\n")
     else:
         terminal.print_summary(report, to_stderr=to_stderr, detail=detail)
 
@@ -274,7 +273,7 @@ def _say_config(path: str | None, to_stderr: bool) -> None:
 
 @app.command("rules")
 def rules_command(
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Print the rules as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
 ) -> None:
     """List every rule: code, severity and title."""
     from torchaudit.rules.engine import catalogue
@@ -328,13 +327,16 @@ def diff(
     html_path: Annotated[Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])] = None,
     markdown_path: Annotated[Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])] = None,
     sarif_path: Annotated[Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["sarif"])] = None,
+    output_format: Annotated[
+        Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)
+    ] = None,
     config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
     isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
     debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Two checkpoints of one model: what changed per tensor, then where the activations part.
 
-    Reads the inputs, input-shape, trust-checkpoint, json, html, markdown, sarif, atol, rtol, seed and fail-on keys of
+    Reads the inputs, input-shape, trust-checkpoint, json, html, markdown, sarif, output-format, atol, rtol, seed and fail-on keys of
     \\[tool.torchaudit]; the scan-only keys are not used here."""
 
     command = _command_line()
@@ -345,7 +347,8 @@ def diff(
         from torchaudit.settings import check_paths, resolve
 
         flags = dict(inputs=inputs, input_shape=input_shape, trust_checkpoint=trust_checkpoint, json=json_path,
-                     html=html_path, markdown=markdown_path, sarif=sarif_path, atol=atol, rtol=rtol, seed=seed, fail_on=fail_on)
+                     html=html_path, markdown=markdown_path, sarif=sarif_path, output_format=output_format, atol=atol, rtol=rtol,
+                     seed=seed, fail_on=fail_on)
         settings = resolve(target, flags, config=config, isolated=isolated)
         check_paths(dataclasses.replace(settings, checkpoint=None, baseline=None))
         for path in (a, b):
@@ -361,11 +364,11 @@ def diff(
     except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
         _fail(exc, debug)
         return
-    from torchaudit.reports.tensor_table import print_tensor_table
-    from torchaudit.reports.terminal import print_summary
+    if settings.output_format == "text":  # the tensor table, then the summary
+        from torchaudit.reports.tensor_table import print_tensor_table
 
-    print_tensor_table(report, to_stderr=to_stderr)
-    print_summary(report, to_stderr=to_stderr)
+        print_tensor_table(report, to_stderr=to_stderr)
+    _show(report, settings.output_format, to_stderr, "normal")
     if failed is not None:
         _fail(failed, debug)
     raise typer.Exit(report.exit_code)
