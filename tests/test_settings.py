@@ -16,7 +16,7 @@ import pytest
 
 import torchaudit
 from tests.conftest import EXAMPLES, invoke_cli
-from torchaudit.settings import COMPARISON_NAMES, DEVICE_DTYPES, FAIL_ON, KEYS, Settings, resolve
+from torchaudit.settings import COMPARISON_NAMES, KEYS, Settings, resolve
 
 EXAMPLE = EXAMPLES / "mlp_bn_dropout.py"
 Outcome = tuple[int, dict[str, Any], Path, str]  # exit code, JSON on stdout, project folder, stdout
@@ -274,10 +274,12 @@ def test_reference_and_candidate_take_any_case() -> None:
 
 def test_registries_agree_with_the_cheap_copies() -> None:
     from torchaudit.analyzer.compare.comparisons import COMPARISONS, DTYPES
-    from torchaudit.report import FAIL_ON_CHOICES
+    from torchaudit.analyzer.dtypes import dtype_name
+    from torchaudit.report import DTYPE_ALIASES
 
     assert set(COMPARISON_NAMES) == {"auto", *COMPARISONS} - {"custom"}
-    assert set(DEVICE_DTYPES) == set(DTYPES) and FAIL_ON == FAIL_ON_CHOICES
+    # every dtype name a configuration may use is a torch dtype of the name it stands for
+    assert set(DTYPES) == set(DTYPE_ALIASES) and all(dtype_name(DTYPES[a]) == n for a, n in DTYPE_ALIASES.items())
 
 
 def test_help_names_the_config_options() -> None:

@@ -121,6 +121,15 @@ class Finding:
         }
 
 
+# dtype names a configuration may use, by the torch dtype name each stands for
+DTYPE_ALIASES = {
+    "float64": "float64", "double": "float64", "fp64": "float64",
+    "float32": "float32", "float": "float32", "fp32": "float32",
+    "float16": "float16", "half": "float16", "fp16": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+}
+
+
 @dataclass(frozen=True)
 class Config:
     """One side of a comparison: where and how the graph runs."""
@@ -128,6 +137,26 @@ class Config:
     device: str = "cpu"
     dtype: str = "float32"
     mode: str = "eval"
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> Config:
+        """``device:dtype[:mode]`` (any case, dtype aliases such as ``fp16``), e.g. ``cpu:float64:eval``;
+        a malformed one is an ``OptionError`` naming ``flag``. No torch import: the command line
+        checks it before the model is loaded."""
+        from torchaudit.errors import OptionError
+
+        parts = [p.strip().lower() for p in text.split(":")]
+        if len(parts) not in (2, 3):
+            raise OptionError(f"malformed {flag} {text!r}", f"write {flag} as device:dtype[:mode], e.g. cpu:float64:eval")
+        device, dtype = parts[0], parts[1]
+        mode = parts[2] if len(parts) == 3 else "eval"
+        if device != "cpu" and not device.startswith("cuda"):
+            raise OptionError(f"unknown device {device!r} in {flag} {text!r}", "use cpu or cuda[:N]")
+        if dtype not in DTYPE_ALIASES:
+            raise OptionError(f"unknown dtype {dtype!r} in {flag} {text!r}", f"use one of {', '.join(sorted(DTYPE_ALIASES))}")
+        if mode not in ("eval", "train"):
+            raise OptionError(f"unknown mode {mode!r} in {flag} {text!r}", "use eval or train")
+        return cls(device, DTYPE_ALIASES[dtype], mode)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "dtype": self.dtype, "mode": self.mode}

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from torchaudit.errors import CheckpointError, OptionError
+from torchaudit.report import FAIL_ON_CHOICES as FAIL_ON, Config
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-FAIL_ON = ("error", "warning", "info", "never")  # = torchaudit.report.FAIL_ON_CHOICES (a test checks)
 COMPARISON_NAMES = ("auto", "dtype", "device", "reload", "mode", "determinism", "batch")  # a test checks the registry
-DEVICE_DTYPES = ("bf16", "bfloat16", "double", "float", "float16", "float32", "float64", "fp16", "fp32", "fp64", "half")
 OUTPUTS = ("json", "html", "markdown", "sarif")  # report paths; "-" is stdout
 OUTPUT_FORMATS = ("text", "concise", "json", "github")  # what the terminal shows (ruff's --output-format)
 _CODE = re.compile(r"^TA\d{0,3}$")
@@ -95,7 +94,7 @@ class Settings:
             check_shape(shape, opt("input-shape"))
         for key, cfg in (("reference", self.reference), ("candidate", self.candidate)):
             if cfg is not None:
-                check_device_config(cfg, opt(key))
+                Config.parse(cfg, opt(key))  # the syntax; comparisons read it the same way
         if whole and (self.reference is None) != (self.candidate is None):
             raise OptionError("--reference and --candidate come together",
                               "pass both, e.g. --reference cpu:float64 --candidate cpu:float16")
@@ -149,19 +148,6 @@ def check_shape(text: str, option: str = "--input-shape") -> None:
     parts = [p.strip() for p in shape.split(",")]
     if not all(p.isdigit() for p in parts):
         raise OptionError(f"malformed {option} {text!r}", fix)
-
-
-def check_device_config(text: str, option: str) -> None:
-    """The syntax of ``device:dtype[:mode]`` (as analyzer/compare/comparisons.parse_config reads it)."""
-    parts = [p.strip().lower() for p in text.split(":")]
-    if len(parts) not in (2, 3):
-        raise OptionError(f"malformed {option} {text!r}", f"write {option} as device:dtype[:mode], e.g. cpu:float64:eval")
-    if parts[0] != "cpu" and not parts[0].startswith("cuda"):
-        raise OptionError(f"unknown device {parts[0]!r} in {option} {text!r}", "use cpu or cuda[:N]")
-    if parts[1] not in DEVICE_DTYPES:
-        raise OptionError(f"unknown dtype {parts[1]!r} in {option} {text!r}", f"use one of {', '.join(DEVICE_DTYPES)}")
-    if len(parts) == 3 and parts[2] not in ("eval", "train"):
-        raise OptionError(f"unknown mode {parts[2]!r} in {option} {text!r}", "use eval or train")
 
 
 # --- the file ---------------------------------------------------------------------------------

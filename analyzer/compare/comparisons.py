@@ -31,13 +31,10 @@ from torchaudit.analyzer.compare.lockstep import LockstepResult
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
 from torchaudit.analyzer.values import map_tensors
-from torchaudit.errors import OptionError
-from torchaudit.report import ComparisonResult, Config, Status
+from torchaudit.report import DTYPE_ALIASES, ComparisonResult, Config, Status
 
 AUTO = ("dtype", "device", "reload", "mode", "determinism", "batch")
-DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-          "double": torch.float64, "float": torch.float32, "half": torch.float16, "bf16": torch.bfloat16,
-          "fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16}
+DTYPES = {alias: getattr(torch, name) for alias, name in DTYPE_ALIASES.items()}  # configuration dtype -> torch
 
 
 class Skip(Exception):
@@ -55,23 +52,6 @@ class Options:
     reference: Config | None = None
     candidate: Config | None = None
     graph: ModelGraph | None = None  # the scan's own trace of the model (eval, its dtype and device)
-
-
-def parse_config(text: str, flag: str) -> Config:
-    """``device:dtype[:mode]``, e.g. ``cpu:float64:eval``."""
-    parts = text.split(":")
-    fix = f"write {flag} as device:dtype[:mode], e.g. cpu:float64:eval"
-    if len(parts) not in (2, 3):
-        raise OptionError(f"malformed {flag} {text!r}", fix)
-    device, dtype = parts[0].strip(), parts[1].strip()
-    mode = parts[2].strip() if len(parts) == 3 else "eval"
-    if device != "cpu" and not device.startswith("cuda"):
-        raise OptionError(f"unknown device {device!r} in {flag} {text!r}", "use cpu or cuda[:N]")
-    if dtype not in DTYPES:
-        raise OptionError(f"unknown dtype {dtype!r} in {flag} {text!r}", f"use one of {', '.join(sorted(DTYPES))}")
-    if mode not in ("eval", "train"):
-        raise OptionError(f"unknown mode {mode!r} in {flag} {text!r}", "use eval or train")
-    return Config(device, dtype_name(DTYPES[dtype]), mode)
 
 
 def convert_inputs(inputs: ExampleInputs, device: str, dtype: torch.dtype | None) -> ExampleInputs:

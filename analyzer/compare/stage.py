@@ -211,12 +211,10 @@ def scan_comparisons(
 ) -> tuple[list[ComparisonResult], list[ComparisonFailure]]:
     """What ``scan`` runs: parse the options, then every requested comparison. ``graph`` is the
     scan's own trace of ``model``: sides in the configuration it was traced in run it."""
-    from torchaudit.analyzer.compare.comparisons import parse_config
-
     opts = Options(
         seed=seed, atol=atol, rtol=rtol, target=target, graph=graph,
-        reference=parse_config(reference, "--reference") if reference else None,
-        candidate=parse_config(candidate, "--candidate") if candidate else None,
+        reference=Config.parse(reference, "--reference") if reference else None,
+        candidate=Config.parse(candidate, "--candidate") if candidate else None,
     )
     big = sum(p.numel() for p in model.parameters()) > 1_000_000
     with ProgressBar(progress and big) as bar:
