@@ -48,9 +48,6 @@ def _group_lines(group: list[Finding], collapse: bool = True) -> Iterable[tuple[
             yield None, totals[f.rule] - limit[f.rule]
 
 
-DETAILS = ("quiet", "normal", "verbose")
-
-
 def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal") -> None:
     """``detail``: ``quiet`` prints the errors and the verdict; ``normal`` folds the infos into one
     line per rule and shows a few findings per rule; ``verbose`` prints every finding."""
@@ -110,8 +107,14 @@ def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal
     verdict_style = "bold green" if s.verdict == "pass" else "bold red"
     console.print(
         Text(f"{s.verdict.upper()}", style=verdict_style)
-        + Text(f": {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})")
+        + Text(f": {_counts(report)}")
     )
+
+
+def _counts(report: Report) -> str:
+    """What follows the verdict on the last line: ``2 errors, 1 warnings, 4 infos (fail on error)``."""
+    s = report.summary
+    return f"{s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})"
 
 
 def print_concise(report: Report, to_stderr: bool = False) -> None:
@@ -122,8 +125,7 @@ def print_concise(report: Report, to_stderr: bool = False) -> None:
         where = f"{loc}{f':{loc.column}' if loc is not None and loc.column else ''}" if loc is not None and loc.file else "<model>"
         module = f" [{_module(f)}]" if _module(f) else ""
         console.print(Text(f"{where}: {f.rule} [{f.severity.value}]{module} {f.message}"))
-    s = report.summary
-    console.print(Text(f"{s.verdict.upper()}: {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})"))
+    console.print(Text(f"{report.summary.verdict.upper()}: {_counts(report)}"))
 
 
 _GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
@@ -152,8 +154,7 @@ def print_github(report: Report) -> None:
         props.append(f"title={_gh_property(f'{f.rule} {f.title}')}")
         text = f.message + (f" (fix: {f.fix})" if f.fix else "")
         print(f"::{_GITHUB_LEVEL[f.severity]} {','.join(props)}::{_gh_data(text)}")
-    s = report.summary
-    print(f"torchaudit {s.verdict.upper()}: {s.errors} errors, {s.warnings} warnings, {s.infos} infos (fail on {s.fail_on})")
+    print(f"torchaudit {report.summary.verdict.upper()}: {_counts(report)}")
 
 
 def checkpoint_line(info: dict) -> str:

@@ -150,9 +150,9 @@ def status_css(c: ComparisonResult) -> str:
 
 
 def reason(c: ComparisonResult) -> str:
-    """Why a comparison was skipped or failed, without a leading ``name:`` (reports put the
-    name beside it; older recordings and reports repeated it)."""
-    return (c.skipped_reason or "").removeprefix(f"{c.name}: ")
+    """Why a comparison was skipped or failed (the reasons never repeat the comparison's name:
+    reports put the name beside them)."""
+    return c.skipped_reason or ""
 
 
 def comparison_sentence(c: ComparisonResult) -> str:
