@@ -49,6 +49,8 @@ class LockstepResult:
     first_nonfinite: dict[str, Any] | None = None
     output: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    arbiter: bool = False  # the reference is a higher-precision arbiter (float64), not a configuration the user runs
+    arbiter_nonfinite: str | None = None  # first node where only the arbiter had NaN/Inf
 
 
 def cast_like(ref: Any, cand: Any) -> Any:
@@ -156,11 +158,12 @@ def lockstep(
     cast: Cast = cast_like,
     explain: Explain | None = None,
     progress: Callable[[int, int], None] | None = None,
+    arbiter: bool = False,
 ) -> LockstepResult:
     """Run both sides node by node; see the module docstring."""
     steps = _schedule(ref, cand)
     free_ref, free_cand, free_casts = _last_uses(steps, ref, cand, explain is not None)
-    result = LockstepResult()
+    result = LockstepResult(arbiter=arbiter)
     shadow: dict[str, Any] = {}
     fan_ins: dict[str, int] = {}
     casts = _Casts(ref, cast)
@@ -335,7 +338,14 @@ def record(
         result.first_divergence = Divergence(nc.node, nc.module, nc.op, nc.local, nc.inherited, nc.total, nc.location)
     if result.first_nonfinite is None:
         bad_a, bad_b = (has_nonfinite(y_a), has_nonfinite(y_b)) if total.nonfinite else (False, False)
-        if bad_a != bad_b:
+        if bad_a and not bad_b and kind != "output" and result.arbiter:
+            # only the higher-precision reference (the arbiter, not a configuration the user runs)
+            # made it, and it did not reach an output: a note, not the user's NaN (TA706)
+            if not result.arbiter_nonfinite:
+                result.arbiter_nonfinite = name
+                result.notes.append(f"{name}: NaN/Inf appears in the higher-precision reference only, not in the "
+                                    "candidate (the configuration you run), and does not reach the output")
+        elif bad_a != bad_b:
             result.first_nonfinite = {
                 "node": name, "module": nc.module, "op": op,
                 "in": "candidate" if bad_b else "reference",

@@ -103,7 +103,7 @@ def _run(
     explain: bool, progress: Callable[[int, int], None] | None,
 ) -> LockstepResult:
     if g_cand.gm is None or g_ref.gm is None or _nests_vmap(g_cand) or _nests_vmap(g_ref):
-        return hook_pair(ref, cand, tol, cand_dtype, g_cand)
+        return hook_pair(ref, cand, tol, cand_dtype, g_cand, arbiter=explain)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
     if ref.samples:
@@ -111,7 +111,7 @@ def _run(
     else:
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
     explain_rounding = explainer(cand_dtype) if explain else None
-    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress)
+    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
 
 
 def _nests_vmap(graph: ModelGraph) -> bool:
@@ -186,11 +186,13 @@ def explainer(cand_dtype: torch.dtype) -> Explain:
     return explain
 
 
-def hook_pair(ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph) -> LockstepResult:
+def hook_pair(
+    ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph, *, arbiter: bool = False,
+) -> LockstepResult:
     """Module granularity: leaf-module outputs of both runs, each with its shadow (the
     candidate's module fed the reference module's inputs), recorded like the op-level nodes."""
     recorded: dict[str, tuple[Any, Any, Any]] = {}
-    result = LockstepResult()
+    result = LockstepResult(arbiter=arbiter)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     state = {"busy": False}
 

@@ -127,3 +127,32 @@ def test_code_of_an_installed_package_is_the_models_and_the_standard_library_is_
         json.loads("{")
     except ValueError as exc:
         assert model_frame(exc) is not None and model_frame(exc).file.endswith("test_failures.py")  # stdlib frames skipped
+
+
+def test_nan_or_inf_only_in_the_float64_arbiter_is_a_note_not_ta706():
+    """transformers' T5 runs softmax(scores.float()): its float64 reference turns the
+    finfo(float64).min mask into -inf, which softmax absorbs; the float32 model never has it.
+    (Checked end to end on T5 by hand: the dtype comparison is matched, with the note.)"""
+    import networkx as nx
+
+    from torchaudit.analyzer.compare.lockstep import LockstepResult, record
+    from torchaudit.analyzer.compare.metrics import Tolerance
+    from torchaudit.analyzer.trace.graph import ModelGraph
+
+    info = ModelGraph("fx", nx.DiGraph(), [])
+    tol = Tolerance.for_dtype(torch.float32)
+    ref = torch.tensor([0.5, float("-inf")])  # the reference's scores.float(): -inf
+    cand = torch.tensor([0.5, -3.4e38])  # the candidate's: finite
+
+    def first(arbiter: bool, kind: str) -> LockstepResult:
+        result = LockstepResult(arbiter=arbiter)
+        record(result, info, "float_5", kind, "float", ref, cand, cand, tol, torch.float32, k=2)
+        return result
+
+    inside = first(True, "call_method")  # float64 reference, inside the model: a note
+    assert inside.first_nonfinite is None and inside.arbiter_nonfinite == "float_5"
+    assert inside.notes and "higher-precision reference only" in inside.notes[0]
+    same_dtype = first(False, "call_method")  # either side of a same-dtype comparison is the user's
+    assert same_dtype.first_nonfinite is not None and same_dtype.first_nonfinite["in"] == "reference"
+    at_output = first(True, "output")  # reaching an output is always reported
+    assert at_output.first_nonfinite is not None
