@@ -7,6 +7,7 @@ comment and the terminal tell one story.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 import os
 from pathlib import Path
@@ -33,7 +34,7 @@ def number(value: float | int | str | None) -> str:
     value = float(value)
     if math.isnan(value):
         return "nan"
-    if math.isinf(value):
+    if math.isinf(value) or abs(value) >= sys.float_info.max:  # JSON holds an infinity as the largest float
         return "inf" if value > 0 else "-inf"
     if value == 0:
         return "0"

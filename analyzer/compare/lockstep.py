@@ -23,6 +23,7 @@ What keeps the cost near those two passes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -64,7 +65,7 @@ def _cast_leaf(ref: Any, cand: Any) -> Any:
     if isinstance(ref, torch.Tensor):
         if isinstance(cand, torch.Tensor):
             if ref.is_floating_point() and cand.is_floating_point():
-                return ref.to(device=cand.device, dtype=cand.dtype)
+                return saturating_cast(ref, cand.dtype, cand.device)
             return ref.to(device=cand.device)
         return ref
     if isinstance(ref, float) and isinstance(cand, float) and not abs(ref) <= _FLOAT32_MAX:
@@ -73,6 +74,33 @@ def _cast_leaf(ref: Any, cand: Any) -> Any:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+
+
+def saturating_cast(t: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``t`` in ``dtype`` on ``device``, a finite value beyond ``dtype``'s range saturating to its
+    largest finite value instead of becoming an infinity.
+
+    ``Tensor.to`` rounds a float64 ``-1.8e308`` (``torch.finfo(torch.float64).min``, the fill
+    of every transformers causal mask built in float64) to float32 ``-inf``, where the
+    candidate's own mask holds ``torch.finfo(torch.float32).min``: the shadow would see an
+    infinity its own side never has (``-inf * 0`` is NaN where ``finfo.min * 0`` is ``0``).
+    Saturated, the value is the candidate dtype's own limit, as its own code would have made
+    it. Infinities and NaNs of ``t`` stay what they are. The usual case (nothing out of range)
+    costs one sum over the cast, to see that it is finite."""
+    out = t.to(device=device, dtype=dtype)
+    if not _narrows(t.dtype, dtype) or out.numel() == 0 or math.isfinite(float(out.sum())):
+        return out
+    info = torch.finfo(dtype)
+    src = t.to(device)
+    overflowed = out.isinf() & src.isfinite()
+    if not bool(overflowed.any()):
+        return out
+    limit = torch.where(src > 0, info.max, info.min).to(dtype)
+    return torch.where(overflowed, limit, out)
+
+
+def _narrows(src: torch.dtype, dst: torch.dtype) -> bool:
+    return src.is_floating_point and dst.is_floating_point and torch.finfo(dst).max < torch.finfo(src).max
 
 
 def module_of(info: GraphNode | None) -> str | None:
@@ -317,7 +345,7 @@ def record(
         return False
     local: Measured | None
     inherited: Measured | None
-    if y_shadow is SAME_AS_CANDIDATE:
+    if y_shadow is SAME_AS_CANDIDATE or y_shadow is None:  # None: no shadow ran (an input): the error is its own
         local, inherited = total, None
     else:
         local = compare_values(prepared, y_shadow, tol, cand_dtype, ws=ws)

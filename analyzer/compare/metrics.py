@@ -202,8 +202,9 @@ class Reference:
 def _add_tensor(acc: Measured, ref: Reference, i: int, cand: torch.Tensor, tol: Tolerance, cand_dtype: torch.dtype,
                 light: bool, ws: Workspace | None) -> None:
     r = ref.leaves[i]
-    if r.shape != cand.shape:
+    if r.shape != cand.shape:  # no element compares with another: the error is unbounded, never "0"
         acc.exact_mismatch = acc.differs = True
+        acc.max_abs = acc.max_rel = math.inf
         acc.count += max(cand.numel(), 1)
         acc.mismatched += max(cand.numel(), 1)
         return
@@ -243,15 +244,17 @@ def _add_tensor(acc: Measured, ref: Reference, i: int, cand: torch.Tensor, tol: 
         a_sq = (lambda: ref.sq(i, wide, device))
     else:
         a = r.detach().reshape(-1).to(device)
+        b = cand.detach().reshape(-1)
+        same_limit = _limit_sign(a) * _limit_sign(b) > 0  # both at a limit (or infinite) of one sign
         if narrower:
-            info = torch.finfo(cand_dtype)  # a reference value beyond the candidate's range saturates
-            a = a.clamp(info.min, info.max)
-        a = a.to(wide)
+            info = torch.finfo(cand_dtype)  # a finite reference value beyond the candidate's range saturates
+            a = torch.where(a.isfinite(), a.clamp(info.min, info.max), a)
+        a, b = a.to(wide), b.to(wide)
         fa, fb = torch.isfinite(a), torch.isfinite(b)
-        both = fa & fb
-        same_nonfinite = (~fa & ~fb) & ((a == b) | (a.isnan() & b.isnan()))
-        bad_nonfinite = int((~both & ~same_nonfinite).sum())
-        acc.nonfinite |= bad_nonfinite > 0 or not bool(both.all())
+        same_nonfinite = same_limit | (a.isnan() & b.isnan())
+        both = fa & fb & ~same_limit
+        bad_nonfinite = int(((~fa | ~fb) & ~same_nonfinite).sum())
+        acc.nonfinite |= bad_nonfinite > 0 or not bool((fa & fb).all())
         a = torch.where(both, a, 0.0)
         b = torch.where(both, b, 0.0)
         d = torch.sub(b, a, out=d)
@@ -272,13 +275,24 @@ def _add_tensor(acc: Measured, ref: Reference, i: int, cand: torch.Tensor, tol: 
         acc.ref_sq += aa
         acc.cand_sq += max(aa + 2.0 * ad + dd, 0.0)
         acc.diff_sq += dd
-        if bad_nonfinite:
-            acc.diff_sq = math.inf
+    if bad_nonfinite:  # an infinity or NaN against a number: the error is unbounded, never "0"
+        acc.diff_sq = math.inf
+        max_abs = acc.max_abs = math.inf
+        acc.max_rel = math.inf
     d.div_(a)  # |d / a| is the relative error; a == 0 gives nan or inf there: left out of max_rel
     max_rel = _max_magnitude(d)
     if not math.isfinite(max_rel):
         max_rel = _max_magnitude(d.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0))
     acc.max_rel = max(acc.max_rel, max_rel)
+
+
+def _limit_sign(t: torch.Tensor) -> torch.Tensor:
+    """``+1`` where ``t`` is at its dtype's largest value or ``+inf``, ``-1`` at the lowest or
+    ``-inf``, ``0`` elsewhere. A value at its dtype's own limit stands for that limit: a mask
+    filled with ``finfo(float64).min`` on one side, ``finfo(float32).min`` or ``-inf`` on the
+    other means the same on both (transformers' causal masks)."""
+    info = torch.finfo(t.dtype)
+    return (t >= info.max).to(torch.int8) - (t <= info.min).to(torch.int8)
 
 
 def _max_magnitude(t: torch.Tensor) -> float:
@@ -301,6 +315,7 @@ def compare_values(ref: Any, cand: Any, tol: Tolerance, cand_dtype: torch.dtype,
     acc = Measured()
     if len(ref_leaves) != len(cand_leaves):
         acc.exact_mismatch = acc.differs = True
+        acc.max_abs = acc.max_rel = math.inf
         acc.count = acc.mismatched = 1
         return acc
     for i, (r, c) in enumerate(zip(ref_leaves, cand_leaves)):

@@ -150,3 +150,21 @@ class SmallTransformer(nn.Module):
         h = h + self.proj(w @ v)
         h = h + self.mlp(self.norm2(h))
         return self.head(h)
+
+
+class CausalMask(nn.Module):
+    """Attention with a causal mask built the way transformers builds it
+    (``_prepare_4d_causal_attention_mask_with_cache_position``): ``finfo(dtype).min`` filled,
+    ``triu``, then multiplied in place by a boolean. The float64 side's mask holds
+    ``finfo(float64).min``, which no float32 can hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+
+    def forward(self, x):
+        t = x.shape[1]
+        mask = torch.full((t, t), torch.finfo(x.dtype).min, dtype=x.dtype).triu(1)
+        mask *= torch.arange(t) > torch.arange(t).reshape(-1, 1)
+        scores = self.q(x) @ x.transpose(1, 2) + mask
+        return scores.softmax(-1)
