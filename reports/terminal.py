@@ -200,7 +200,7 @@ def print_rule_docs(info: RuleInfo) -> None:
             console.print(Text("  " + line))
 
 
-_COMPARISON_STYLE = {"diverged": "red", "error": "red", "expected": "cyan", "matched": "green", "skipped": "dim"}
+_COMPARISON_STYLE = {"diverged": "red", "accumulated": "red", "error": "red", "expected": "cyan", "matched": "green", "skipped": "dim"}
 
 
 def comparison_lines(report: Report) -> list[str]:

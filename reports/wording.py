@@ -139,7 +139,7 @@ def status_label(c: ComparisonResult) -> str:
     """A comparison's status as reports word it: ``matched``, ``diverged``, ``skipped``,
     ``error``, or ``differs as expected`` for a divergence its configurations are meant to give
     (eval against train), which is information, not a failure."""
-    if c.status.value == "diverged" and c.expected_difference:
+    if c.status.value in ("diverged", "accumulated") and c.expected_difference:
         return EXPECTED
     return c.status.value
 
@@ -178,6 +178,16 @@ def _comparison_sentence(c: ComparisonResult) -> str:
             f"its own error is {number(d.local.max_abs)} (max abs), "
             f"inherited {number(d.inherited.max_abs)}, total {number(d.total.max_abs)}."
         )
+    if c.status.value == "accumulated":
+        out = c.output
+        most = "; ".join(
+            f"{x.node} ({module_name(x.module)}, {x.op}, {where(x.location)}"
+            + (f", entered in the code of {module_name(x.entered_in)} after {x.after})" if x.entered_in is not None else ")")
+            for x in c.contributors)
+        lead = f"{head} differs as expected" if c.expected_difference else f"{head} accumulated error"
+        return (f"{lead}: the outputs are outside tolerance ({number(out.get('mismatch_fraction'))} of elements, "
+                f"max abs {number(out.get('max_abs'))}) and no single node's own error is to blame"
+                + (f"; most of it is added at {most}." if most else "."))
     if c.status.value == "diverged":
         if c.expected_difference:
             return f"{head} differs as expected, with no single node to blame."

@@ -82,7 +82,7 @@ def assert_consistent(
     """Like :func:`compare`, for pytest: raises ``AssertionError`` naming the first divergent
     node, its module and its source line (and the first NaN/Inf, if one appears)."""
     result = compare(reference_model, candidate_model, example_inputs, **options)
-    if result.status == Status.DIVERGED:
+    if result.status in (Status.DIVERGED, Status.ACCUMULATED):
         raise AssertionError(describe(result))
     return result
 
@@ -97,6 +97,10 @@ def describe(result: ComparisonResult) -> str:
             f"models diverge first at node '{d.node}' ({d.op}){where}{line}: local max abs {d.local.max_abs:.3g}, "
             f"max rel {d.local.max_rel:.3g}; inherited max abs {d.inherited.max_abs:.3g}"
         )
+    if result.status == Status.ACCUMULATED:
+        most = ", ".join(f"'{c.node}'" + (f" (entered in '{c.entered_in}')" if c.entered_in else "") for c in result.contributors)
+        parts.append("outputs are outside tolerance with no single node to blame: the error accumulated"
+                     + (f", most at {most}" if most else ""))
     nf = result.first_nonfinite
     if nf:
         loc = nf.get("location")

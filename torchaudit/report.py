@@ -30,6 +30,7 @@ class Severity(str, enum.Enum):
 class Status(str, enum.Enum):
     MATCHED = "matched"
     DIVERGED = "diverged"
+    ACCUMULATED = "accumulated"  # the outputs are outside tolerance and no single node is to blame
     SKIPPED = "skipped"
     ERROR = "error"
 
@@ -231,6 +232,33 @@ class Divergence:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    """A node that adds much of an accumulated error: its own (local) error, or the error its
+    input gained since the compared nodes that fed it (``entered_in``: the module whose own
+    code between them, not compared node by node, added it). ``added`` is relative to the
+    node's output norm (``||error|| / ||reference||``)."""
+
+    node: str
+    module: str | None
+    op: str
+    added: float
+    entered_in: str | None = None
+    after: str | None = None  # with ``entered_in``: the compared node after which it entered
+    location: Location | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "module": self.module,
+            "op": self.op,
+            "added": self.added,
+            "entered_in": self.entered_in,
+            "after": self.after,
+            "location": self.location.to_dict() if self.location else None,
+        }
+
+
+@dataclass(frozen=True)
 class StateDifference:
     name: str
     kind: str  # "parameter", "buffer", "non_persistent_buffer", "tensor_attribute", "python_attribute"
@@ -255,6 +283,7 @@ class ComparisonResult:
     state_diff: tuple[StateDifference, ...] = ()
     nodes: tuple[NodeComparison, ...] = ()
     notes: tuple[str, ...] = ()  # what the engine could not do at some node (a reference op that could not run)
+    contributors: tuple[Contribution, ...] = ()  # status "accumulated": the nodes that add most of the error
 
     @property
     def expected_difference(self) -> bool:
@@ -279,6 +308,7 @@ class ComparisonResult:
             "nodes": [n.to_dict() for n in self.nodes],
             "first_nonfinite": self.first_nonfinite,
             "notes": list(self.notes),
+            "contributors": [c.to_dict() for c in self.contributors],
         }
 
 

@@ -31,7 +31,7 @@ from torchaudit.analyzer.compare.lockstep import LockstepResult
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
 from torchaudit.analyzer.values import map_tensors
-from torchaudit.report import DTYPE_ALIASES, ComparisonResult, Config, Status
+from torchaudit.report import DTYPE_ALIASES, ComparisonResult, Config, Contribution, Status
 
 AUTO = ("dtype", "device", "reload", "mode", "determinism", "batch")
 DTYPES = {alias: getattr(torch, name) for alias, name in DTYPE_ALIASES.items()}  # configuration dtype -> torch
@@ -93,12 +93,20 @@ def as_scanned(model: nn.Module, inputs: ExampleInputs, cfg: Config, opts: Optio
 
 
 def result_from(name: str, ref: Config, cand: Config, tol: Tolerance, run: LockstepResult, **extra: Any) -> ComparisonResult:
-    diverged = run.first_divergence is not None or run.first_nonfinite is not None
+    """The comparison's result. ``matched`` only when no node diverged **and** the outputs are
+    within tolerance; outputs outside it with no node to blame are ``accumulated``, with the
+    nodes that add most of the error."""
+    status = Status.MATCHED
+    contributors: tuple[Contribution, ...] = ()
+    if run.first_divergence is not None or run.first_nonfinite is not None:
+        status = Status.DIVERGED
+    elif run.output and not run.output.get("close", True):
+        status, contributors = Status.ACCUMULATED, run.contributors()
     return ComparisonResult(
-        name=name, reference=ref, candidate=cand,
-        status=Status.DIVERGED if diverged else Status.MATCHED,
+        name=name, reference=ref, candidate=cand, status=status,
         tolerance=tol.to_dict(), output=run.output, first_divergence=run.first_divergence,
-        first_nonfinite=run.first_nonfinite, nodes=tuple(run.nodes), notes=tuple(run.notes), **extra,
+        first_nonfinite=run.first_nonfinite, nodes=tuple(run.nodes), notes=tuple(run.notes),
+        contributors=contributors, **extra,
     )
 
 

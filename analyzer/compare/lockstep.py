@@ -35,7 +35,7 @@ from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph
 from torchaudit.analyzer.compare.sides import Candidate, NotRunnable, Side
 from torchaudit.analyzer.compare.metrics import Measured, Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.analyzer.values import cloned, zip_map
-from torchaudit.report import Divergence, ErrorStats, NodeComparison
+from torchaudit.report import Contribution, Divergence, ErrorStats, NodeComparison
 
 Cast = Callable[[Any, Any], Any]  # (reference value, candidate value) -> reference cast like candidate
 # (reference side, node, reference output, rounded input by name) -> the rounding's relative error
@@ -52,6 +52,43 @@ class LockstepResult:
     notes: list[str] = field(default_factory=list)
     arbiter: bool = False  # the reference is a higher-precision arbiter (float64), not a configuration the user runs
     arbiter_nonfinite: str | None = None  # first node where only the arbiter had NaN/Inf
+    graph: ModelGraph | None = None  # the graph the nodes are named in
+    relative: dict[str, float] = field(default_factory=dict)  # node -> total ||error|| / ||reference||
+    relative_order: dict[str, int] = field(default_factory=dict)  # node -> its place in the recording order
+    added: dict[str, tuple[float, str | None, str | None]] = field(default_factory=dict)  # node -> (error it adds, module and node it entered after)
+
+    def carried(self, info: ModelGraph, name: str) -> tuple[float, str | None]:
+        """The largest relative error among the compared nodes that feed ``name`` (through
+        nodes not compared, such as views), and the last of those nodes to run."""
+        best, last, seen = 0.0, None, set()
+        stack = list(info.predecessors(name)) if name in info.graph else []
+        while stack:
+            p = stack.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            if p in self.relative:
+                best = max(best, self.relative[p])
+                if last is None or self.relative_order[p] > self.relative_order[last]:
+                    last = p
+            elif p in info.graph:
+                stack.extend(info.predecessors(p))
+        return best, last
+
+    def contributors(self, top: int = 3) -> tuple[Contribution, ...]:
+        """The nodes that add most of the error, largest first: what to look at when the outputs
+        are outside tolerance and no node's own error is to blame."""
+        info = self.graph
+        if info is None:
+            return ()
+        ranked = sorted(((a[0], n) for n, a in self.added.items() if a[0] > 0.0), key=lambda t: -t[0])[:top]
+        out = []
+        for added, name in ranked:
+            gnode = info.node(name) if name in info.graph else None
+            _, entered_in, after = self.added[name]
+            out.append(Contribution(name, module_of(gnode), gnode.op_name if gnode else name, added,
+                                    entered_in, after, gnode.location if gnode else None))
+        return tuple(out)
 
 
 def cast_like(ref: Any, cand: Any) -> Any:
@@ -191,7 +228,7 @@ def lockstep(
     """Run both sides node by node; see the module docstring."""
     steps = _schedule(ref, cand)
     free_ref, free_cand, free_casts = _last_uses(steps, ref, cand, explain is not None)
-    result = LockstepResult(arbiter=arbiter)
+    result = LockstepResult(arbiter=arbiter, graph=info)
     shadow: dict[str, Any] = {}
     fan_ins: dict[str, int] = {}
     casts = _Casts(ref, cast)
@@ -362,6 +399,7 @@ def record(
         diverged=diverged, location=gnode.location if gnode else None,
     )
     result.nodes.append(nc)
+    _account(result, info, name, kind, total, local)
     if diverged and result.first_divergence is None:
         result.first_divergence = Divergence(nc.node, nc.module, nc.op, nc.local, nc.inherited, nc.total, nc.location)
     if result.first_nonfinite is None:
@@ -384,6 +422,35 @@ def record(
         result.output = {"max_abs": s.max_abs, "max_rel": s.max_rel, "cosine": s.cosine,
                          "mismatch_fraction": s.mismatch_fraction, "close": s.mismatch_fraction == 0.0}
     return total.identical
+
+
+def _account(result: LockstepResult, info: ModelGraph, name: str, kind: str, total: Measured, local: Measured | None) -> None:
+    """How much error node ``name`` adds: its own (local) relative error, or what its total
+    gained over the compared nodes that feed it, whichever is larger. The second is error
+    that entered between compared nodes (a module's own code at module granularity): it
+    entered after the last of those nodes to run, in the innermost module holding both."""
+    t = total.norm_rel
+    result.relative_order[name] = len(result.relative)
+    result.relative[name] = t
+    if kind in ("placeholder", "output", "get_attr"):
+        return
+    own = local.norm_rel if local is not None else t
+    carried, after = result.carried(info, name)
+    gained = t - carried
+    if gained > own and after is not None:
+        result.added[name] = (gained, _common_module(info.node(name).module, info.node(after).module), after)
+    else:
+        result.added[name] = (max(own, 0.0), None, None)
+
+
+def _common_module(a: str, b: str) -> str:
+    """The innermost module holding modules ``a`` and ``b`` (``""``: the root)."""
+    common: list[str] = []
+    for x, y in zip(a.split(".") if a else [], b.split(".") if b else []):
+        if x != y:
+            break
+        common.append(x)
+    return ".".join(common)
 
 
 def _record_unrunnable(cand: Candidate, name: str, y_a: NotRunnable, info: ModelGraph, result: LockstepResult) -> None:

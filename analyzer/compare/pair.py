@@ -23,6 +23,7 @@ from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.lockstep import Explain, LockstepResult, cast_like, lockstep, record
 from torchaudit.analyzer.compare.metrics import Tolerance, compare_values, fan_in
 from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream, Side
+from torchaudit.analyzer.trace.hooks_graph import HookGraph, leaf_modules
 from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
 from torchaudit.analyzer.values import cloned, map_tensors, tensor_leaves
 
@@ -187,62 +188,67 @@ def explainer(cand_dtype: torch.dtype) -> Explain:
 
 
 def hook_pair(
-    ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph, *, arbiter: bool = False,
+    ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph | None = None, *,
+    arbiter: bool = False,
 ) -> LockstepResult:
     """Module granularity: leaf-module outputs of both runs, each with its shadow (the
-    candidate's module fed the reference module's inputs), recorded like the op-level nodes."""
+    candidate's module fed the reference module's inputs), recorded like the op-level nodes.
+    The candidate's run builds its own module graph as it goes (:class:`HookGraph`: names,
+    modules, source lines, data flow), so every node it records has a module and a line and
+    error that enters between two compared modules can be placed (``info`` is not needed)."""
     recorded: dict[str, tuple[Any, Any, Any]] = {}
-    result = LockstepResult(arbiter=arbiter)
+    built = HookGraph(cand.model)
+    graph = built.graph()  # a view: it sees the nodes added as the run goes
+    result = LockstepResult(arbiter=arbiter, graph=graph)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     state = {"busy": False}
-
-    def name_for(path: str, counts: dict[str, int]) -> str:
-        c = counts.get(path, 0)
-        counts[path] = c + 1
-        return path.replace(".", "_") + (f"_{c}" if c else "")
-
     ref_counts: dict[str, int] = {}
-    cand_counts: dict[str, int] = {}
 
     def ref_hook(path: str) -> Callable[..., None]:
         def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
-            recorded[name_for(path, ref_counts)] = (args, kwargs, out)
+            c = ref_counts.get(path, 0)
+            ref_counts[path] = c + 1
+            recorded[path.replace(".", "_") + (f"_{c}" if c else "")] = (args, kwargs, out)
         return hook
 
     def cand_hook(path: str) -> Callable[..., None]:
         def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
             if state["busy"]:
                 return
-            name = name_for(path, cand_counts)
+            name = built.call(path, mod, (args, kwargs), out)
             if name not in recorded:
                 return
             r_args, r_kwargs, r_out = recorded.pop(name)
             state["busy"] = True
             saved = torch.random.get_rng_state()
-            try:
-                shadow = mod(*cast_like(r_args, args), **cast_like(r_kwargs, kwargs))
-            finally:
-                torch.random.set_rng_state(saved)
-                state["busy"] = False
-            k = fan_in([args, kwargs, *mod.parameters()])
-            record(result, info, name, "call_module", path, r_out, out, shadow, tol, cand_dtype, k=k)
+            with built.flow.paused():
+                try:
+                    shadow = mod(*cast_like(r_args, args), **cast_like(r_kwargs, kwargs))
+                finally:
+                    torch.random.set_rng_state(saved)
+                    state["busy"] = False
+                k = fan_in([args, kwargs, *mod.parameters()])
+                record(result, graph, name, "call_module", path, r_out, out, shadow, tol, cand_dtype, k=k)
         return hook
 
     out_a = _run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)
-    out_b = _run_hooked(cand.model, cand.inputs, cand.mode, cand_rng, cand_hook)
-    record(result, info, "output", "output", "output", out_a, out_b, cast_like(out_a, out_b), tol, cand_dtype, k=1)
+    out_b = _run_hooked(cand.model, cand.inputs, cand.mode, cand_rng, cand_hook, built)
+    built.output(out_b)
+    record(result, graph, "output", "output", "output", out_a, out_b, cast_like(out_a, out_b), tol, cand_dtype, k=1)
     return result
 
 
-def _run_hooked(model: nn.Module, inputs: ExampleInputs, mode: str, rng: RngStream, make: Callable[[str], Any]) -> Any:
+def _run_hooked(model: nn.Module, inputs: ExampleInputs, mode: str, rng: RngStream, make: Callable[[str], Any],
+                built: HookGraph | None = None) -> Any:
     handles = []
     model.train(mode == "train")
     try:
-        for path, m in model.named_modules():
-            if path and not list(m.children()):
-                handles.append(m.register_forward_hook(make(path), with_kwargs=True))
+        for path, m in leaf_modules(model):
+            handles.append(m.register_forward_hook(make(path), with_kwargs=True))
         ex = inputs.clone()
-        with torch.no_grad(), rng.active():
+        if built is not None:
+            built.inputs(model, ex)
+        with torch.no_grad(), rng.active(), built.flow if built is not None else contextlib.nullcontext():
             return model(*ex.args, **ex.kwargs)
     finally:
         for h in handles:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity, Status
+from torchaudit.rules.dynamic.accumulated import contribution_text
 from torchaudit.rules.dynamic.base import comparisons, error_text, kind_of, where
 from torchaudit.rules.engine import Rule, register
 
@@ -39,7 +40,22 @@ class ModeDependentNode(Rule):
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         for result in comparisons(ctx):
-            if kind_of(result) != "mode" or result.status != Status.DIVERGED:
+            if kind_of(result) != "mode":
+                continue
+            if result.status == Status.ACCUMULATED:  # no compared node differs: where the difference entered
+                for c in result.contributors[:1]:
+                    yield self.finding(
+                        f"the outputs differ between {result.reference.mode} and {result.candidate.mode} mode, and no "
+                        f"compared node's own output does: {contribution_text(c)}",
+                        fix="nothing if intended (functional dropout in the module's forward); otherwise pass "
+                            "training=self.training to functional ops",
+                        module=c.entered_in if c.entered_in is not None else c.module,
+                        node=c.node,
+                        location=c.location,
+                        evidence={"comparison": result.name, "contributors": [x.to_dict() for x in result.contributors]},
+                    )
+                continue
+            if result.status != Status.DIVERGED:
                 continue
             for n in result.nodes:
                 if not n.diverged:

@@ -168,3 +168,17 @@ class CausalMask(nn.Module):
         mask *= torch.arange(t) > torch.arange(t).reshape(-1, 1)
         scores = self.q(x) @ x.transpose(1, 2) + mask
         return scores.softmax(-1)
+
+
+class DeepResidual(nn.Module):
+    """Forty residual MLP blocks: in bfloat16 every op rounds within its own tolerance, and the
+    rounding adds up along the residual stream until the output is outside tolerance."""
+
+    def __init__(self, dim: int = 32, depth: int = 40) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) for _ in range(depth))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + block(x)
+        return x
