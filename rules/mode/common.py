@@ -189,7 +189,7 @@ class FunctionalTrainingRule(Rule):
         assert isinstance(node, ast.Call)  # source_nodes: calls only
         name = astutil.call_name(node, source)
         if name not in TRAINING_POSITION:
-            return ()
+            return self._module_call(node, source, ctx)
         owner = astutil.enclosing_class(node, source)
         paths = astutil.instances(ctx, source, owner) if owner else []
         if not paths:
@@ -200,6 +200,21 @@ class FunctionalTrainingRule(Rule):
         loc = astutil.location(source, node)
         if kind in self.kinds - {"expr"} and not self.sites.has(loc):  # an expression: only the graph knows
             self.sites.add(loc, paths, name=name, target=name, call=written(node, source), kind=kind)
+        return ()
+
+    def _module_call(self, node: ast.Call, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        """``nn.Dropout(0.2)(x)`` in forward-time code: a dropout module that starts in training
+        mode and that ``eval()`` never reaches (a trace that saw it merged by line)."""
+        cls = getattr(nn, (module_call(node, source) or "").rpartition(".")[2], None)
+        if "module" not in self.kinds or not (isinstance(cls, type) and issubclass(cls, _DropoutNd)):
+            return ()
+        owner = astutil.class_method(node, source)
+        if owner is None or owner[1].name not in astutil.methods_reachable_from_forward(owner[0]):
+            return ()
+        paths = astutil.instances(ctx, source, owner[0])
+        loc = astutil.location(source, node)
+        if paths and not self.sites.has(loc):
+            self.sites.add(loc, paths, name=F + "dropout", target=f"torch.nn.{cls.__name__}", call=written(node, source), kind="module")
         return ()
 
     def finish(self, ctx: AuditContext) -> Iterable[Finding]:
