@@ -218,6 +218,8 @@ def _nonfinite_value(key: str, value: Any) -> str:
 
 def _node_row(i: int, c: ComparisonResult) -> NodeRow:
     n = c.nodes[i]
+    if c.could_not_run(n.node) is not None:  # placeholders, not errors
+        return NodeRow(i, n.node, w.module_name(n.module), n.op, "n/a", "n/a", n.diverged)
     return NodeRow(i, n.node, w.module_name(n.module), n.op, w.number(n.total.max_abs), w.number(n.local.max_abs), n.diverged)
 
 

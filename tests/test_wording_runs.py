@@ -46,6 +46,7 @@ def test_a_node_the_reference_could_not_run_is_worded_as_a_failure_with_its_reas
     assert "own error 0" not in markdown and why in markdown
     [view] = page_view(report).comparisons
     assert view.divergence is not None and {cell for row in view.divergence.rows for cell in row.cells} == {"n/a"}
+    assert [(r.total, r.local) for r in view.top_nodes if r.node == "bn"] == [("n/a", "n/a")]
 
 
 class Quantizes(nn.Module):

@@ -57,13 +57,14 @@ def training_arg(call: ast.Call, name: str) -> tuple[str, ast.expr | None]:
     return "expr", expr
 
 
-def module_call(call: ast.Call, src: SourceFile) -> str | None:
+def module_class(call: ast.Call, src: SourceFile) -> type[nn.Module] | None:
     """``torch.nn.Dropout`` for ``nn.Dropout(0.2)(x)``: a torch.nn module class built and
     called in one expression; else None."""
     if not isinstance(call.func, ast.Call):
         return None
-    name = astutil.call_name(call.func, src)
-    return name if name is not None and name.startswith("torch.nn.") and name.count(".") == 2 else None
+    name = astutil.call_name(call.func, src) or ""
+    found = getattr(nn, name.removeprefix("torch.nn."), None) if name.count(".") == 2 and name.startswith("torch.nn.") else None
+    return found if isinstance(found, type) and issubclass(found, nn.Module) else None
 
 
 def written(call: ast.Call, src: SourceFile) -> str:
@@ -76,20 +77,21 @@ def written(call: ast.Call, src: SourceFile) -> str:
     return " ".join((ast.get_source_segment(src.text, func) or ast.unparse(func)).split())
 
 
-def seen_call(node: GraphNode, name: str, ctx: AuditContext) -> tuple[str, str, Location | None]:
+def seen_call(node: GraphNode, name: str, ctx: AuditContext) -> tuple[str, str, Location | None, ast.Call | None]:
     """What the user wrote where the graph traced the functional ``name``: ``(form, text,
-    location)``. ``form`` is "function" (the functional itself, through any import alias),
-    "module" (a torch.nn module built and called in one expression, ``nn.Dropout(0.2)(x)``) or
-    "op" (nothing recognizable on the line: the text is the traced op)."""
-    found: tuple[str, str, Location | None] | None = None
+    location, call)``. ``form`` is "function" (the functional itself, through any import
+    alias), "module" (a torch.nn module built and called in one expression,
+    ``nn.Dropout(0.2)(x)``) or "op" (nothing recognizable on the line: the text is the traced
+    op, and there is no call)."""
+    family = _BatchNorm if name.endswith("batch_norm") else _DropoutNd
+    found: tuple[str, str, Location | None, ast.Call | None] | None = None
     for src, call in astutil.calls_at(ctx, node.location):
         if astutil.call_name(call, src) == name:
-            return "function", written(call, src), astutil.location(src, call)
-        cls = getattr(nn, (module_call(call, src) or "").rpartition(".")[2], None)
-        family = _BatchNorm if name.endswith("batch_norm") else _DropoutNd
-        if found is None and isinstance(cls, type) and issubclass(cls, family):
-            found = ("module", written(call, src), astutil.location(src, call))
-    return found or ("op", node.op_name if node.target.startswith("aten.") else short(name), node.location)
+            return "function", written(call, src), astutil.location(src, call), call
+        cls = module_class(call, src)
+        if found is None and cls is not None and issubclass(cls, family):
+            found = ("module", written(call, src), astutil.location(src, call), call)
+    return found or ("op", node.op_name if node.target.startswith("aten.") else short(name), node.location, None)
 
 
 def graph_training_on(node: GraphNode, ctx: AuditContext) -> tuple[str, bool] | None:
@@ -171,10 +173,9 @@ class FunctionalTrainingRule(Rule):
         if hit is None or not hit[1] or (node.module_type or "").startswith("torch.nn."):
             return ()  # off, or inside torch's own module code (BatchNorm without running stats is TA104's)
         name = hit[0]
-        form, text, loc = seen_call(node, name, ctx)
+        form, text, loc, call = seen_call(node, name, ctx)
         kind = "expr"
-        if form == "function":
-            call = next(c for s, c in astutil.calls_at(ctx, node.location) if astutil.call_name(c, s) == name)
+        if form == "function" and call is not None:
             kind = training_arg(call, name)[0]
             kind = "expr" if kind == "unknown" else kind
         elif form == "module":
@@ -205,8 +206,8 @@ class FunctionalTrainingRule(Rule):
     def _module_call(self, node: ast.Call, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
         """``nn.Dropout(0.2)(x)`` in forward-time code: a dropout module that starts in training
         mode and that ``eval()`` never reaches (a trace that saw it merged by line)."""
-        cls = getattr(nn, (module_call(node, source) or "").rpartition(".")[2], None)
-        if "module" not in self.kinds or not (isinstance(cls, type) and issubclass(cls, _DropoutNd)):
+        cls = module_class(node, source)
+        if "module" not in self.kinds or cls is None or not issubclass(cls, _DropoutNd):
             return ()
         owner = astutil.class_method(node, source)
         if owner is None or owner[1].name not in astutil.methods_reachable_from_forward(owner[0]):
