@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import warnings
 from typing import TYPE_CHECKING, Iterable
 
 import torch
@@ -41,7 +42,8 @@ def has_state(cls: type[nn.Module], call: ast.Call) -> bool:
         literal = False
     if literal:
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's advice about the layer's options is not ours to print
                 module = cls(*args, **kwargs)
             return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
         except Exception:  # noqa: BLE001 - arguments torch refuses: fall back to the class
