@@ -43,8 +43,9 @@ def _comparison_lines(report: Report) -> list[str]:
         if d is not None:
             head += (
                 f"{',' if c.expected_difference else ''} first at node {code(d.node)} in {code(w.module_name(d.module))} ({escape(d.op)}, "
-                f"{code(w.where(d.location))}): own error {w.number(d.local.max_abs)}, inherited "
-                f"{w.number(d.inherited.max_abs)}, total {w.number(d.total.max_abs)} (max abs)"
+                f"{code(w.where(d.location))}): "
+                + (f"own error {w.number(d.local.max_abs)}, inherited {w.number(d.inherited.max_abs)}, "
+                   f"total {w.number(d.total.max_abs)} (max abs)" if w.failure(c) is None else escape(w.divergence_error(c)))
             )
             if c.state_diff:
                 names = ", ".join(code(s.name) for s in c.state_diff[:5])
@@ -52,8 +53,8 @@ def _comparison_lines(report: Report) -> list[str]:
                 head += f"; state that differs: {names}{more}"
         elif c.skipped_reason:
             head += f": {escape(w.reason(c))}"
-        if c.notes:
-            head += "; note: " + escape("; ".join(c.notes))
+        if w.untold_notes(c):
+            head += "; note: " + escape("; ".join(w.untold_notes(c)))
         lines.append(head)
     return lines
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from torchaudit.report import ComparisonResult, Finding, Location, Report, RuleInfo, Severity
+from torchaudit.report import ComparisonResult, Finding, Location, Report, RuleInfo, Severity, exact_dtype
 from torchaudit.reports import wording as w
 from torchaudit.reports.chart import ErrorChart, error_chart
 from torchaudit.reports.graph_layout import GraphDrawing, graph_drawing
@@ -159,9 +159,11 @@ def _source_line(location: Location | None, base: Path | None) -> str:
     return ""
 
 
-def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> ComparisonView:
+def comparison_view(c: ComparisonResult, index: int, base: Path | None, exact: frozenset[str] = frozenset()) -> ComparisonView:
+    """``exact``: the names of the graph's integer and boolean nodes (no relative error, no cosine)."""
     d = c.first_divergence
     divergence = None
+    failed = w.failure(c) is not None  # the reference could not run the node: no figures to show
     if d is not None:
         divergence = DivergenceView(
             heading="First difference (expected)" if c.expected_difference else "First divergence",
@@ -170,16 +172,20 @@ def comparison_view(c: ComparisonResult, index: int, base: Path | None) -> Compa
             op=d.op,
             where=w.where(d.location),
             source=_source_line(d.location, base),
-            rows=(
-                ErrorRow("local (this node's own)", w.error_cells(d.local)),
-                ErrorRow("inherited (from upstream)", w.error_cells(d.inherited)),
-                ErrorRow("total (what you see)", w.error_cells(d.total)),
+            rows=tuple(
+                ErrorRow(label, w.error_cells(None if failed else stats, exact=d.node in exact))
+                for label, stats in (
+                    ("local (this node's own)", d.local),
+                    ("inherited (from upstream)", d.inherited),
+                    ("total (what you see)", d.total),
+                )
             ),
         )
     ranked = sorted(range(len(c.nodes)), key=lambda i: -_sortable(c.nodes[i].local.max_abs))[:TOP_NODES]
     top = tuple(_node_row(i, c) for i in sorted(ranked))
     tol = ", ".join(f"{k} {w.number(v)}" for k, v in sorted(c.tolerance.items()))
-    out = ", ".join(f"{k} {w.number(v) if isinstance(v, float) else v}" for k, v in c.output.items())
+    inexact = ("max_rel", "cosine") if "output" in exact else ()  # an integer output: those two mean nothing
+    out = ", ".join(f"{k} {w.number(v) if isinstance(v, float) else v}" for k, v in c.output.items() if k not in inexact)
     nonfinite = ""
     if c.first_nonfinite:
         nonfinite = "NaN or Inf first appears at " + ", ".join(
@@ -212,6 +218,8 @@ def _nonfinite_value(key: str, value: Any) -> str:
 
 def _node_row(i: int, c: ComparisonResult) -> NodeRow:
     n = c.nodes[i]
+    if c.could_not_run(n.node) is not None:  # placeholders, not errors
+        return NodeRow(i, n.node, w.module_name(n.module), n.op, "n/a", "n/a", n.diverged)
     return NodeRow(i, n.node, w.module_name(n.module), n.op, w.number(n.total.max_abs), w.number(n.local.max_abs), n.diverged)
 
 
@@ -256,7 +264,8 @@ def page_view(report: Report) -> PageView:
         g = report.graph
         graph_rows = [("tracer", g.tracer), ("nodes", f"{g.nodes:,}"), ("modules", f"{g.modules:,}"),
                       ("parameters", f"{g.parameters:,}"), ("buffers", f"{g.buffers:,}")]
-    comparisons = tuple(comparison_view(c, i, base) for i, c in enumerate(report.comparisons))
+    exact = frozenset(n.name for n in report.graph_outline if exact_dtype(n.dtype))
+    comparisons = tuple(comparison_view(c, i, base, exact) for i, c in enumerate(report.comparisons))
     if report.comparisons:
         comp_sentence = "; ".join(f"{c.name} {w.status_label(c)}" for c in report.comparisons) + "."
     else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 
-from torchaudit.report import ComparisonResult, ErrorStats, Finding, Location, Report, Severity
+from torchaudit.report import UNRUNNABLE_NOTE, ComparisonResult, ErrorStats, Finding, Location, Report, Severity
 from torchaudit.report import display_path as report_display_path
 
 _SEVERITY_NOUN = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "info"}
@@ -157,11 +157,38 @@ def reason(c: ComparisonResult) -> str:
 
 
 def comparison_sentence(c: ComparisonResult) -> str:
-    """What one comparison found, in one sentence (and its engine notes, if any)."""
+    """What one comparison found, in one sentence (and its engine notes, if any, but the one
+    the sentence already tells: why the reference could not run the node it names)."""
     text = _comparison_sentence(c)
-    if c.notes:
-        text += " Note: " + "; ".join(c.notes) + "."
+    notes = untold_notes(c)
+    if notes:
+        text += " Note: " + "; ".join(notes) + "."
     return text
+
+
+def untold_notes(c: ComparisonResult) -> list[str]:
+    """The engine's notes, less the one the divergence's own wording already tells."""
+    why = failure(c)
+    told = UNRUNNABLE_NOTE.format(node=c.first_divergence.node, why=why) if c.first_divergence and why is not None else None
+    return [n for n in c.notes if n != told]
+
+
+def failure(c: ComparisonResult) -> str | None:
+    """Why the reference could not run the node a comparison blames (it then has no error
+    figures, only placeholders), or ``None``."""
+    return c.could_not_run(c.first_divergence.node) if c.first_divergence is not None else None
+
+
+def divergence_error(c: ComparisonResult) -> str:
+    """The blamed node's error in words: its own, inherited and total max abs, or why it could
+    not be measured."""
+    d = c.first_divergence
+    if d is None:
+        return ""
+    why = failure(c)
+    if why is not None:
+        return f"the reference could not run it ({why})"
+    return f"its own error is {number(d.local.max_abs)} (max abs), inherited {number(d.inherited.max_abs)}, total {number(d.total.max_abs)}"
 
 
 def _comparison_sentence(c: ComparisonResult) -> str:
@@ -171,13 +198,11 @@ def _comparison_sentence(c: ComparisonResult) -> str:
     if c.status.value == "error":
         return f"{head} could not finish: {reason(c) or 'no reason given'}."
     verb = "first differs, as expected," if c.expected_difference else "diverged first"
+    if failure(c) is not None:
+        verb = "could not be compared"
     if c.first_divergence is not None:
         d = c.first_divergence
-        return (
-            f"{head} {verb} at node {d.node} ({module_name(d.module)}, {d.op}, {where(d.location)}): "
-            f"its own error is {number(d.local.max_abs)} (max abs), "
-            f"inherited {number(d.inherited.max_abs)}, total {number(d.total.max_abs)}."
-        )
+        return f"{head} {verb} at node {d.node} ({module_name(d.module)}, {d.op}, {where(d.location)}): {divergence_error(c)}."
     if c.status.value == "accumulated":
         out = c.output
         most = "; ".join(
@@ -195,7 +220,13 @@ def _comparison_sentence(c: ComparisonResult) -> str:
     return f"{head} matched: no node's own error exceeds the tolerance."
 
 
-def error_cells(stats: ErrorStats) -> tuple[str, str, str, str]:
+def error_cells(stats: ErrorStats | None, exact: bool = False) -> tuple[str, str, str, str]:
+    """max abs, max rel, mismatch and cosine; ``n/a`` throughout for a node that was not
+    measured, and for max rel and cosine of an integer or boolean node (compared exactly)."""
+    if stats is None:
+        return ("n/a",) * 4
+    if exact:
+        return (number(stats.max_abs), "n/a", number(stats.mismatch_fraction), "n/a")
     return (number(stats.max_abs), number(stats.max_rel), number(stats.mismatch_fraction), number(stats.cosine))
 
 

@@ -202,3 +202,66 @@ def test_extra_state_goes_into_the_strict_load(tmp_path: Path) -> None:
     report = torchaudit.scan(WithExtraState(), torch.randn(2, 4), checkpoint=str(path), static_only=True)
     assert report.target["checkpoint_info"]["strict_load"] == {"ok": True, "error": None, "prefix_fix": "strip 'module.'"}
     assert codes(report.findings) == [("TA303", "")]
+
+
+GPT2_FILE = '''import torch
+from safetensors.torch import load_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+CONFIG = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=32)
+
+
+def load(path):
+    model = GPT2LMHeadModel(CONFIG)
+    result = model.load_state_dict(load_file(path), strict=False, assign=True)
+    assert not result.unexpected_keys
+    return model
+
+
+def build_model():
+    return GPT2LMHeadModel(CONFIG).eval()
+
+
+def example_inputs():
+    return torch.randint(0, 100, (1, 8))
+'''
+
+
+def _tiny_gpt2(tmp_path: Path) -> tuple[Path, Path]:
+    """A GPT-2 model file built offline from a tiny config, and its save_pretrained checkpoint,
+    which keeps the tied lm_head.weight / transformer.wte.weight once."""
+    from safetensors import safe_open
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=32))
+    model.save_pretrained(tmp_path / "saved")
+    ckpt = tmp_path / "saved" / "model.safetensors"
+    with safe_open(str(ckpt), "pt") as f:
+        assert "transformer.wte.weight" in f.keys() and "lm_head.weight" not in f.keys()
+    source = tmp_path / "gpt2_model.py"
+    source.write_text(GPT2_FILE)
+    return source, ckpt
+
+
+def test_a_tied_weight_stored_once_is_not_missing_and_the_strict_load_fills_it(tmp_path: Path) -> None:
+    source, ckpt = _tiny_gpt2(tmp_path)
+    report = torchaudit.scan(str(source), checkpoint=str(ckpt), static_only=True)
+    assert "TA301" not in [f.rule for f in report.findings]
+    assert report.target["checkpoint_info"]["strict_load"]["ok"] is True
+    # the untied look-alike: a checkpoint that lacks a weight no other name holds is still missing it
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(str(ckpt)).items() if k != "transformer.wpe.weight"}
+    save_file(state, str(tmp_path / "no_wpe.safetensors"))
+    missing = torchaudit.scan(str(source), checkpoint=str(tmp_path / "no_wpe.safetensors"), static_only=True)
+    assert [f.evidence["missing_keys"] for f in missing.findings if f.rule == "TA301"] == [["transformer.wpe.weight"]]
+
+
+def test_ta311_assign_true_unties_the_weight_the_checkpoint_stores_once(tmp_path: Path) -> None:
+    source, ckpt = _tiny_gpt2(tmp_path)
+    report = torchaudit.scan(str(source), checkpoint=str(ckpt), static_only=True)
+    [f] = [f for f in report.findings if f.rule == "TA311"]
+    assert f.location is not None and f.location.line == 10
+    assert f.evidence["not_in_checkpoint"] == ["lm_head.weight"]
+    assert "lm_head.weight would keep the initial values" in f.message and "tie_weights()" in f.fix

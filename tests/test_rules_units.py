@@ -97,3 +97,32 @@ def test_a_crashing_rule_becomes_ta902_and_the_scan_goes_on(monkeypatch) -> None
 def test_select_accepts_a_comma_string_in_the_api() -> None:
     report = torchaudit.scan(str(FIXTURES / "ta106_train_mode.py"), select="TA106,TA9", static_only=True)
     assert {f.rule for f in report.findings} == {"TA106"}
+
+
+def test_ta502_a_trace_made_where_cuda_runs_and_the_source_give_one_finding_per_line(tmp_path: Path) -> None:
+    from torchaudit.analyzer.load.target import load_target
+    from torchaudit.analyzer.trace.tracing import trace_fx
+
+    path = tmp_path / "cuda_model.py"
+    path.write_text(
+        "import torch\nimport torch.nn as nn\n\n\n"
+        "def helper(a, b):\n"
+        "    return a.to('cuda:1') * b\n\n\n"  # line 6: no class, no factory: only the graph sees it run
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(8, 8)\n\n"
+        "    def forward(self, x):\n"
+        "        y = self.fc(x).cuda()\n"  # line 15
+        "        m = torch.ones(x.shape[-1], device='cuda:0')\n"  # line 16
+        "        return helper(y, m)\n\n\n"
+        "def build_model():\n    return Net().eval()\n"
+    )
+    target = load_target(str(path))
+    # symbolic tracing runs no op, so this CPU machine records what a trace on a CUDA machine does
+    graph = trace_fx(target.model, None, run_check=False)
+    ctx = AuditContext(model=target.model, target=target, inputs=None, graph=graph, environment=environment())
+    findings, _ = run_rules(ctx, select=["TA502"])
+    got = sorted((f.location.line, f.node, f.evidence["code"]) for f in findings if f.location is not None)
+    assert got == [(6, "to", '.to("cuda:1")'), (15, "cuda", ".cuda()"), (16, "ones", 'device="cuda:0"')], got
+    assert all(f.module == "" for f in findings)

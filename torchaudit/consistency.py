@@ -93,7 +93,10 @@ def describe(result: ComparisonResult) -> str:
     if d is not None:
         where = f" in module '{d.module}'" if d.module else ""
         line = f" at {d.location}" if d.location else ""
+        why = result.could_not_run(d.node)
         parts.append(
+            f"the reference could not run node '{d.node}' ({d.op}){where}{line}, so nothing was compared there: {why}"
+            if why is not None else
             f"models diverge first at node '{d.node}' ({d.op}){where}{line}: local max abs {d.local.max_abs:.3g}, "
             f"max rel {d.local.max_rel:.3g}; inherited max abs {d.inherited.max_abs:.3g}"
         )

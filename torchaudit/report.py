@@ -269,6 +269,11 @@ class StateDifference:
         return {"name": self.name, "kind": self.kind, "reference": self.reference, "candidate": self.candidate}
 
 
+# the note the lockstep engine records for a node the reference could not run (one sample
+# alone through a batch-statistics op): analyzer/compare/lockstep.py, _record_unrunnable
+UNRUNNABLE_NOTE = "{node}: the reference could not run it ({why})"
+
+
 @dataclass(frozen=True)
 class ComparisonResult:
     name: str
@@ -292,6 +297,16 @@ class ComparisonResult:
         divergence is what the comparison looks for, not a failure. ``status`` stays
         ``diverged``; renderers word such a result "differs as expected"."""
         return self.reference.mode != self.candidate.mode
+
+    def could_not_run(self, node: str) -> str | None:
+        """Why the reference could not run ``node`` (``None`` when it ran). Such a node is
+        recorded as diverged with placeholder numbers (no error was measured), and the
+        engine's note says why (``analyzer/compare/lockstep.py``, ``_record_unrunnable``)."""
+        head = UNRUNNABLE_NOTE.format(node=node, why="")[:-1]
+        for note in self.notes:
+            if note.startswith(head) and note.endswith(")"):
+                return note[len(head):-1]
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -342,6 +357,13 @@ class OutlineNode:
     module: str  # dotted path of the module whose forward made it ("" = the root)
     module_type: str | None = None  # qualified class name of that module
     inputs: tuple[str, ...] = ()  # names of the nodes it reads
+    dtype: str | None = None  # of its (first) output tensor: ``float32``, ``int64``, ``bool``
+
+
+def exact_dtype(dtype: str | None) -> bool:
+    """An integer or boolean dtype as torch spells it without ``torch.`` (``int64``, ``uint8``,
+    ``bool``): its values are compared exactly, so it has no relative error and no cosine."""
+    return dtype is not None and (dtype == "bool" or dtype.lstrip("q").startswith(("int", "uint")))
 
 
 @dataclass(frozen=True)

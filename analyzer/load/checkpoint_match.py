@@ -56,6 +56,30 @@ def model_entries(model: nn.Module) -> dict[str, TensorEntry]:
     return {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in model.state_dict(keep_vars=True).items() if hasattr(v, "shape")}
 
 
+def tied_groups(model: nn.Module) -> list[tuple[str, ...]]:
+    """State-dict keys that name one tensor (tied weights: ``lm_head.weight`` is
+    ``transformer.wte.weight``), each group in state-dict order; works on the meta device."""
+    groups: dict[int, list[str]] = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        if hasattr(value, "shape"):
+            groups.setdefault(id(value), []).append(key)
+    return [tuple(keys) for keys in groups.values() if len(keys) > 1]
+
+
+def filled_by_tie(missing: Iterable[str], present: Iterable[str], groups: list[tuple[str, ...]]) -> dict[str, str]:
+    """Missing model keys that a tied key the checkpoint has fills anyway: ``{missing: present}``.
+    ``load_state_dict`` copies into the one shared tensor under the key it finds
+    (``Module._load_from_state_dict``, ``param.copy_``), so both names get the value; it still
+    lists the other name in ``missing_keys``."""
+    have = set(present)
+    out: dict[str, str] = {}
+    for group in groups:
+        source = next((k for k in group if k in have), None)
+        if source is not None:
+            out.update((k, source) for k in group if k not in have)
+    return {k: out[k] for k in missing if k in out}
+
+
 def _match(model_keys: frozenset[str], ckpt_keys: list[str], strip: str, add: str) -> dict[str, str]:
     out = {}
     for k in ckpt_keys:
@@ -111,6 +135,8 @@ def load_into_copy(model: nn.Module, ckpt: Checkpoint) -> tuple[nn.Module | None
     if al.prefix:
         fix = f"{'strip' if al.prefix_side == 'checkpoint' else 'add'} {al.prefix!r}"
         state = {_renamed(k, al): v for k, v in state.items()}
+    for key, source in filled_by_tie(al.missing, state, tied_groups(model)).items():
+        state[key] = state[source]  # a tied weight stored once: the load fills both names (see filled_by_tie)
     copy = model_copy(model)
     try:
         copy.load_state_dict(state, strict=True)

@@ -27,6 +27,8 @@ from torchaudit.report import Location, OutlineNode
 TORCH_DIR = os.path.dirname(torch.__file__)
 # frames of tracing machinery, never the user's code
 _SKIP_SUFFIXES = (os.path.join("transformers", "utils", "fx.py"),)
+# torch.ops namespaces whose OpOverloads ``qualified`` spells ``<namespace>.<op>.<overload>``
+OPS_NAMESPACES = ("aten.", "prims.")
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 
 
@@ -47,9 +49,12 @@ class GraphNode:
 
     @property
     def op_name(self) -> str:
-        """A short op label for reports: ``linear``, ``softmax``, ``Dropout``..."""
+        """A short op label for reports: ``linear``, ``softmax``, ``Dropout``; an operator of an
+        export graph without its overload: ``aten.empty`` for ``aten.empty.memory_format``."""
         if self.op == "call_module":
             return (self.module_type or self.target).rsplit(".", 1)[-1]
+        if self.op == "call_function" and self.target.startswith(OPS_NAMESPACES) and self.target.count(".") == 2:
+            return self.target.rsplit(".", 1)[0]
         return self.target.rsplit(".", 1)[-1].split("::")[-1]
 
 
@@ -82,7 +87,7 @@ class ModelGraph:
 
     def outline(self) -> tuple[OutlineNode, ...]:
         """The graph as reports draw it (no tensors, no fx objects)."""
-        return tuple(OutlineNode(n.name, n.op, n.op_name, n.module, n.module_type, tuple(self.graph.predecessors(n.name)))
+        return tuple(OutlineNode(n.name, n.op, n.op_name, n.module, n.module_type, tuple(self.graph.predecessors(n.name)), n.dtype)
                      for n in self)
 
     def nodes_in(self, module: str) -> list[GraphNode]:

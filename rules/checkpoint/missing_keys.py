@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.load.checkpoint_match import by_owner
+from torchaudit.analyzer.load.checkpoint_match import by_owner, filled_by_tie, tied_groups
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -15,7 +15,10 @@ class MissingKeys(Rule):
     """
     What it finds:
         Entries of the model's state dict that the checkpoint does not have (after any prefix
-        that TA303 explains), grouped by the module that owns them.
+        that TA303 explains), grouped by the module that owns them. A tied weight stored once
+        (`lm_head.weight` is `transformer.wte.weight`, and `save_pretrained` keeps one name)
+        is not missing: the load fills every name of it (TA311 covers `assign=True`, which
+        does not).
 
     Why it matters:
         With `strict=False` those parameters and buffers silently keep their initial values:
@@ -31,7 +34,9 @@ class MissingKeys(Rule):
 
     Fact:
         `Module.load_state_dict` (torch/nn/modules/module.py) collects them in `missing_keys`
-        (from `_load_from_state_dict`) and raises only when `strict=True`.
+        (from `_load_from_state_dict`) and raises only when `strict=True`. It lists a tied
+        name there too, yet `_load_from_state_dict` copies the stored key into the one shared
+        parameter (`param.copy_(input_param)`), which both names hold.
     """
 
     code = "TA301"
@@ -44,7 +49,8 @@ class MissingKeys(Rule):
         if found is None:
             return
         ckpt, al, _ = found
-        for mod, names in by_owner(al.missing).items():
+        tied = filled_by_tie(al.missing, al.to_model.values(), tied_groups(ctx.model))
+        for mod, names in by_owner(k for k in al.missing if k not in tied).items():
             yield self.finding(
                 f"the checkpoint has no {', '.join(names)} for module {mod or '<root>'}: "
                 f"{'they keep' if len(names) > 1 else 'it keeps'} the initial values",

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from torchaudit.report import ComparisonResult, Divergence, Severity
-from torchaudit.rules.dynamic.base import DivergenceRule, error_text, where
+from torchaudit.rules.dynamic.base import DivergenceRule, where
 from torchaudit.rules.engine import register
 
 
@@ -36,8 +36,11 @@ class BatchDependentEval(DivergenceRule):
     title = "Eval-mode output depends on the rest of the batch"
     comparison = "batch"
 
-    def message(self, result: ComparisonResult, d: Divergence) -> str:
-        return f"each sample alone and the whole batch part at {where(d)}: {error_text(d.local)}"
+    def message(self, result: ComparisonResult, d: Divergence, error: str) -> str:
+        return f"each sample alone and the whole batch part at {where(d)}: {error}"
+
+    def failed(self, result: ComparisonResult, d: Divergence, why: str) -> str:
+        return f"each sample alone cannot run {where(d)}, the whole batch can: it needs the rest of the batch ({why})"
 
     def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         return "use running statistics in eval (track_running_stats=True) or a per-sample normalization"

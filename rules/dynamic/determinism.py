@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from torchaudit.report import ComparisonResult, Divergence, Severity
-from torchaudit.rules.dynamic.base import DivergenceRule, error_text, where
+from torchaudit.rules.dynamic.base import DivergenceRule, where
 from torchaudit.rules.engine import register
 
 
@@ -35,8 +35,8 @@ class NondeterministicEval(DivergenceRule):
     title = "Eval-mode runs of one configuration differ"
     comparison = "determinism"
 
-    def message(self, result: ComparisonResult, d: Divergence) -> str:
-        return f"two eval-mode runs ({result.candidate}) on the same inputs differ, first at {where(d)}: {error_text(d.local)}"
+    def message(self, result: ComparisonResult, d: Divergence, error: str) -> str:
+        return f"two eval-mode runs ({result.candidate}) on the same inputs differ, first at {where(d)}: {error}"
 
     def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         return "make that op deterministic in eval mode, e.g. pass training=self.training to functional dropout"

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity, Status
 from torchaudit.rules.dynamic.accumulated import contribution_text
-from torchaudit.rules.dynamic.base import comparisons, error_text, kind_of, where
+from torchaudit.rules.dynamic.base import comparisons, could_not_run_text, error_text, graph_node, kind_of, where
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -60,12 +60,14 @@ class ModeDependentNode(Rule):
             for n in result.nodes:
                 if not n.diverged:
                     continue
+                why = result.could_not_run(n.node)
                 yield self.finding(
                     f"{where(n)} gives another output in {result.candidate.mode} mode than in "
-                    f"{result.reference.mode} mode on the same inputs: {error_text(n.local)}",
+                    f"{result.reference.mode} mode on the same inputs: {error_text(n.local, graph_node(ctx, n.node))}"
+                    if why is None else could_not_run_text(result, n, why),
                     fix="nothing if intended; otherwise call model.eval() for inference and pass training=self.training to functional ops",
                     module=n.module,
                     node=n.node,
                     location=n.location,
-                    evidence={"comparison": result.name, "local": n.local.to_dict()},
+                    evidence={"comparison": result.name, **({"local": n.local.to_dict()} if why is None else {"could_not_run": why})},
                 )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from torchaudit.report import ComparisonResult, Divergence, Severity
-from torchaudit.rules.dynamic.base import DivergenceRule, error_text, where
+from torchaudit.rules.dynamic.base import DivergenceRule, where
 from torchaudit.rules.engine import register
 
 
@@ -37,9 +37,9 @@ class FragileInLowPrecision(DivergenceRule):
     title = "Node's own error in the candidate dtype is far above rounding"
     comparison = "dtype"
 
-    def message(self, result: ComparisonResult, d: Divergence) -> str:
+    def message(self, result: ComparisonResult, d: Divergence, error: str) -> str:
         return (f"in {result.candidate.dtype} (against {result.reference.dtype}) {where(d)} introduces an error of its own "
-                f"beyond rounding: {error_text(d.local)}")
+                f"beyond rounding: {error}")
 
     def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         return "compute that op in float32 (or under autocast), or rewrite it in a numerically stable form"
@@ -75,8 +75,8 @@ class DeviceDivergence(DivergenceRule):
     title = "CPU and CUDA part at a node's own error"
     comparison = "device"
 
-    def message(self, result: ComparisonResult, d: Divergence) -> str:
-        return f"{result.reference} and {result.candidate} part at {where(d)}: {error_text(d.local)}"
+    def message(self, result: ComparisonResult, d: Divergence, error: str) -> str:
+        return f"{result.reference} and {result.candidate} part at {where(d)}: {error}"
 
     def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         return "check that op's CUDA kernel: disable TF32, use deterministic algorithms, or compute it in higher precision"

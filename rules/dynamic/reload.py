@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from torchaudit.report import ComparisonResult, Divergence, Severity
-from torchaudit.rules.dynamic.base import DivergenceRule, error_text, where
+from torchaudit.rules.dynamic.base import DivergenceRule, where
 from torchaudit.rules.engine import register
 
 
@@ -39,10 +39,10 @@ class ReloadChangesOutputs(DivergenceRule):
     title = "Reloading through state_dict changes the outputs"
     comparison = "reload"
 
-    def message(self, result: ComparisonResult, d: Divergence) -> str:
+    def message(self, result: ComparisonResult, d: Divergence, error: str) -> str:
         names = ", ".join(f"{s.name} ({s.kind.replace('_', ' ')})" for s in result.state_diff[:5]) or "none found"
         return (f"a fresh instance loaded from the trained model's state_dict gives other outputs, first at "
-                f"{where(d)}: {error_text(d.local)}; state that differs: {names}")
+                f"{where(d)}: {error}; state that differs: {names}")
 
     def fix_text(self, result: ComparisonResult, d: Divergence) -> str:
         return "register the state forward depends on as a persistent buffer, or save it via get_extra_state/set_extra_state"

@@ -11,7 +11,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.rnn import RNNBase
 
-from torchaudit.report import Finding
+from torchaudit.report import Finding, Location
 from torchaudit.rules import astutil, sites
 from torchaudit.rules.engine import Rule
 
@@ -55,6 +55,43 @@ def training_arg(call: ast.Call, name: str) -> tuple[str, ast.expr | None]:
     if astutil.is_constant(expr, False):
         return "false", expr
     return "expr", expr
+
+
+def module_class(call: ast.Call, src: SourceFile) -> type[nn.Module] | None:
+    """``torch.nn.Dropout`` for ``nn.Dropout(0.2)(x)``: a torch.nn module class built and
+    called in one expression; else None."""
+    if not isinstance(call.func, ast.Call):
+        return None
+    name = astutil.call_name(call.func, src) or ""
+    found = getattr(nn, name.removeprefix("torch.nn."), None) if name.count(".") == 2 and name.startswith("torch.nn.") else None
+    return found if isinstance(found, type) and issubclass(found, nn.Module) else None
+
+
+def written(call: ast.Call, src: SourceFile) -> str:
+    """A call as the user wrote it, arguments elided: ``F.dropout``, ``nn.Dropout(...)(x)``."""
+    func = call.func
+    if isinstance(func, ast.Call):
+        inner = ast.get_source_segment(src.text, func.func) or ast.unparse(func.func)
+        args = ", ".join(ast.get_source_segment(src.text, a) or ast.unparse(a) for a in call.args)
+        return f"{inner}(...)({args if len(args) <= 20 else '...'})"
+    return " ".join((ast.get_source_segment(src.text, func) or ast.unparse(func)).split())
+
+
+def seen_call(node: GraphNode, name: str, ctx: AuditContext) -> tuple[str, str, Location | None, ast.Call | None]:
+    """What the user wrote where the graph traced the functional ``name``: ``(form, text,
+    location, call)``. ``form`` is "function" (the functional itself, through any import
+    alias), "module" (a torch.nn module built and called in one expression,
+    ``nn.Dropout(0.2)(x)``) or "op" (nothing recognizable on the line: the text is the traced
+    op, and there is no call)."""
+    family = _BatchNorm if name.endswith("batch_norm") else _DropoutNd
+    found: tuple[str, str, Location | None, ast.Call | None] | None = None
+    for src, call in astutil.calls_at(ctx, node.location):
+        if astutil.call_name(call, src) == name:
+            return "function", written(call, src), astutil.location(src, call), call
+        cls = module_class(call, src)
+        if found is None and cls is not None and issubclass(cls, family):
+            found = ("module", written(call, src), astutil.location(src, call), call)
+    return found or ("op", node.op_name if node.target.startswith("aten.") else short(name), node.location, None)
 
 
 def graph_training_on(node: GraphNode, ctx: AuditContext) -> tuple[str, bool] | None:
@@ -135,24 +172,25 @@ class FunctionalTrainingRule(Rule):
         hit = graph_training_on(node, ctx)
         if hit is None or not hit[1] or (node.module_type or "").startswith("torch.nn."):
             return ()  # off, or inside torch's own module code (BatchNorm without running stats is TA104's)
-        name, kind, loc = hit[0], "expr", node.location
-        for src, call in astutil.calls_at(ctx, node.location):
-            if astutil.call_name(call, src) == name:
-                kind = training_arg(call, name)[0]
-                kind = "expr" if kind == "unknown" else kind
-                loc = astutil.location(src, call)
-                break
-        if kind == "expr" and name not in DROPOUT_DEFAULTS:
-            return ()  # batch_norm fed an expression: only a literal is known to be wrong
+        name = hit[0]
+        form, text, loc, call = seen_call(node, name, ctx)
+        kind = "expr"
+        if form == "function" and call is not None:
+            kind = training_arg(call, name)[0]
+            kind = "expr" if kind == "unknown" else kind
+        elif form == "module":
+            kind = "module"  # a module built in forward starts in training mode; eval() never reaches it
+        if kind in ("expr", "module") and name not in DROPOUT_DEFAULTS:
+            return ()  # batch_norm fed an expression or built in forward: only a literal is known to be wrong here
         if kind in self.kinds:
-            self.sites.add(loc, [node.module], node=node.name, name=name, target=node.target)
+            self.sites.add(loc, [node.module], node=node.name, name=name, target=node.target, call=text, kind=kind)
         return ()
 
     def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
         assert isinstance(node, ast.Call)  # source_nodes: calls only
         name = astutil.call_name(node, source)
         if name not in TRAINING_POSITION:
-            return ()
+            return self._module_call(node, source, ctx)
         owner = astutil.enclosing_class(node, source)
         paths = astutil.instances(ctx, source, owner) if owner else []
         if not paths:
@@ -162,7 +200,22 @@ class FunctionalTrainingRule(Rule):
             return ()  # alpha_dropout and batch_norm default to training=False
         loc = astutil.location(source, node)
         if kind in self.kinds - {"expr"} and not self.sites.has(loc):  # an expression: only the graph knows
-            self.sites.add(loc, paths, name=name, target=name)
+            self.sites.add(loc, paths, name=name, target=name, call=written(node, source), kind=kind)
+        return ()
+
+    def _module_call(self, node: ast.Call, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+        """``nn.Dropout(0.2)(x)`` in forward-time code: a dropout module that starts in training
+        mode and that ``eval()`` never reaches (a trace that saw it merged by line)."""
+        cls = module_class(node, source)
+        if "module" not in self.kinds or cls is None or not issubclass(cls, _DropoutNd):
+            return ()
+        owner = astutil.class_method(node, source)
+        if owner is None or owner[1].name not in astutil.methods_reachable_from_forward(owner[0]):
+            return ()
+        paths = astutil.instances(ctx, source, owner[0])
+        loc = astutil.location(source, node)
+        if paths and not self.sites.has(loc):
+            self.sites.add(loc, paths, name=F + "dropout", target=f"torch.nn.{cls.__name__}", call=written(node, source), kind="module")
         return ()
 
     def finish(self, ctx: AuditContext) -> Iterable[Finding]:

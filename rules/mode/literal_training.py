@@ -5,7 +5,7 @@ from __future__ import annotations
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil, sites
 from torchaudit.rules.engine import register
-from torchaudit.rules.mode.common import FunctionalTrainingRule, short
+from torchaudit.rules.mode.common import FunctionalTrainingRule
 
 
 @register
@@ -40,7 +40,7 @@ class LiteralTrainingTrue(FunctionalTrainingRule):
     kinds = frozenset({"true"})
 
     def report(self, site: sites.Site) -> Finding:
-        name = short(site.data["name"])
+        name = site.data["call"]
         module, extra = astutil.attribution(site.modules)
         return self.finding(
             f"{name} is called with a literal training=True, so it ignores model.eval()"
@@ -49,5 +49,5 @@ class LiteralTrainingTrue(FunctionalTrainingRule):
             module=module,
             node=site.node,
             location=site.location,
-            evidence={"function": site.data["name"], "target": site.data["target"], **extra},
+            evidence={"function": site.data["name"], "target": site.data["target"], "call": name, **extra},
         )
