@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.dtypes import dtype_name, model_dtype, parameter_dtype
+from torchaudit.analyzer.load.construction import UncopiedArguments
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
@@ -96,7 +97,10 @@ def reloaded(trained: nn.Module, build: Callable[[], nn.Module], label: str, fix
     then ``fix``) when that state dict does not fit the fresh instance."""
     from torchaudit.analyzer.compare.comparisons import Skip
 
-    fresh = build()
+    try:
+        fresh = build()
+    except UncopiedArguments as exc:
+        raise Skip(f"{exc}; {fix}") from exc
     if not isinstance(fresh, nn.Module):
         raise TypeError(f"the fresh-instance builder returned a {type(fresh).__name__}, not an nn.Module")
     buf = io.BytesIO()

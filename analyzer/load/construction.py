@@ -42,9 +42,14 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from torchaudit.analyzer.values import flatten
+from torchaudit.errors import exception_line
 
 _CO_VARARGS = inspect.CO_VARARGS
 _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+
+
+class UncopiedArguments(Exception):
+    """A constructor argument that ``copy.deepcopy`` refuses: no fresh instance can be built."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +73,10 @@ class Construction:
         for original, part in self.parts:
             if id(original) not in memo:
                 memo[id(original)] = part._build(memo)
-        args, kwargs = copy.deepcopy((self.args, self.kwargs), memo)
+        try:
+            args, kwargs = copy.deepcopy((self.args, self.kwargs), memo)
+        except Exception as exc:  # noqa: BLE001 - a lock, a file or a generator among the arguments
+            raise UncopiedArguments(f"the arguments of {self.describe()} cannot be copied: {exception_line(exc, 200)}") from exc
         return self.cls(*args, **kwargs)
 
     def describe(self) -> str:

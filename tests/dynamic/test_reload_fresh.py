@@ -58,6 +58,14 @@ def test_a_factory_that_returns_a_copy_is_skipped_with_the_fix():
     assert "could not run" in f.message and "inside torchaudit" not in f.message
 
 
+def test_constructor_arguments_that_cannot_be_copied_skip_with_the_reason():
+    report, reload = _reload(f"{ARGS}:build_stack")
+    assert reload.status.value == "skipped"
+    assert reload.skipped_reason.startswith("the arguments of Stack(<generator>) cannot be copied: TypeError")
+    assert "fresh_model()" in reload.skipped_reason
+    assert "could not run" in next(f.message for f in report.findings if f.rule == "TA903")
+
+
 def test_a_state_dict_the_fresh_instance_cannot_load_is_skipped_with_the_reason():
     # a live model has no factory to capture: Net() cannot take Net(num_classes=3)'s state dict
     from tests.fixtures.models.reload_args import Net
