@@ -19,10 +19,12 @@ The fresh instance comes from the first of:
 4. the class with no arguments, when it needs none.
 
 The factory itself is never rerun: it may train, load weights or return a shared instance.
-When none applies, or the fresh instance does not take the state dict (``load_state_dict``
-with ``strict=True`` reports missing keys or a size mismatch, e.g. a factory that replaces a
-layer after construction), the comparison is skipped with that reason and the fix
-(``fresh_model()``): TA903 says it could not run, not that torchaudit failed.
+When none applies, when a captured argument cannot be copied (a generator), or when the fresh
+instance does not take the state dict (``load_state_dict`` with ``strict=True`` reports
+missing keys or a size mismatch, e.g. a factory that replaces a layer after construction), the
+comparison is skipped with that reason and the fix (``fresh_model()``): TA903 says it could
+not run, not that torchaudit failed. A constructor of the user's that raises while the fresh
+instance is built is the model's own failure (TA904, at its line).
 """
 
 from __future__ import annotations

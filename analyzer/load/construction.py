@@ -80,7 +80,8 @@ class Construction:
         return self.cls(*args, **kwargs)
 
     def describe(self) -> str:
-        """``Net(16, temperature=2.0)``; long arguments are shown by their type."""
+        """``Net(16, 2.0, 10)`` (every parameter the constructor names, defaults included);
+        long arguments are shown by their type."""
         parts = [_short(v) for v in self.args] + [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
         return f"{self.cls.__name__}({', '.join(parts)})"
 
@@ -88,8 +89,11 @@ class Construction:
 def _short(value: Any) -> str:
     if isinstance(value, nn.Module):
         return f"{type(value).__name__}(...)"
-    text = repr(value)
-    return text if len(text) <= 24 and "\n" not in text else f"<{type(value).__name__}>"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user's __repr__
+        text = ""
+    return text if 0 < len(text) <= 24 and "\n" not in text else f"<{type(value).__name__}>"
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,12 @@ class ConstructorCalls:
         call = self._call_of(module)
         if call is None:
             return None
-        parts: list[tuple[nn.Module, Construction]] = []
+        parts: dict[int, tuple[nn.Module, Construction]] = {}
         for value in flatten((call.args, call.kwargs))[0]:
-            part = self._construction(value, done) if isinstance(value, nn.Module) else None
-            if part is not None and all(value is not seen for seen, _ in parts):
-                parts.append((value, part))
-        done[id(module)] = Construction(call.cls, call.args, call.kwargs, tuple(parts))
+            part = self._construction(value, done) if isinstance(value, nn.Module) and id(value) not in parts else None
+            if part is not None:
+                parts[id(value)] = (value, part)
+        done[id(module)] = Construction(call.cls, call.args, call.kwargs, tuple(parts.values()))
         return done[id(module)]
 
 
