@@ -66,6 +66,15 @@ def test_constructor_arguments_that_cannot_be_copied_skip_with_the_reason():
     assert "could not run" in next(f.message for f in report.findings if f.rule == "TA903")
 
 
+def test_a_constructor_that_raises_on_the_fresh_instance_is_the_models_failure():
+    report, reload = _reload(f"{ARGS}:build_once")
+    assert reload.status.value == "error"
+    [f] = [f for f in report.findings if f.rule == "TA904"]
+    assert "built once per process" in f.message and f.location.file.endswith("reload_args.py")
+    assert "RAISES_AGAIN" in ARGS.read_text().splitlines()[f.location.line - 1]
+    assert "TA903" not in _rules(report)
+
+
 def test_a_state_dict_the_fresh_instance_cannot_load_is_skipped_with_the_reason():
     # a live model has no factory to capture: Net() cannot take Net(num_classes=3)'s state dict
     from tests.fixtures.models.reload_args import Net
