@@ -10,17 +10,17 @@ The walk starts at each module's ``forward`` and follows, in the user's sources:
 - ``self.name`` (a call, or a reference such as ``checkpoint(self._block, x)``), resolved
   through the live module's class MRO, so a base class's method counts and an override wins;
 - ``super().name``, resolved past the class that defines the calling method;
-- ``self.child.name(...)`` on a submodule, as run-time code of that submodule;
+- ``self.child.name(...)``: a submodule's method, run by the caller with the submodule as ``self``;
 - a plain name that is a function defined at the top level of the same file;
 - functions nested in a function that runs (they are defined there to be called there).
 
 A function is attributed to the module paths whose ``forward`` runs it, in ``named_modules``
 order: a module-level helper and a submodule's method to the caller, as a traced graph
 attributes the nodes they produce; :func:`runs_as_self` answers the other question, which
-functions run with a given module as ``self``. The same
-walk from the set-up entry points (``__init__``, ``reset_parameters``, ``_init_weights``, ...)
-gives set-up code. Calls it cannot resolve (``getattr(self, name)()``, a method of an element of
-a ``ModuleList``) are not followed; traced graph nodes are evidence of their own for that.
+functions run with a given module as ``self``. The same walk from the set-up entry points
+(``__init__``, ``reset_parameters``, ``_init_weights``, ...) gives set-up code. Calls it cannot
+resolve (``getattr(self, name)()``, a method of an element of a ``ModuleList``) are not
+followed; traced graph nodes are evidence of their own for that.
 """
 
 from __future__ import annotations
