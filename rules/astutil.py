@@ -136,24 +136,6 @@ def walk_body(fn: ast.AST) -> Iterator[ast.AST]:
             stack.extend(ast.iter_child_nodes(n))
 
 
-def methods_reachable_from_forward(cls: ast.ClassDef) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
-    """``forward`` and the methods of ``cls`` it runs through ``self.<name>(...)`` calls,
-    transitively, by name. A minimal call graph: methods of this class only (not its bases,
-    not other objects' methods), so it errs towards fewer methods."""
-    defs = {fn.name: fn for fn in methods(cls)}
-    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
-    todo = ["forward"] if "forward" in defs else []
-    while todo:
-        name = todo.pop()
-        if name in found:
-            continue
-        found[name] = defs[name]
-        for n in walk_body(defs[name]):
-            if isinstance(n, ast.Call) and is_self_attr(n.func) and n.func.attr in defs and n.func.attr not in found:
-                todo.append(n.func.attr)
-    return found
-
-
 def class_method(node: ast.AST, src: SourceFile) -> tuple[ast.ClassDef, ast.FunctionDef | ast.AsyncFunctionDef] | None:
     """The (class, method) whose body holds ``node``, also from inside a function nested in the
     method (``method_of`` answers for the method's own body only)."""

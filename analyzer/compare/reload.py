@@ -2,11 +2,29 @@
 
 The tool plays both sides of the everyday workflow (DESIGN.md): on a copy of the model it runs
 a few train-mode forward passes (moving BatchNorm statistics, non-persistent buffers and any
-attribute a forward mutates), builds a **fresh** instance (``fresh_model()`` in the target
-file; else the class called with no arguments; else the target's factory), loads the copy's
-state dict into it through an in-memory ``torch.save``/``torch.load(weights_only=True)``
-round trip, and compares both in eval mode. ``state_diff`` lists every tensor and plain
-attribute that differs between the two instances, by dotted name.
+attribute a forward mutates), builds a **fresh** instance, loads the copy's state dict into it
+through an in-memory ``torch.save``/``torch.load(weights_only=True)`` round trip, and compares
+both in eval mode. ``state_diff`` lists every tensor and plain attribute that differs between
+the two instances, by dotted name.
+
+The fresh instance comes from the first of:
+
+1. ``fresh_model()`` in the target file;
+2. the model's class called with the constructor arguments the target's factory used,
+   captured while the factory ran (``analyzer/load/construction.py``): ``build_model()``
+   returning ``Net(hidden=16, temperature=2.0)`` is rebuilt as ``Net(16, 2.0)``, and an
+   ``nn.Sequential(*layers)`` with layers built anew from their own captured calls, so every
+   submodule is freshly initialised; the other arguments are deep copies;
+3. for a transformers model passed without a target, ``cls(copy.deepcopy(model.config))``;
+4. the class with no arguments, when it needs none.
+
+The factory itself is never rerun: it may train, load weights or return a shared instance.
+When none applies, when a captured argument cannot be copied (a generator), or when the fresh
+instance does not take the state dict (``load_state_dict`` with ``strict=True`` reports
+missing keys or a size mismatch, e.g. a factory that replaces a layer after construction), the
+comparison is skipped with that reason and the fix (``fresh_model()``): TA903 says it could
+not run, not that torchaudit failed. A constructor of the user's that raises while the fresh
+instance is built is the model's own failure (TA904, at its line).
 """
 
 from __future__ import annotations
@@ -19,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.dtypes import dtype_name, model_dtype, parameter_dtype
+from torchaudit.analyzer.load.construction import UncopiedArguments
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
@@ -30,6 +49,7 @@ if TYPE_CHECKING:
 
 EXERCISE_STEPS = 3
 _PLAIN = (bool, int, float, str, type(None))
+_LOAD_ERRORS = "Error(s) in loading state_dict"  # how nn.Module.load_state_dict starts its RuntimeError
 StateValue = torch.Tensor | bool | int | float | str | None  # a tensor or a plain attribute (_PLAIN)
 
 
@@ -42,13 +62,20 @@ def fresh_builder(model: nn.Module, target: LoadedTarget | None) -> tuple[Callab
     if callable(fn):
         return fn, "fresh_model() in the target file"
     cls = type(model)
+    construction = target.construction if target is not None else None
+    if target is not None and construction is not None and construction.cls is cls:
+        called = construction.describe()
+        return construction.build, called if target.name == cls.__name__ else f"{called}, as {target.name} called it"
     config = getattr(model, "config", None)
     if config is not None and hasattr(cls, "config_class"):  # transformers: Model(config)
         return (lambda: cls(copy.deepcopy(config))), f"{cls.__name__}(model.config)"
     if needs_no_arguments(cls):
         return cls, f"{cls.__name__}()"
     if target is not None:
-        return target.factory, "the target's factory"
+        raise Skip(
+            f"{cls.__name__} needs constructor arguments and {target.name} did not build the model by calling "
+            f"{cls.__name__} (it returned a copy, or a model built before it ran); add fresh_model() to the model file"
+        )
     raise Skip(
         f"{cls.__name__} needs constructor arguments and there is no fresh_model() to build a fresh "
         "instance; add fresh_model() to the model file, or pass the model as a TARGET"
@@ -67,15 +94,35 @@ def exercised(model: nn.Module, inputs: ExampleInputs, seed: int) -> nn.Module:
     return work.eval()
 
 
-def reloaded(trained: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
-    fresh = build()
+def reloaded(trained: nn.Module, build: Callable[[], nn.Module], label: str, fix: str) -> nn.Module:
+    """``build()`` with ``trained``'s state dict loaded, in eval mode; :class:`Skip` (the reason,
+    then ``fix``) when that state dict does not fit the fresh instance."""
+    from torchaudit.analyzer.compare.comparisons import Skip
+
+    try:
+        fresh = build()
+    except UncopiedArguments as exc:
+        raise Skip(f"{exc}; {fix}") from exc
     if not isinstance(fresh, nn.Module):
         raise TypeError(f"the fresh-instance builder returned a {type(fresh).__name__}, not an nn.Module")
     buf = io.BytesIO()
     torch.save(trained.state_dict(), buf)
     buf.seek(0)
-    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    state = torch.load(buf, weights_only=True)
+    try:
+        fresh.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        if not lines or not lines[0].startswith(_LOAD_ERRORS):
+            raise  # not load_state_dict's own report: a hook or set_extra_state of the model raised
+        first = (lines[1] if len(lines) > 1 else lines[0]).strip().rstrip(".")
+        more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+        raise Skip(f"the fresh instance from {label} does not take the model's state_dict: {_cut(first)}{more}; {fix}") from exc
     return fresh.eval()
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> ComparisonResult:
@@ -83,7 +130,9 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> 
 
     build, label = fresh_builder(model, opts.target)
     trained = exercised(model, inputs, opts.seed)
-    fresh = reloaded(trained, build)
+    fix = ("add fresh_model() to the model file that builds the model as it is served" if opts.target is not None
+           else "pass the model as a TARGET (model.py:build_model), whose constructor arguments are captured")
+    fresh = reloaded(trained, build, label, fix)
     if parameter_dtype(fresh) != parameter_dtype(trained):
         # load_state_dict casts into the fresh instance's dtype (param.copy_), so the two cannot
         # run the same inputs; the model is converted after construction, which a rebuild misses

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import sys
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,7 @@ from typing import Any, Callable, ContextManager
 
 import torch.nn as nn
 
+from torchaudit.analyzer.load.construction import Construction, ConstructorCalls
 from torchaudit.errors import TargetError
 
 FACTORY_NAMES = ("build_model", "get_model")
@@ -36,6 +38,7 @@ class LoadedTarget:
     file: Path | None  # the model file, when the target is a file
 
     user_files: tuple[Path, ...] = ()  # the user's files the target imported (see _user_files)
+    construction: Construction | None = None  # the constructor call that built ``model`` inside the factory
 
     @property
     def source_files(self) -> list[Path]:
@@ -246,15 +249,17 @@ def load_target(spec: str, build_context: Callable[[], ContextManager[object]] |
     label = f"{where}:{name}"
     if isinstance(obj, nn.Module):
         raise TargetError(f"{label} is a module instance, not a class or factory", "name its class, or a factory that builds it")
-    def factory() -> nn.Module:
-        if build_context is None:
-            return _build(obj, label)
-        with build_context():
-            return _build(obj, label)
+    def build() -> tuple[nn.Module, Construction | None]:
+        with ConstructorCalls() as calls, (build_context() if build_context is not None else nullcontext()):
+            built = _build(obj, label)
+        return built, calls.construction(built)
 
-    model = factory()
+    def factory() -> nn.Module:
+        return build()[0]
+
+    model, construction = build()
 
     return LoadedTarget(
         spec=spec, model=model, module=module, name=name, factory=factory, file=file,
-        user_files=_user_files(module, before),
+        user_files=_user_files(module, before), construction=construction,
     )

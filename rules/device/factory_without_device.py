@@ -6,8 +6,8 @@ import ast
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil, sites
-from torchaudit.rules.device.common import factory_name, forward_owner
+from torchaudit.rules import astutil, callgraph, sites
+from torchaudit.rules.device.common import factory_name
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -22,9 +22,13 @@ class FactoryWithoutDevice(Rule):
     """
     What it finds:
         A tensor factory (`torch.zeros`, `ones`, `arange`, `tensor`, `full`, `rand`, ...)
-        called in `forward` (or a method it calls) without `device=`. In the fx graph these are
-        `call_function` nodes without a `device` argument, or `_tensor_constantN` attributes
-        when the arguments were constant (the tensor was built once, at trace time).
+        called in `forward`, or in code `forward` calls (a helper method, directly or through
+        another helper; a submodule's method; a function of the same file), without `device=`.
+        In the fx graph these are `call_function` nodes without a `device` argument, or
+        `_tensor_constantN` attributes when the arguments were constant (the tensor was built
+        once, at trace time). Which code runs is decided by following calls from `forward`
+        (rules/callgraph.py), not by method names: a helper that only `__init__` (or
+        `reset_parameters`, `_init_weights`) calls is set-up code and is silent.
 
     Why it matters:
         Factories use the default device, the CPU: on a CUDA model the op that meets this
@@ -32,9 +36,10 @@ class FactoryWithoutDevice(Rule):
         traced constant is also frozen at trace time.
 
     Example:
-        `mask = torch.ones(x.shape[1])` in `forward`. The silent look-alikes pass
-        `device=x.device`, use `torch.ones_like(x)`, or register the tensor as a buffer in
-        `__init__`.
+        `mask = torch.ones(x.shape[1])` in `forward` or in `self._mask(n)` that `forward`
+        calls. The silent look-alikes pass `device=x.device`, use `torch.ones_like(x)`, or
+        build the tensor in `__init__` (or a helper only `__init__` calls) and register it as
+        a buffer.
 
     Fix:
         Pass `device=x.device` (and `dtype=x.dtype`) from an input, use the `*_like` factories,
@@ -76,7 +81,7 @@ class FactoryWithoutDevice(Rule):
             return ()
         if astutil.has_star_kwargs(node) or _scalar(node, name):
             return ()
-        paths = forward_owner(node, source, ctx)
+        paths = callgraph.forward_paths(ctx, source, node)
         loc = astutil.location(source, node)
         if self.sites.has(loc):
             site = self.sites.add(loc, paths)  # the class's instances and the call's column
@@ -104,11 +109,13 @@ class FactoryWithoutDevice(Rule):
 
 
 def _in_forward_code(ctx: AuditContext, site: sites.Site) -> bool:
-    """A graph hit whose line is in set-up code (a buffer built in __init__) is not TA501's."""
+    """A graph hit whose line is in set-up code (a buffer built in ``__init__`` or a helper only
+    set-up calls, run at forward time by a lazily built submodule) is not TA501's; a line the
+    call graph does not reach from either side ran in forward: the trace saw it."""
     for src, call in astutil.calls_at(ctx, site.location):
         owner = astutil.method_of(call, src)
-        if owner is not None and owner[1].name == "__init__":
-            return False
+        if (owner is not None and owner[1].name == "__init__") or callgraph.setup_only(ctx, src, call):
+            return False  # __init__ itself also when its class has no instance yet (built in forward)
     return True
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import torch
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil, sites
+from torchaudit.rules import astutil, callgraph, sites
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class HardcodedDevice(Rule):
             return ()
         owner = astutil.class_method(node, source)
         paths = astutil.instances(ctx, source, owner[0]) if owner is not None else []
-        forward = owner is not None and owner[1].name in astutil.methods_reachable_from_forward(owner[0])
+        forward = owner is not None and bool(callgraph.forward_paths(ctx, source, node))
         guarded = _guarded(node, source)
         loc = astutil.location(source, node)
         if self.sites.has(loc):  # the graph saw it: the source adds its spelling, column and instances

@@ -6,8 +6,7 @@ import ast
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
-from torchaudit.rules.device.common import forward_owner
+from torchaudit.rules import astutil, callgraph
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -18,8 +17,9 @@ if TYPE_CHECKING:
 class NumpyInForward(Rule):
     """
     What it finds:
-        A NumPy call (`np.*`, `numpy.*`) or a `.numpy()` conversion in `forward` or a method it
-        calls.
+        A NumPy call (`np.*`, `numpy.*`) or a `.numpy()` conversion in `forward` or in code it
+        calls (followed from `forward`, rules/callgraph.py; a helper only `__init__` calls is
+        set-up code).
 
     Why it matters:
         The values leave autograd (no gradients flow through), leave the device (a CUDA
@@ -50,7 +50,7 @@ class NumpyInForward(Rule):
         is_conv = isinstance(node.func, ast.Attribute) and node.func.attr == "numpy" and not node.args
         if not (is_np or is_conv):
             return
-        paths = forward_owner(node, source, ctx)
+        paths = callgraph.forward_paths(ctx, source, node)
         if not paths:
             return
         module, extra = astutil.attribution(paths)

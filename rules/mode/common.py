@@ -12,7 +12,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.rnn import RNNBase
 
 from torchaudit.report import Finding, Location
-from torchaudit.rules import astutil, sites
+from torchaudit.rules import astutil, callgraph, sites
 from torchaudit.rules.engine import Rule
 
 if TYPE_CHECKING:
@@ -114,19 +114,19 @@ def graph_training_on(node: GraphNode, ctx: AuditContext) -> tuple[str, bool] | 
     return None
 
 
-def reads_training(cls: ast.ClassDef) -> bool:
-    """A class whose methods (other than ``__init__``) read ``self.training``."""
-    for fn in astutil.methods(cls):
-        if fn.name == "__init__":
-            continue
+def reads_training(functions: Iterable[ast.FunctionDef | ast.AsyncFunctionDef]) -> bool:
+    """Whether any of ``functions`` reads ``self.training``."""
+    for fn in functions:
         for n in astutil.walk_body(fn):
             if astutil.is_self_attr(n, "training") and isinstance(n.ctx, ast.Load):
                 return True
     return False
 
 
-def sensitivity(module: nn.Module, ctx: AuditContext | None = None) -> str | None:
-    """Why a module behaves differently in train and eval mode, or None."""
+def sensitivity(module: nn.Module, ctx: AuditContext | None = None, path: str | None = None) -> str | None:
+    """Why a module behaves differently in train and eval mode, or None. With ``ctx`` and the
+    module's ``path``, a module of the user's whose forward code reads ``self.training`` too
+    (followed from ``forward``: a ``train()`` override or a set-up helper does not count)."""
     if isinstance(module, _DropoutNd):
         return f"{type(module).__name__}(p={module.p})" if module.p > 0 else None
     if isinstance(module, _BatchNorm):
@@ -137,10 +137,8 @@ def sensitivity(module: nn.Module, ctx: AuditContext | None = None) -> str | Non
         return f"{type(module).__name__}(dropout={module.dropout})" if module.dropout > 0 and module.num_layers > 1 else None
     if isinstance(module, nn.MultiheadAttention):
         return f"MultiheadAttention(dropout={module.dropout})" if module.dropout > 0 else None
-    if ctx is not None:
-        found = astutil.class_source(ctx, module)
-        if found is not None and reads_training(found[1]):
-            return f"{type(module).__name__} (its code reads self.training)"
+    if ctx is not None and path is not None and reads_training(callgraph.runs_as_self(ctx, path)):
+        return f"{type(module).__name__} (its code reads self.training)"
     return None
 
 
@@ -148,7 +146,7 @@ def sensitive_modules(ctx: AuditContext) -> list[tuple[str, nn.Module, str]]:
     """``(path, module, why)`` of every mode-sensitive module, in ``named_modules`` order."""
     out = []
     for path, m in ctx.model.named_modules():
-        why = sensitivity(m, ctx)
+        why = sensitivity(m, ctx, path)
         if why:
             out.append((path, m, why))
     return out
@@ -210,7 +208,7 @@ class FunctionalTrainingRule(Rule):
         if "module" not in self.kinds or cls is None or not issubclass(cls, _DropoutNd):
             return ()
         owner = astutil.class_method(node, source)
-        if owner is None or owner[1].name not in astutil.methods_reachable_from_forward(owner[0]):
+        if owner is None or not callgraph.forward_paths(ctx, source, node):
             return ()
         paths = astutil.instances(ctx, source, owner[0])
         loc = astutil.location(source, node)

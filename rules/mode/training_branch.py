@@ -6,21 +6,21 @@ import ast
 from typing import TYPE_CHECKING, Iterable
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, callgraph
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext, SourceFile
-
-_NOT_FORWARD = {"__init__", "train", "eval", "extra_repr", "__repr__", "reset_parameters"}
 
 
 @register
 class TrainingControlFlow(Rule):
     """
     What it finds:
-        An `if`, conditional expression or `while` in a module's forward code (`forward` or a
-        method it calls) whose condition reads `self.training`.
+        An `if`, conditional expression or `while` in a module's forward code (`forward` or
+        code it calls, followed from `forward`: rules/callgraph.py) whose condition reads
+        `self.training`. The same test in `__init__`, in a helper only `__init__` calls, or in
+        a `train()` override is silent.
 
     Why it matters:
         The module does different things in train and eval mode, and an fx trace freezes
@@ -50,16 +50,15 @@ class TrainingControlFlow(Rule):
         assert isinstance(node, (ast.If, ast.IfExp, ast.While))
         if not any(astutil.is_self_attr(n, "training") for n in ast.walk(node.test)):
             return
-        owner = astutil.method_of(node, source)
-        if owner is None or owner[1].name in _NOT_FORWARD:
-            return
-        paths = astutil.instances(ctx, source, owner[0])
+        paths = callgraph.forward_paths(ctx, source, node)  # forward's code, not set-up or train()
         if not paths:
             return
+        owner = astutil.method_of(node, source)
+        where = f"{owner[0].name}.{owner[1].name}" if owner is not None else getattr(astutil.enclosing_function(node, source), "name", "")
         module, extra = astutil.attribution(paths)
         kind = {ast.If: "an if", ast.IfExp: "a conditional expression", ast.While: "a while loop"}[type(node)]
         yield self.finding(
-            f"{owner[0].name}.{owner[1].name} branches on self.training ({kind}): train and eval mode run different code,"
+            f"{where} branches on self.training ({kind}): train and eval mode run different code,"
             " and an fx trace keeps only the branch taken" + astutil.instances_note(paths),
             fix="trace and export in the mode you deploy (model.eval() first), or pass training=self.training to a functional op",
             module=module,

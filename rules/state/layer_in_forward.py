@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from torchaudit.report import Finding, Severity
-from torchaudit.rules import astutil
+from torchaudit.rules import astutil, callgraph
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class LayerBuiltInForward(Rule):
         if cls is None or _registered(node, source):
             return
         owner = astutil.class_method(node, source)
-        if owner is None or owner[1].name not in astutil.methods_reachable_from_forward(owner[0]):
+        if owner is None or not callgraph.forward_paths(ctx, source, node):
             return
         paths = astutil.instances(ctx, source, owner[0])
         if not paths or not has_state(cls, node):

@@ -114,8 +114,9 @@ class ComparisonFailed(Rule):
         an error and fails the gate; one that `--compare auto` chose is a warning.
 
     Example:
-        `--compare reload` on a model whose class needs constructor arguments and whose file has
-        no `fresh_model()` function to build a fresh instance.
+        `--compare reload` on a model whose factory returned a copy (so no constructor call of
+        its class was captured), whose class needs constructor arguments, and whose file has no
+        `fresh_model()` function to build a fresh instance.
 
     Fix:
         Follow the reason given (add `fresh_model()`, pass example inputs, ...), or drop that
