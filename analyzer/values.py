@@ -28,7 +28,12 @@ _NUMBERS = (torch.Tensor, bool, int, float)
 
 
 def _is_dataclass_instance(value: Any) -> bool:
-    return hasattr(type(value), "__dataclass_fields__")
+    """A dataclass instance to walk by its fields; pytree's own ``TreeSpec`` (a dataclass whose
+    ``__init__`` is its own: export graphs of vmapped code hand specs between nodes) is a leaf."""
+    return hasattr(type(value), "__dataclass_fields__") and not isinstance(value, _SPECS)
+
+
+_SPECS = tuple(t for t in (getattr(pytree, "TreeSpec", None), getattr(pytree, "LeafSpec", None)) if isinstance(t, type))
 
 
 def _is_leaf(value: Any) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.fx
@@ -148,19 +148,69 @@ def module_of(info: GraphNode | None) -> str | None:
     return info.module_stack[-1] if info.module_stack else ""
 
 
-def _schedule(ref: Side, cand: Side) -> list[tuple[str, str]]:
-    """Steps ``(kind, name)``: ``shadow``, ``ref``, ``cand``, ``compare``."""
+def vmap_regions(order: list[str], nodes: Mapping[str, torch.fx.Node]) -> dict[str, list[str]]:
+    """The nodes between functorch's ``_vmap_increment_nesting`` and its matching
+    ``_vmap_decrement_nesting`` (both included), by the region's first node.
+
+    Export graphs of vmapped code (transformers' mask functions) push and pop a global vmap
+    level (torch/_functorch/predispatch.py): run node by node and interleaved with another run,
+    the two runs' levels cross. Such a region runs whole on one side, then whole on the other,
+    and only the values it hands to the rest of the graph are compared."""
+    regions: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    depth = 0
+    for name in order:
+        target = _target_name(nodes[name].target) if name in nodes else ""
+        if target.endswith("_vmap_increment_nesting"):
+            if depth == 0:
+                current = regions.setdefault(name, [])
+            depth += 1
+        if current is not None:
+            current.append(name)
+        if target.endswith("_vmap_decrement_nesting") and depth:
+            depth -= 1
+            if depth == 0:
+                current = None
+    return regions
+
+
+def _target_name(target: Target) -> str:
+    return target if isinstance(target, str) else getattr(target, "__name__", "") or str(target)
+
+
+def _schedule(ref: Side, cand: Candidate, regions: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Steps ``(kind, name)``: ``shadow``, ``ref``, ``cand``, ``compare``; and ``ref_region``,
+    ``cand_region`` (``name``: the region's first node) for a vmap region, run whole."""
     steps: list[tuple[str, str]] = []
     done: set[str] = set()
     ref_order = ref.order
+    in_region = {n: first for first, names in regions.items() for n in names}
     i = 0
+
+    def catch_up(name: str) -> None:
+        nonlocal i
+        while i < len(ref_order) and ref_order[i] != name:
+            if ref_order[i] not in done:
+                steps.append(("ref", ref_order[i]))
+                done.add(ref_order[i])
+            i += 1
+
     for name in cand.order:
-        if name in ref:
-            while i < len(ref_order) and ref_order[i] != name:
-                if ref_order[i] not in done:
-                    steps.append(("ref", ref_order[i]))
-                    done.add(ref_order[i])
-                i += 1
+        first = in_region.get(name)
+        if first is not None:
+            if name != first:
+                continue
+            names = regions[first]
+            catch_up(first)
+            steps.append(("ref_region", first))
+            steps.append(("cand_region", first))
+            done.update(names)
+            member = set(names)
+            for n in names:  # what the region hands on: compared once both sides ran it
+                if any(u.name not in member for u in cand.nodes[n].users):
+                    steps.append(("compare", n))
+        elif name in ref:
+            catch_up(name)
             steps.append(("shadow", name))
             if name not in done:
                 steps.append(("ref", name))
@@ -173,7 +223,8 @@ def _schedule(ref: Side, cand: Side) -> list[tuple[str, str]]:
     return steps
 
 
-def _last_uses(steps: list[tuple[str, str]], ref: Side, cand: Side, explain: bool) -> tuple[dict[int, list[str]], ...]:
+def _last_uses(steps: list[tuple[str, str]], ref: Side, cand: Side, explain: bool,
+               regions: dict[str, list[str]]) -> tuple[dict[int, list[str]], ...]:
     """At which step each value is dropped: the reference's, the candidate's, and the casts of
     the reference's (kept for the shadows of their users, and for the explainer, which reruns
     the reference's op on its inputs rounded like the candidate's: on those casts)."""
@@ -181,14 +232,16 @@ def _last_uses(steps: list[tuple[str, str]], ref: Side, cand: Side, explain: boo
     last_cand: dict[str, int] = {}
     last_cast: dict[str, int] = {}
     for i, (kind, name) in enumerate(steps):
-        if kind == "ref":
-            last_ref[name] = max(last_ref.get(name, i), i)
-            for m in ref.input_names(name):
-                last_ref[m] = i
-        elif kind == "cand":
-            last_cand[name] = max(last_cand.get(name, i), i)
-            for m in cand.input_names(name):
-                last_cand[m] = i
+        if kind in ("ref", "ref_region"):
+            for n in regions[name] if kind == "ref_region" else [name]:
+                last_ref[n] = max(last_ref.get(n, i), i)
+                for m in ref.input_names(n):
+                    last_ref[m] = i
+        elif kind in ("cand", "cand_region"):
+            for n in regions[name] if kind == "cand_region" else [name]:
+                last_cand[n] = max(last_cand.get(n, i), i)
+                for m in cand.input_names(n):
+                    last_cand[m] = i
         elif kind == "shadow":
             for m in cand.input_names(name):
                 if m in ref:
@@ -226,8 +279,12 @@ def lockstep(
     arbiter: bool = False,
 ) -> LockstepResult:
     """Run both sides node by node; see the module docstring."""
-    steps = _schedule(ref, cand)
-    free_ref, free_cand, free_casts = _last_uses(steps, ref, cand, explain is not None)
+    regions = vmap_regions(cand.order, cand.nodes)
+    if any(n not in ref for names in regions.values() for n in names):
+        raise RuntimeError("the reference's graph lacks nodes of the candidate's vmap regions")
+    region_nodes = {n for names in regions.values() for n in names}
+    steps = _schedule(ref, cand, regions)
+    free_ref, free_cand, free_casts = _last_uses(steps, ref, cand, explain is not None, regions)
     result = LockstepResult(arbiter=arbiter, graph=info)
     shadow: dict[str, Any] = {}
     fan_ins: dict[str, int] = {}
@@ -250,6 +307,15 @@ def lockstep(
                 seen += 1
                 if progress is not None:
                     progress(seen, total_nodes)
+            elif kind == "ref_region":
+                ref.run_region(regions[name])
+                casts.clear()
+                same.clear()
+            elif kind == "cand_region":
+                cand.run_region(regions[name])
+                seen += len(regions[name])
+                if progress is not None:
+                    progress(seen, total_nodes)
             elif kind == "shadow":
                 node, inputs = cand.nodes[name], cand.input_names(name)
                 if node.op != "placeholder" and all(m in same or m not in ref for m in inputs):
@@ -262,8 +328,8 @@ def lockstep(
                         casts.seed(name, shadow[name])  # rearranging commutes with the cast: no second one
                 fan_ins[name] = fan_in([cand.env.get(m) for m in inputs] + cand.parameters_of(name))  # inputs still alive here
             else:
-                if compare_node(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info, explain, result, ws, casts,
-                            fan_ins.pop(name, None)):
+                if compare_node(ref, cand, name, shadow.pop(name, None), tol, cand_dtype, info,
+                                None if name in region_nodes else explain, result, ws, casts, fan_ins.pop(name, None)):
                     same.add(name)
             for n in free_ref.get(i, ()):
                 ref.free(n)

@@ -103,7 +103,7 @@ def _run(
     ref: SideSpec, cand: SideSpec, g_ref: ModelGraph, g_cand: ModelGraph, tol: Tolerance, cand_dtype: torch.dtype,
     explain: bool, progress: Callable[[int, int], None] | None,
 ) -> LockstepResult:
-    if g_cand.gm is None or g_ref.gm is None or _nests_vmap(g_cand) or _nests_vmap(g_ref):
+    if g_cand.gm is None or g_ref.gm is None:
         return hook_pair(ref, cand, tol, cand_dtype, g_cand, arbiter=explain)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
@@ -113,14 +113,6 @@ def _run(
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
     explain_rounding = explainer(cand_dtype) if explain else None
     return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
-
-
-def _nests_vmap(graph: ModelGraph) -> bool:
-    """Export graphs of vmapped code (transformers' attention masks) push and pop functorch's
-    global vmap levels (``_vmap_increment_nesting``/``_vmap_decrement_nesting``, see
-    torch/_functorch/predispatch.py): run node by node and interleaved with another run, the
-    levels of the two runs cross. Such graphs are compared at module granularity."""
-    return any(n.target.endswith("_vmap_increment_nesting") for n in graph)
 
 
 def _trace_reference(ref: SideSpec, run_check: bool) -> ModelGraph:

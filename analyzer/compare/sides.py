@@ -10,7 +10,7 @@ values along their batch dimension when asked.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import torch
 import torch.fx
@@ -138,6 +138,10 @@ class Side(Protocol):
 
     def run(self, name: str) -> None: ...
 
+    def run_region(self, names: list[str]) -> None:
+        """Run ``names`` one after the other with nothing else in between (a vmap region)."""
+        ...
+
     def value(self, name: str, like: Any = None) -> Any:
         """Node ``name``'s value (``like``: the other side's value, for a side that must shape its own)."""
         ...
@@ -219,6 +223,10 @@ class FxSide:
         with self.rng.active():
             self.env[name] = self.execute(name, args, kwargs)
 
+    def run_region(self, names: list[str]) -> None:
+        for name in names:
+            self.run(name)
+
     def value(self, name: str, like: Any = None) -> Any:
         return self.env.get(name)
 
@@ -249,6 +257,7 @@ class PerSampleSide:
         self.nodes = self.sides[0].nodes
         self.order = self.sides[0].order
         self.graph = graph
+        self.data = data_nodes(self.nodes.values())
 
     def __contains__(self, name: str) -> bool:
         return name in self.nodes
@@ -273,7 +282,32 @@ class PerSampleSide:
             for s in self.sides:
                 s.env[name] = NotRunnable(exception_line(exc), origin=name)
 
+    def run_region(self, names: list[str]) -> None:
+        """Each sample runs the whole region before the next sample starts it: a vmap region
+        pushes and pops functorch's global vmap level, so two samples must not interleave."""
+        first = self.sides[0]
+        region = set(names)
+        upstream = [first.env.get(m) for n in names for m in first.input_names(n) if m not in region]
+        failed: NotRunnable | None = None
+        if any(isinstance(v, NotRunnable) for v in upstream):
+            failed = NotRunnable("an input could not be computed for a sample alone", origin="")
+        else:
+            try:
+                for s in self.sides:
+                    s.run_region(names)
+            except Exception as exc:  # noqa: BLE001 - a region that cannot see one sample alone
+                failed = NotRunnable(exception_line(exc), origin=names[-1])
+        if failed is not None:
+            for s in self.sides:
+                for n in names:
+                    s.env[n] = failed
+
     def value(self, name: str, like: Any = None) -> Any:
+        """The samples' values joined into a batch; for a node computed from shapes and
+        constants alone (``arange`` over the batch size, a mask's batch index), the batch's own
+        value ``like``: it holds no sample's data, and one sample's copy is the wrong size."""
+        if like is not None and name not in self.data:
+            return like
         parts = [s.env.get(name) for s in self.sides]
         if parts and isinstance(parts[0], NotRunnable):
             return parts[0]
@@ -282,6 +316,27 @@ class PerSampleSide:
     def free(self, name: str) -> None:
         for s in self.sides:
             s.free(name)
+
+
+_SHAPE_QUERIES = frozenset({"size", "dim", "numel", "sym_size", "sym_numel", "sym_stride", "stride"})
+_SHAPE_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "device", "is_cuda", "layout"})
+
+
+def data_nodes(nodes: Iterable[torch.fx.Node]) -> set[str]:
+    """The nodes whose values derive from the inputs' data (through any op but a shape query:
+    ``x.size(0)``, ``x.shape``, ``aten.sym_size``), in a graph's node order."""
+    data: set[str] = set()
+    for n in nodes:
+        if n.op == "placeholder":
+            data.add(n.name)
+            continue
+        target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+        op = target.split(".")[0] if target.startswith("sym_") else target
+        if op in _SHAPE_QUERIES or (op == "getattr" and len(n.args) > 1 and n.args[1] in _SHAPE_ATTRIBUTES):
+            continue
+        if any(m.name in data for m in n.all_input_nodes):
+            data.add(n.name)
+    return data
 
 
 def join_samples(parts: list[Any], like: Any) -> Any:
