@@ -44,15 +44,16 @@ class PageResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def open_report(html: Path, tmp: Path, screenshot: Path | None = None) -> PageResult:
-    """Load ``html`` from disk; record console errors, every request, and facts of the page."""
+def open_report(html: Path, tmp: Path, screenshot: Path | None = None, width: int = 1200) -> PageResult:
+    """Load ``html`` from disk in a ``width`` px wide window; record console errors, every
+    request, and facts of the page."""
     from playwright.sync_api import sync_playwright
 
     result = PageResult()
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             str(tmp / "profile"), executable_path=chromium_path(), headless=True, args=FLAGS,
-            viewport={"width": 1200, "height": 900},
+            viewport={"width": width, "height": 900},
         )
         try:
             page = browser.new_page()
@@ -75,6 +76,9 @@ def open_report(html: Path, tmp: Path, screenshot: Path | None = None) -> PageRe
                     boxes: document.querySelectorAll('svg.graph g').length,
                     boxTitles: Array.from(document.querySelectorAll('svg.graph title')).map(t => t.textContent),
                     docsOpen: document.querySelectorAll('details.docs[open]').length,
+                    viewportWidth: document.documentElement.clientWidth,
+                    scrollWidth: document.documentElement.scrollWidth,
+                    chartWidths: Array.from(document.querySelectorAll('svg.chart')).map(c => c.getBoundingClientRect().right),
                 })"""
             )
             if page.query_selector("#expand-docs"):

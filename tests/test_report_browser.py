@@ -44,6 +44,15 @@ def test_report_renders_in_chromium(tmp_path):
     assert shot.stat().st_size > 10_000
 
 
+def test_charts_fit_a_700_px_window(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(render_html(mlp_report()))
+    facts = open_report(page, tmp_path, width=700).facts
+    assert facts["viewportWidth"] <= 700
+    assert facts["scrollWidth"] <= facts["viewportWidth"]  # no horizontal scroll
+    assert len(facts["chartWidths"]) == 2 and all(0 < right <= facts["viewportWidth"] for right in facts["chartWidths"])
+
+
 def test_hostile_strings_do_not_execute(tmp_path):
     src = tmp_path / "evil.py"
     src.write_text("import torch\n\nx = 1  # " + TITLE_SCRIPT + "\n")
