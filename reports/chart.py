@@ -22,7 +22,7 @@ from torchaudit.reports.wording import number
 
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 58, 12, 14, 40
-MAX_POINTS = 320
+MAX_POINTS = 200
 CHAR_W = 6.6  # an upper estimate of one character's width in the 11 px axis font
 LABEL_GAP = 8
 MAX_LABEL = 18  # characters; a longer module name is cut, its full name in the label's title
@@ -195,10 +195,9 @@ def _hover(c: ComparisonResult, start: int, stop: int, local: list[float]) -> st
     """The title of nodes ``start:stop``: the one with the largest local error, and its errors."""
     worst = max(range(start, stop), key=lambda i: _finite_or(local[i], float("inf")))
     node = c.nodes[worst]
-    head = f"node {worst}" if stop - start == 1 else f"nodes {start}\u2013{stop - 1}, the largest local error at node {worst}"
+    head = f"node {worst}" if stop - start == 1 else f"nodes {start}\u2013{stop - 1}, largest local error: node {worst}"
     lines = [
-        head,
-        f"{node.node} ({node.op}) in {node.module or '<root>'}",
+        f"{head} {node.node} ({node.op}) in {node.module or '<root>'}",
         f"max abs error: total {number(node.total.max_abs)}, local {number(node.local.max_abs)}, "
         f"inherited {number(node.inherited.max_abs)}",
     ]

@@ -57,7 +57,7 @@ def test_x_axis_is_labelled_by_top_level_module_and_hover_names_each_node():
     assert [t.label for t in chart.x_ticks] == ["fc1", "bn", "fc2"]  # the root's own nodes get no label
     assert len(chart.hovers) == 6
     relu = chart.hovers[3].title
-    assert relu.splitlines()[:2] == ["node 3", "relu (op) in <root>"]
+    assert relu.splitlines()[0] == "node 3 relu (op) in <root>"
     assert "total 0.0045, local 0.002, inherited 0.0025" in relu and "diverged" in relu
 
 
@@ -79,7 +79,7 @@ def test_module_labels_never_overlap():
         assert all(t.title.startswith(name) for t in chart.x_ticks if t.label.endswith("\u2026"))
     big = error_chart(_many_modules(3, 1000, "block"))
     assert big is not None and [t.label for t in big.x_ticks] == ["block0", "block1", "block2"]
-    assert len(big.hovers) <= 320 and big.hovers[0].title.startswith("nodes 0\u2013")
+    assert len(big.hovers) <= 200 and big.hovers[0].title.startswith("nodes 0\u2013")
 
 
 def test_chart_scales_to_its_box_and_draws_no_divergence_without_one():
