@@ -46,16 +46,17 @@ class PageResult:
 
 
 def open_report(html: Path, tmp: Path, screenshot: Path | None = None, width: int = 1200,
-                act: Callable[[Any], dict[str, Any]] | None = None) -> PageResult:
-    """Load ``html`` from disk in a ``width`` px wide window; record console errors, every
-    request, and facts of the page; then ``act(page)`` (a playwright page) adds its own facts."""
+                act: Callable[[Any], dict[str, Any]] | None = None, javascript: bool = True) -> PageResult:
+    """Load ``html`` from disk in a ``width`` px wide window (``javascript=False``: with scripts
+    off); record console errors, every request, and facts of the page; then ``act(page)`` (a
+    playwright page) adds its own facts."""
     from playwright.sync_api import sync_playwright
 
     result = PageResult()
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             str(tmp / "profile"), executable_path=chromium_path(), headless=True, args=FLAGS,
-            viewport={"width": width, "height": 900},
+            viewport={"width": width, "height": 900}, java_script_enabled=javascript,
         )
         try:
             page = browser.new_page()
@@ -64,7 +65,8 @@ def open_report(html: Path, tmp: Path, screenshot: Path | None = None, width: in
             page.on("request", lambda r: result.requests.append(r.url))
             started = time.perf_counter()
             page.goto(html.resolve().as_uri())
-            page.wait_for_selector("html[data-ready='1']", timeout=15000)
+            if javascript:
+                page.wait_for_selector("html[data-ready='1']", timeout=15000)
             loaded = time.perf_counter() - started
             result.facts = page.evaluate(
                 """() => ({
@@ -85,7 +87,7 @@ def open_report(html: Path, tmp: Path, screenshot: Path | None = None, width: in
                     chartWidths: Array.from(document.querySelectorAll('svg.chart')).map(c => c.getBoundingClientRect().right),
                 })"""
             )
-            if page.query_selector("#expand-docs"):
+            if javascript and page.query_selector("#expand-docs"):
                 page.click("#expand-docs")
                 result.facts["docsOpenAfterClick"] = page.evaluate("document.querySelectorAll('details.docs[open]').length")
             result.facts["loadSeconds"] = loaded

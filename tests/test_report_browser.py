@@ -150,6 +150,16 @@ def test_graph_colours_by_the_selected_comparison_and_draws_the_path_to_its_dive
     assert all(not (c & {"fd", "path", "r0", "r1", "r2", "r3", "r4", "s0"}) for c in classes(facts["none"]).values())
 
 
+def test_graph_without_javascript_shows_the_top_level_boxes(tmp_path):
+    report = net_report(2, 2, diverge_at=(13, 7))
+    result = open_report(_graph_page(tmp_path, report), tmp_path, javascript=False)
+    text = result.facts["text"]
+    assert "The interactive graph needs JavaScript" in text
+    assert "worst local error / tolerance (dtype)" in text
+    assert "stages\tModuleList\t20\t200" in text  # the top-level box holding the divergence
+    assert result.facts["boxes"] == 0
+
+
 @pytest.mark.parametrize("width", [700])
 def test_graph_stays_in_its_box_at_700_px(tmp_path, width):
     report = net_report(2, 2, diverge_at=(13, 7))

@@ -170,7 +170,7 @@ def test_cli_writes_html_of_hostile_model(tmp_path):
     page = out.read_text()
     assert SCRIPT not in page and IMG not in page and page.count("<script>") == 1
     graph = _text(_section(page, "graph"))
-    assert SCRIPT in graph and IMG in graph  # shown literally, as module boxes
+    assert SCRIPT in graph and IMG in graph  # shown literally, in the table of boxes for a page without script
 
 
 def test_cli_html_of_bundled_examples(tmp_path):
