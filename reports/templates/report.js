@@ -29,7 +29,7 @@
      below the latest box it reads from, in execution order), each layer in execution order. */
   function graphExplorer(D) {
     var svg = document.getElementById("graph-svg"), SVG = svg.namespaceURI;
-    var BOX_W = 196, BOX_H = 42, GAP_X = 18, GAP_Y = 28, PAD = 10, HEAD = 24, MARGIN = 12;
+    var BOX_W = 196, BOX_H = 42, NODE_W = 124, NODE_H = 28, GAP_X = 18, GAP_Y = 28, PAD = 10, HEAD = 24, MARGIN = 12;
     var M = D.kind.length, N = D.inputs.length, ROOT = M;
     var first = function (k) { return k < N ? k : D.first[k - N]; };
     var count = function (k) { return k < N ? 1 : D.nodes[k - N]; };
@@ -136,7 +136,8 @@
     function layout(k, preds) {
       var c = kids[k], rank = {}, rows = [], j;
       for (j = 0; j < c.length; j++) {
-        if (isOpen(c[j])) { layout(c[j], preds); } else { W[c[j]] = BOX_W; H[c[j]] = BOX_H; }
+        if (isOpen(c[j])) { layout(c[j], preds); } else if (c[j] < N) { W[c[j]] = NODE_W; H[c[j]] = NODE_H; }
+        else { W[c[j]] = BOX_W; H[c[j]] = BOX_H; }
         var r = 0, p = preds[c[j]] || [];
         for (var q = 0; q < p.length; q++) { if (rank[p[q]] !== undefined) { r = Math.max(r, rank[p[q]] + 1); } }
         rank[c[j]] = r;
@@ -166,11 +167,8 @@
       var max = Math.max(4, Math.floor((width - 16) / 6.9));
       return text.length > max ? text.slice(0, max - 1) + "\u2026" : text;
     }
-    function subLabel(k) {
+    function subLabel(k) {  // of a module, a run of ops or a range
       var kind = D.kind[k];
-      if (kind === "o") { return kids[k].length ? "" : "op"; }
-      if (kind === "i") { return "input"; }
-      if (kind === "x") { return "output"; }
       if (kind === "g" || kind === "r") { return type(k); }
       return (type(k) ? type(k) + " \u00b7 " : "") + nodes(k);
     }
@@ -261,9 +259,13 @@
           var b = el("g", {"class": "box " + colourClass(m) + cls + (openable(m) ? " open-able" : ""), "data-item": m,
                            tabindex: 0, role: "button"}, boxes);
           el("title", {}, b).textContent = title(m, marks);
-          el("rect", {x: X[m], y: Y[m], width: W[m], height: H[m], rx: 6}, b);
-          el("text", {x: X[m] + 8, y: Y[m] + 17}, b).textContent = fit(label(m), W[m] - (openable(m) ? 14 : 0));
-          el("text", {"class": "sub", x: X[m] + 8, y: Y[m] + 33}, b).textContent = fit(subLabel(m), W[m]);
+          el("rect", {x: X[m], y: Y[m], width: W[m], height: H[m], rx: m < N ? 14 : 6}, b);
+          if (m < N) {  // one graph node: a small box with its op (an input's name), its kind in the title
+            el("text", {x: X[m] + 8, y: Y[m] + 18}, b).textContent = fit(label(m), W[m]);
+          } else {
+            el("text", {x: X[m] + 8, y: Y[m] + 17}, b).textContent = fit(label(m), W[m] - (openable(m) ? 14 : 0));
+            el("text", {"class": "sub", x: X[m] + 8, y: Y[m] + 33}, b).textContent = fit(subLabel(m), W[m]);
+          }
           if (openable(m)) { el("text", {"class": "pm", x: X[m] + W[m] - 16, y: Y[m] + 17}, b).textContent = "+"; }
         }
       }
