@@ -20,7 +20,7 @@ from torchaudit.analyzer.load.inputs import ExampleInputs, check_forward, from_v
 from torchaudit.analyzer.load.meta import as_meta_model, has_no_values, load_meta_target, needs_values, realize_inputs
 from torchaudit.analyzer.load.target import LoadedTarget, load_target
 from torchaudit.analyzer.safety import model_copy, preserved_rng, seeded
-from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.trace.graph import ModelGraph, type_name
 from torchaudit.analyzer.trace.tracing import TraceError, trace_model
 from torchaudit.errors import InputError, OptionError
 from torchaudit.report import ComparisonResult, GraphInfo
@@ -78,6 +78,11 @@ class Prepared:
             buffers=sum(1 for _ in model.buffers()),
             notes=tuple(graph.notes) if graph else self.trace_failures,
         )
+
+    def module_types(self) -> dict[str, str]:
+        """Every submodule's qualified class name, by dotted path: the report's graph view names
+        the modules that make no node of their own (an encoder, a ModuleList) too."""
+        return {name: type_name(m) for name, m in self.model.named_modules() if name}
 
     def retraced(self, model: nn.Module) -> Prepared:
         """The same preparation with ``model`` (e.g. one with a checkpoint loaded) traced instead."""

@@ -22,13 +22,38 @@ def finite(obj: Any) -> Any:
 
 def report_data(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data, with the graph view the HTML page draws."""
+    data = report.to_dict()
+    view = graph_view_data(report)
+    if view is not None:
+        data["graph_view"] = view
+    return finite(data)
+
+
+def graph_view_data(report: Report) -> dict[str, Any] | None:
+    """The modules the HTML graph draws (``reports/graph_view.py``), each with its enclosing
+    one, its node count, its first node's execution index and, per comparison with per-node
+    records, the worst local error of its nodes over the tolerance (above 1: elements outside
+    it); and per comparison the nodes from the inputs to its first divergence."""
+    from torchaudit.reports.graph_marks import colourings
     from torchaudit.reports.graph_view import graph_view_of
 
-    data = report.to_dict()
-    view = graph_view_of(report)
-    if view is not None:
-        data["graph_view"] = view.to_dict()
-    return finite(data)
+    tree = graph_view_of(report)
+    if tree is None:
+        return None
+    marks = colourings(report, tree)
+    modules = []
+    for i, item in enumerate(tree.items):
+        if item.kind != "module":
+            continue
+        parent = next((tree.items[j].name for j in tree.ancestors(i) if tree.items[j].kind == "module"), None)
+        worst = {c.name: c.worst[i] for c in marks if c.worst[i] is not None}
+        modules.append({"module": item.name, "type": item.type, "parent": parent, "nodes": item.nodes,
+                        "first": item.first, "worst_local": worst})
+    return {
+        "total_nodes": tree.total_nodes,
+        "modules": modules,
+        "divergence_paths": {c.name: [tree.items[i].name for i in c.path] for c in marks if c.path},
+    }
 
 
 def render_json(report: Report) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from torchaudit.report import ComparisonResult, Finding, Location, Report, RuleInfo, Severity, exact_dtype
 from torchaudit.reports import wording as w
 from torchaudit.reports.chart import ErrorChart, error_chart
-from torchaudit.reports.graph_layout import GraphDrawing, graph_drawing
+from torchaudit.reports.graph_explorer import GraphExplorer, graph_explorer
 from torchaudit.reports.tensor_table import TensorTable, tensor_table
 
 CONTEXT_LINES = 3
@@ -112,7 +112,7 @@ class PageView:
     groups: tuple[SeverityGroup, ...]
     comparisons: tuple[ComparisonView, ...]
     comparisons_sentence: str
-    drawing: GraphDrawing | None
+    graph: GraphExplorer | None
     tool_version: str
     tensors: TensorTable | None = None  # the per-tensor table of a diff
 
@@ -283,7 +283,7 @@ def page_view(report: Report) -> PageView:
         groups=tuple(groups),
         comparisons=comparisons,
         comparisons_sentence=comp_sentence,
-        drawing=graph_drawing(report),
+        graph=graph_explorer(report),
         tool_version=__version__,
         tensors=tensor_table(report, limit=MAX_TENSOR_ROWS),
     )

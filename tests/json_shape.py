@@ -39,3 +39,10 @@ def check_schema(data: dict[str, Any]) -> None:
                  "location": (dict, type(None)), "evidence": dict, "fix": str}, "finding")
         assert f["severity"] in ("error", "warning", "info")
     _has(data["summary"], {"errors": int, "warnings": int, "infos": int, "verdict": str, "fail_on": str}, "summary")
+    if "graph_view" in data:  # the modules the HTML graph draws (README, Reports)
+        view = data["graph_view"]
+        _has(view, {"total_nodes": int, "modules": list, "divergence_paths": dict}, "graph_view")
+        for m in view["modules"]:
+            _has(m, {"module": str, "type": str, "parent": OPT_STR, "nodes": int, "first": int, "worst_local": dict},
+                 "graph_view.module")
+            assert all(isinstance(v, (int, float, str)) for v in m["worst_local"].values())  # "inf" as JSON writes it

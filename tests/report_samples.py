@@ -9,6 +9,9 @@ import functools
 import math
 from pathlib import Path
 
+import torch
+import torch.nn as nn
+
 from torchaudit.analyzer.load.meta import SKIP_REASONS
 from torchaudit.report import (
     ComparisonResult,
@@ -112,3 +115,61 @@ def mlp_report(command: str = "torchaudit scan examples/mlp_bn_dropout.py --html
 
 def nan_stats() -> ErrorStats:
     return ErrorStats(max_abs=math.nan, max_rel=math.inf, mismatch_fraction=1.0, cosine=math.nan)
+
+
+# a deep model for the graph view: stages of blocks, 5 nodes a block -----------------------------
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.norm(self.fc(x))) * 0.5
+
+
+class Stage(nn.Module):
+    def __init__(self, blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[Block() for _ in range(blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class Net(nn.Module):
+    def __init__(self, stages: int, blocks: int) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(Stage(blocks) for _ in range(stages))
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+
+def net_report(stages: int, blocks: int, diverge_at: tuple[int, int] = (0, 0)) -> Report:
+    """A static scan of ``Net(stages, blocks)`` with two comparisons over every node, as the dynamic
+    stage records them: ``dtype`` first diverging at node ``diverge_at[0]``, ``reload`` at
+    ``diverge_at[1]``; every other node's local error well inside tolerance, some above 0.1 of it."""
+    import torchaudit
+
+    report = torchaudit.scan(Net(stages, blocks), torch.randn(2, 8), static_only=True)
+    comparisons = [node_comparison(report, name, at) for name, at in zip(("dtype", "reload"), diverge_at)]
+    return dataclasses.replace(report, comparisons=comparisons)
+
+
+def node_comparison(report: Report, name: str, diverge_at: int) -> ComparisonResult:
+    rows = []
+    for i, n in enumerate(report.graph_outline):
+        local = _stats(2e-3) if i == diverge_at else ErrorStats(1e-7 * (i % 13), 1e-7 * (i % 11))
+        rows.append(NodeComparison(n.name, n.module, n.op_name, _stats(1e-6 * (i % 7)), local, ErrorStats(),
+                                   diverged=i == diverge_at))
+    d = rows[diverge_at]
+    return ComparisonResult(
+        name, Config("cpu", "float64", "eval"), Config("cpu", "float32", "eval"), Status.DIVERGED,
+        tolerance={"atol": 1e-05, "rtol": 1.3e-06},
+        first_divergence=Divergence(d.node, d.module, d.op, d.local, d.inherited, d.total), nodes=tuple(rows),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import re
 
 from markupsafe import escape as _escape
@@ -11,6 +12,7 @@ from markupsafe import escape as _escape
 from tests.conftest import FIXTURES, ROOT, invoke_cli
 from tests.report_samples import MLP, mlp_report
 from torchaudit.report import Finding, Location, Severity, Status
+from torchaudit.reports.graph_view import graph_view_of
 from torchaudit.reports.html import render_html
 
 SECTIONS = ("verdict", "findings", "comparisons", "graph", "scanned", "environment")  # what was scanned and the environment last, collapsed
@@ -102,13 +104,41 @@ def test_a_chart_without_a_divergence_has_no_divergence_legend():
     assert legends and not any("first divergence" in legend for legend in legends)
 
 
+def _graph_data(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page, re.S)
+    assert m, "no graph data"
+    return json.loads(m.group(1))
+
+
 def test_graph_view_marks_divergence_and_severity():
-    graph = _section(render_html(mlp_report()), "graph")
-    by_label = {label: css for css, label in re.findall(r'<g class="([^"]+)"><title>([^\n<]+)', graph)}
-    assert by_label["bn"] == "sev-warning diverged"  # TA106 on bn; reload diverges first at bn
-    assert by_label["drop"] == "sev-info"
-    assert by_label["fc1"] == "sev-none"
-    assert by_label["(root)"] == "sev-error diverged"  # TA101's dropout node; dtype diverges at relu
+    report = mlp_report()
+    page = render_html(report)
+    data = _graph_data(_section(page, "graph"))
+    tree = graph_view_of(report)
+    names = [it.name for it in tree.items]  # the page stores most names as "" and derives them
+    modules = {names[i]: i for i, k in enumerate(data["kind"]) if k == "m"}
+    dtype, reload = data["colourings"]
+    assert data["default"] == "c0" and dtype["name"] == "dtype" and dtype["expected"] is False
+    assert dtype["divergenceName"] == "relu" and reload["divergenceName"] == "bn"
+    path = [names[i] for i in reload["path"]]
+    assert path == ["x", "fc1", "bn"]  # from the input to the first divergence
+    assert reload["worst"][modules["bn"]] > 1 >= reload["worst"][modules["fc1"]]
+    findings = data["findings"]
+    assert findings[str(modules["bn"])] == [2, "TA106"] and findings[str(modules["drop"])] == [1, "TA107"]
+    assert str(modules["fc1"]) not in findings
+    selector = re.search(r'<select id="graph-colour">(.*?)</select>', page, re.S).group(1)
+    assert re.findall(r'<option value="([^"]+)"', selector) == ["c0", "c1", "findings", "none"]  # device: skipped
+
+
+def test_graph_without_javascript_lists_the_top_level_boxes():
+    page = render_html(mlp_report())
+    fallback = re.search(r"<noscript>(.*?)</noscript>", _section(page, "graph"), re.S)
+    assert fallback
+    text = _text(fallback.group(1))
+    assert "The interactive graph needs JavaScript" in text
+    assert "worst local error / tolerance (dtype)" in text
+    rows = re.findall(r"<tr><td[^>]*>([^<]+)</td>", fallback.group(1))
+    assert rows == ["x", "fc1", "bn", "relu", "dropout", "drop", "fc2", "output"]
 
 
 def test_page_is_self_contained():
@@ -116,7 +146,8 @@ def test_page_is_self_contained():
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(//|[a-z]+:)""", page, re.I)
     assert "<link" not in page and "@import" not in page and "url(" not in page
-    assert page.count("<style>") == 1 and page.count("<script>") == 1
+    assert page.count("<style>") == 1 and page.count("<script>") == 1  # and the graph's data, which does not run
+    assert page.count('<script type="application/json" id="graph-data">') == 1
 
 
 def test_model_strings_are_escaped(tmp_path):
@@ -139,7 +170,7 @@ def test_cli_writes_html_of_hostile_model(tmp_path):
     page = out.read_text()
     assert SCRIPT not in page and IMG not in page and page.count("<script>") == 1
     graph = _text(_section(page, "graph"))
-    assert SCRIPT in graph and IMG in graph  # shown literally, as module boxes
+    assert SCRIPT in graph and IMG in graph  # shown literally, in the table of boxes for a page without script
 
 
 def test_cli_html_of_bundled_examples(tmp_path):
@@ -151,7 +182,7 @@ def test_cli_html_of_bundled_examples(tmp_path):
         assert all(f'<section id="{s}"' in page for s in SECTIONS)
         assert tracer in _text(_section(page, "scanned"))
         assert ("PASS" if res.returncode == 0 else "FAIL") in _text(_section(page, "verdict"))
-        assert "<rect" in _section(page, "graph")
+        assert _graph_data(_section(page, "graph"))["kind"]
 
 
 def esc(text: str) -> str:

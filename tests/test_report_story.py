@@ -35,7 +35,7 @@ def test_every_renderer_tells_the_same_story(capsys):
     counts = (data["summary"]["errors"], data["summary"]["warnings"], data["summary"]["infos"])
     assert counts == (1, 1, 1)
     assert data["graph_view"]["total_nodes"] == data["graph"]["nodes"]  # the drawn graph is in the JSON too
-    assert page.count("module boxes") == 1
+    assert page.count(f"{data['graph']['nodes']} graph nodes, opened on") == 1
     assert "1 error, 1 warning, 1 info (fail on error)" in page
     assert "| 1 | 1 | 1 | error |" in md
     assert [r["ruleId"] for r in sarif["results"]] == [f["rule"] for f in data["findings"]]

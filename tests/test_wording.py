@@ -23,7 +23,7 @@ from torchaudit.report import (
     display_path,
 )
 from torchaudit.reports import wording as w
-from torchaudit.reports.graph_layout import graph_drawing
+from torchaudit.reports.graph_explorer import graph_explorer
 from torchaudit.reports.markdown import render_markdown
 from torchaudit.reports.terminal import comparison_lines, print_summary
 from torchaudit.reports.view import page_view
@@ -108,8 +108,9 @@ def test_an_expected_difference_is_not_worded_as_a_failure():
     assert (view.status, view.status_css) == ("differs as expected", "expected")
     assert view.divergence is not None and view.divergence.heading == "First difference (expected)"
     assert "first differs, as expected, at node bn" in view.sentence
-    drawing = graph_drawing(report)
-    assert drawing is not None and not any("diverged" in b.css for b in drawing.boxes)
+    graph = graph_explorer(report)
+    assert graph is not None and graph.default == "c0"  # the page opens on it, its path drawn in blue, not red
+    assert all(c["expected"] for c in json.loads(graph.data)["colourings"])
 
 
 def test_a_real_divergence_keeps_its_red_wording():
@@ -118,8 +119,10 @@ def test_a_real_divergence_keeps_its_red_wording():
     assert comparison_lines(report)[0] == "compare dtype: diverged at relu (<root>, relu)"
     view = page_view(report).comparisons[0]
     assert (view.status, view.status_css) == ("diverged", "diverged")
-    drawing = graph_drawing(report)
-    assert drawing is not None and any("diverged" in b.css for b in drawing.boxes)
+    graph = graph_explorer(report)
+    assert graph is not None
+    dtype = json.loads(graph.data)["colourings"][0]
+    assert dtype["expected"] is False and dtype["divergenceName"] == "relu"
 
 
 # item 10: skipped comparisons are labelled with their configurations ------------------------

@@ -84,6 +84,7 @@ def scan(
         command=command,
         extras=_extras(skipped, prepared.meta),
         graph_outline=prepared.graph.outline() if prepared.graph is not None else (),
+        module_types=prepared.module_types(),
         rules=catalogue(),
     )
 

@@ -77,7 +77,7 @@ def diff(
         target=info, environment=ctx.environment, graph=prepared.graph_info(), findings=findings,
         comparisons=[result], fail_on=s.fail_on, command=command,
         extras={"tensor_diff": [r.to_dict() for r in rows]}, rules=catalogue(),
-        graph_outline=prepared.graph.outline() if prepared.graph is not None else (),
+        graph_outline=prepared.graph.outline() if prepared.graph is not None else (), module_types=prepared.module_types(),
     )
 
 

@@ -431,6 +431,7 @@ class Report:
     command: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     graph_outline: tuple[OutlineNode, ...] = ()  # the traced graph, node by node, for the graph view
+    module_types: Mapping[str, str] = field(default_factory=dict)  # qualified class name of each submodule, by dotted path
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)  # the rule catalogue, by code (docs for renderers)
 
     @property
