@@ -91,6 +91,10 @@ class LockstepResult:
         return tuple(out)
 
 
+class GraphsDiffer(Exception):
+    """The two sides' graphs cannot be run in lockstep node by node."""
+
+
 def cast_like(ref: Any, cand: Any) -> Any:
     """The reference value in the candidate's dtype and device, leaf by leaf; as it is where
     the two values' structures differ."""
@@ -281,7 +285,7 @@ def lockstep(
     """Run both sides node by node; see the module docstring."""
     regions = vmap_regions(cand.order, cand.nodes)
     if any(n not in ref for names in regions.values() for n in names):
-        raise RuntimeError("the reference's graph lacks nodes of the candidate's vmap regions")
+        raise GraphsDiffer("the two sides' graphs differ in a vmap region (transformers' mask functions), which runs whole")
     region_nodes = {n for names in regions.values() for n in names}
     steps = _schedule(ref, cand, regions)
     free_ref, free_cand, free_casts = _last_uses(steps, ref, cand, explain is not None, regions)

@@ -20,9 +20,9 @@ import torch.nn as nn
 
 from torchaudit.analyzer.trace.graph import ModelGraph
 from torchaudit.analyzer.load.inputs import ExampleInputs
-from torchaudit.analyzer.compare.lockstep import Explain, LockstepResult, cast_like, lockstep, record
+from torchaudit.analyzer.compare.lockstep import Explain, GraphsDiffer, LockstepResult, cast_like, lockstep, record
 from torchaudit.analyzer.compare.metrics import Tolerance, compare_values, fan_in
-from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream, Side
+from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream, Side, join_samples
 from torchaudit.analyzer.trace.hooks_graph import HookGraph, leaf_modules
 from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
 from torchaudit.analyzer.values import cloned, map_tensors, tensor_leaves
@@ -112,7 +112,12 @@ def _run(
     else:
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
     explain_rounding = explainer(cand_dtype) if explain else None
-    return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
+    try:
+        return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
+    except GraphsDiffer as exc:  # the sides' graphs part where a region must run whole: module by module
+        result = hook_pair(ref, cand, tol, cand_dtype, arbiter=explain)
+        result.notes.append(f"compared module by module: {exc}")
+        return result
 
 
 def _trace_reference(ref: SideSpec, run_check: bool) -> ModelGraph:
@@ -188,7 +193,7 @@ def hook_pair(
     The candidate's run builds its own module graph as it goes (:class:`HookGraph`: names,
     modules, source lines, data flow), so every node it records has a module and a line and
     error that enters between two compared modules can be placed (``info`` is not needed)."""
-    recorded: dict[str, tuple[Any, Any, Any]] = {}
+    recorded: dict[str, list[tuple[Any, Any, Any]]] = {}  # node -> (args, kwargs, output) per reference run
     built = HookGraph(cand.model)
     graph = built.graph()  # a view: it sees the nodes added as the run goes
     result = LockstepResult(arbiter=arbiter, graph=graph)
@@ -200,7 +205,7 @@ def hook_pair(
         def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
             c = ref_counts.get(path, 0)
             ref_counts[path] = c + 1
-            recorded[path.replace(".", "_") + (f"_{c}" if c else "")] = (args, kwargs, out)
+            recorded.setdefault(path.replace(".", "_") + (f"_{c}" if c else ""), []).append((args, kwargs, out))
         return hook
 
     def cand_hook(path: str) -> Callable[..., None]:
@@ -210,12 +215,20 @@ def hook_pair(
             name = built.call(path, mod, (args, kwargs), out)
             if name not in recorded:
                 return
-            r_args, r_kwargs, r_out = recorded.pop(name)
+            runs = recorded.pop(name)
+            if len(runs) == 1:
+                r_args, r_kwargs, r_out = runs[0]
+            else:  # the per-sample reference of ``batch``: its runs joined into a batch
+                r_args, r_kwargs = join_samples([r[0] for r in runs], args), join_samples([r[1] for r in runs], kwargs)
+                r_out = join_samples([r[2] for r in runs], out)
+                if r_out is None:
+                    result.notes.append(f"{name}: the samples' outputs do not join into the batch's; not compared")
+                    return
             state["busy"] = True
             saved = torch.random.get_rng_state()
             with built.flow.paused():
-                try:
-                    shadow = mod(*cast_like(r_args, args), **cast_like(r_kwargs, kwargs))
+                try:  # never fed inputs it did not see on its own side: without them, no shadow (its error is its own)
+                    shadow = mod(*cast_like(r_args, args), **cast_like(r_kwargs, kwargs)) if r_args is not None and r_kwargs is not None else None
                 finally:
                     torch.random.set_rng_state(saved)
                     state["busy"] = False
@@ -223,9 +236,20 @@ def hook_pair(
                 record(result, graph, name, "call_module", path, r_out, out, shadow, tol, cand_dtype, k=k)
         return hook
 
-    out_a = _run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)
+    if ref.samples:
+        outs = []
+        for sample in ref.samples:
+            ref_counts.clear()
+            outs.append(_run_hooked(ref.model, sample, ref.mode, ref_rng, ref_hook))
+    else:
+        outs = [_run_hooked(ref.model, ref.inputs, ref.mode, ref_rng, ref_hook)]
     out_b = _run_hooked(cand.model, cand.inputs, cand.mode, cand_rng, cand_hook, built)
     built.output(out_b)
+    out_a = outs[0] if len(outs) == 1 else join_samples(outs, out_b)
+    if out_a is None:
+        result.notes.append("the samples' outputs do not join into the batch's output (a cache object per run); "
+                            "the modules' outputs were compared, the model's output was not")
+        return result
     record(result, graph, "output", "output", "output", out_a, out_b, cast_like(out_a, out_b), tol, cand_dtype, k=1)
     return result
 
