@@ -109,12 +109,17 @@ def _cast_leaf(ref: Any, cand: Any) -> Any:
                 return saturating_cast(ref, cand.dtype, cand.device)
             return ref.to(device=cand.device)
         return ref
-    if isinstance(ref, float) and isinstance(cand, float) and not abs(ref) <= _FLOAT32_MAX:
-        return cand  # e.g. finfo(float64).min for a mask: saturates to the candidate's own
+    if isinstance(ref, float) and isinstance(cand, float):
+        if not abs(ref) <= _FLOAT32_MAX:
+            return cand  # e.g. finfo(float64).min for a mask: saturates to the candidate's own
+        if ref in _LIMITS and cand in _LIMITS and (ref > 0) == (cand > 0):
+            return cand  # finfo(float32).min against finfo(float16).min: each dtype's own limit
     return ref
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+_LIMITS = frozenset(v for t in (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+                    for v in (torch.finfo(t).max, torch.finfo(t).min))
 
 
 def saturating_cast(t: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -327,7 +332,13 @@ def lockstep(
                     if _op_name(node.target) in SHAPE_OPS and all(m in same for m in inputs):
                         same.add(name)  # not compared: same numbers, rearranged
                 else:
-                    shadow[name], from_ref = _run_shadow(ref, cand, name, casts)
+                    try:
+                        shadow[name], from_ref = _run_shadow(ref, cand, name, casts)
+                    except Exception as exc:  # noqa: BLE001 - the op refuses the reference's values in the candidate's dtype
+                        shadow[name], from_ref = None, False  # its error counts as its own; the candidate's run comes next
+                        result.notes.append(f"{name}: the candidate's op could not run on the reference's inputs "
+                                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                            "its whole error is counted as its own")
                     if from_ref and _rearranges(node):
                         casts.seed(name, shadow[name])  # rearranging commutes with the cast: no second one
                 fan_ins[name] = fan_in([cand.env.get(m) for m in inputs] + cand.parameters_of(name))  # inputs still alive here
@@ -390,7 +401,7 @@ def _run_shadow(ref: Side, cand: Candidate, name: str, casts: _Casts) -> tuple[A
         nonlocal from_ref
         cval = cand.env.get(m)
         out = casts.get(m, cval) if m in ref else None
-        if out is None:
+        if out is None or not _same_shape(out, cval):  # never an input the op did not see on its own side
             from_ref = False
             return cval
         return cloned(out) if mutates else out  # the op writes into its inputs: not into shared casts
@@ -398,6 +409,13 @@ def _run_shadow(ref: Side, cand: Candidate, name: str, casts: _Casts) -> tuple[A
     args, kwargs = cand.args_from(name, lookup)
     with cand.rng.active(advance=False):
         return cand.execute(name, args, kwargs), from_ref
+
+
+def _same_shape(a: Any, b: Any) -> bool:
+    """Whether ``a`` can stand in for ``b``: for tensors, the same shape."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape
+    return True
 
 
 def _rearranges(node: torch.fx.Node) -> bool:

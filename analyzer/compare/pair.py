@@ -107,17 +107,63 @@ def _run(
         return hook_pair(ref, cand, tol, cand_dtype, g_cand, arbiter=explain)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
+    notes: list[str] = []
     if ref.samples:
         a: Side = PerSampleSide(g_ref, ref.samples, ref_rng, ref.model.forward)
     else:
-        a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward)
+        alias = align(g_ref, g_cand)
+        if alias:
+            moved = sum(1 for k, v in alias.items() if k != v and not v.startswith(REF_ONLY))
+            only = sum(1 for v in alias.values() if v.startswith(REF_ONLY))
+            notes.append(f"the two sides' graphs differ ({len(g_ref)} and {len(g_cand)} nodes): nodes were matched by "
+                         f"module, op and occurrence in the module ({moved} renamed, {only} of the reference's and "
+                         f"{len(g_cand) - (len(g_ref) - only)} of the candidate's without a counterpart, not compared)")
+        a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward, alias=alias)
     explain_rounding = explainer(cand_dtype) if explain else None
     try:
-        return lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
+        run = lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
+        run.notes[:0] = notes
+        return run
     except GraphsDiffer as exc:  # the sides' graphs part where a region must run whole: module by module
         result = hook_pair(ref, cand, tol, cand_dtype, arbiter=explain)
         result.notes.append(f"compared module by module: {exc}")
         return result
+
+
+REF_ONLY = "ref-only:"
+
+
+def align(g_ref: ModelGraph, g_cand: ModelGraph) -> dict[str, str]:
+    """The candidate's name for each reference node, where the two graphs differ (a model that
+    takes another code path in another dtype: transformers' T5 clamps activations in float16
+    only); empty when they are the same graph.
+
+    Nodes are matched by module path, op and occurrence of that op within the module, so an
+    extra op in one side's attention does not shift the names of every later node. A
+    reference node without a counterpart gets a name no candidate node has (it still runs,
+    and feeds its own users, but is never compared or fed to a shadow)."""
+    ref_sig = [(n.name, n.op, n.op_name, n.module) for n in g_ref]
+    cand_sig = [(n.name, n.op, n.op_name, n.module) for n in g_cand]
+    if ref_sig == cand_sig:
+        return {}
+    cand_by_key = {key: name for key, name in _keys(g_cand)}
+    return {name: cand_by_key.get(key, REF_ONLY + name) for key, name in _keys(g_ref)}
+
+
+def _keys(graph: ModelGraph) -> list[tuple[tuple[str, ...], str]]:
+    counts: dict[tuple[str, str, str], int] = {}
+    out = []
+    for n in graph:
+        if n.op in ("placeholder", "output"):
+            key: tuple[str, ...] = (n.op, n.name)
+        elif n.op == "get_attr":
+            key = (n.op, n.target)
+        else:
+            base = (n.module, n.op, n.op_name)
+            counts[base] = counts.get(base, 0) + 1
+            key = (*base, str(counts[base]))
+        out.append((key, n.name))
+    return out
 
 
 def _trace_reference(ref: SideSpec, run_check: bool) -> ModelGraph:

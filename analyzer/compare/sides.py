@@ -179,12 +179,14 @@ class FxSide:
     """A graph bound to one model instance, run one node at a time."""
 
     def __init__(self, graph: ModelGraph, inputs: ExampleInputs, rng: RngStream,
-                 model_forward: Callable[..., Any] | None = None) -> None:
+                 model_forward: Callable[..., Any] | None = None, alias: Mapping[str, str] | None = None) -> None:
+        """``alias`` renames nodes (``align``: the other side's name for the same op)."""
         assert graph.gm is not None
         self.gm = graph.gm
         self.graph = graph
         self.interp = torch.fx.Interpreter(self.gm, garbage_collect_values=False)
-        self.nodes: dict[str, torch.fx.Node] = {n.name: n for n in self.gm.graph.nodes}
+        self.alias = dict(alias or {})
+        self.nodes: dict[str, torch.fx.Node] = {self.alias.get(n.name, n.name): n for n in self.gm.graph.nodes}
         self.order = list(self.nodes)
         self.env: dict[str, Any] = {}
         self.rng = rng
@@ -195,8 +197,11 @@ class FxSide:
     def __contains__(self, name: str) -> bool:
         return name in self.nodes
 
+    def _name(self, n: torch.fx.Node) -> str:
+        return self.alias.get(n.name, n.name)
+
     def input_names(self, name: str) -> list[str]:
-        return [m.name for m in self.nodes[name].all_input_nodes]
+        return [self._name(m) for m in self.nodes[name].all_input_nodes]
 
     def mutates(self, name: str) -> bool:
         return _mutates(self.nodes[name], self.gm)
@@ -205,18 +210,18 @@ class FxSide:
         """Node ``name``'s op applied to the given arguments (its own or the shadow's)."""
         n = self.nodes[name]
         if n.op == "placeholder":
-            return self.inputs[name]
+            return self.inputs[n.name]
         if n.op == "output":
             return args[0]
         return getattr(self.interp, n.op)(n.target, args, kwargs)
 
     def own_args(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         n = self.nodes[name]
-        return map_arg(n.args, lambda m: self.env[m.name]), map_arg(n.kwargs, lambda m: self.env[m.name])
+        return map_arg(n.args, lambda m: self.env[self._name(m)]), map_arg(n.kwargs, lambda m: self.env[self._name(m)])
 
     def args_from(self, name: str, lookup: Callable[[str], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         n = self.nodes[name]
-        return map_arg(n.args, lambda m: lookup(m.name)), map_arg(n.kwargs, lambda m: lookup(m.name))
+        return map_arg(n.args, lambda m: lookup(self._name(m))), map_arg(n.kwargs, lambda m: lookup(self._name(m)))
 
     def run(self, name: str) -> None:
         args, kwargs = self.own_args(name)

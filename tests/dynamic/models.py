@@ -182,3 +182,23 @@ class DeepResidual(nn.Module):
         for block in self.blocks:
             x = x + block(x)
         return x
+
+
+class ClampInHalf(nn.Module):
+    """Takes another code path in float16, as transformers' T5 does (it clamps activations
+    only when ``hidden_states.dtype == torch.float16``): the float16 graph has ops the float32
+    graph lacks, before ops both have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 8)
+        self.fc3 = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        if h.dtype == torch.float16:
+            limit = torch.finfo(h.dtype).max - 1000
+            h = torch.clamp(h, min=-limit, max=limit)
+        h = torch.relu(h) + torch.relu(self.fc2(h))
+        return self.fc3(torch.relu(h))

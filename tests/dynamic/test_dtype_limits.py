@@ -86,3 +86,34 @@ def test_opt_decoder_in_float32_against_float64_is_no_false_alarm(tmp_path):
     [c] = report.comparisons
     assert c.status.value == "matched", c.first_divergence
     assert not [f for f in report.findings if f.rule in ("TA704", "TA706")]
+
+
+def test_a_model_that_takes_another_path_in_float16_is_compared_by_aligned_nodes():
+    """The float16 graph has a clamp the float32 graph lacks: nodes are matched by module, op
+    and occurrence, the comparison runs to the end and says what it could not match."""
+    torch.manual_seed(0)
+    report = torchaudit.scan(M.ClampInHalf().eval(), example_inputs=torch.randn(4, 8), compare=["dtype"],
+                             reference="cpu:float32", candidate="cpu:float16")
+    [c] = [c for c in report.comparisons if c.name == "custom"]
+    assert c.status.value in ("matched", "accumulated"), (c.status, c.skipped_reason)
+    assert any("graphs differ" in n for n in c.notes)
+    ops = [n.op for n in c.nodes]
+    assert ops[-1] == "output" and ops.count("aten.linear") + ops.count("Linear") == 3  # every layer, the last included
+    assert not [op for op in ops if "clamp" in op]  # the candidate's own extra op has nothing to compare with
+    assert not [f for f in report.findings if f.rule in ("TA903", "TA904")]
+
+
+@pytest.mark.slow
+def test_t5_in_float16_against_float32_runs(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.T5Model(transformers.T5Config(d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                                       vocab_size=100)).eval()
+    g = torch.Generator().manual_seed(1)
+    inputs = {"input_ids": torch.randint(0, 100, (2, 8), generator=g), "decoder_input_ids": torch.randint(0, 100, (2, 5), generator=g)}
+    report = torchaudit.scan(model, example_inputs=inputs, compare=["batch"], reference="cpu:float32", candidate="cpu:float16")
+    status = {c.name: c for c in report.comparisons}
+    assert status["custom"].status.value in ("matched", "accumulated", "diverged"), status["custom"].skipped_reason
+    assert len(status["custom"].nodes) > 100 and status["custom"].output
+    assert status["batch"].status.value == "matched", status["batch"].skipped_reason
+    assert not [f for f in report.findings if f.rule in ("TA903", "TA904")]
