@@ -38,3 +38,11 @@ def parameter_dtype(model: nn.Module) -> torch.dtype:
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``float32``."""
     return str(dtype).removeprefix("torch.")
+
+
+def more_precise(ref: torch.dtype, cand: torch.dtype) -> bool:
+    """Whether ``ref`` resolves finer than ``cand`` (float64 against float32, float32 against
+    bfloat16 or float16): the reference then judges the candidate's rounding."""
+    if not (ref.is_floating_point and cand.is_floating_point):
+        return False
+    return torch.finfo(ref).eps < torch.finfo(cand).eps

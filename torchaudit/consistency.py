@@ -50,7 +50,7 @@ def compare(
     ``state_diff`` lists every parameter, buffer and plain attribute that differs.
     """
     from torchaudit.analyzer.compare.comparisons import result_from
-    from torchaudit.analyzer.dtypes import dtype_name, parameter_dtype
+    from torchaudit.analyzer.dtypes import dtype_name, more_precise, parameter_dtype
     from torchaudit.analyzer.pipeline import given_inputs
     from torchaudit.analyzer.compare.metrics import Tolerance
     from torchaudit.analyzer.compare.pair import SideSpec, run_pair
@@ -70,9 +70,9 @@ def compare(
             configs.append(Config(str(dev), dtype_name(dt), mode))
         cand_dtype = parameter_dtype(candidate_model)
         tol = Tolerance.for_dtype(cand_dtype, atol, rtol)
-        explain = configs[0].dtype == "float64" and configs[1].dtype != "float64"
         diffs = tuple(state_diff(sides[0].model, sides[1].model))
-        run, _ = run_pair(sides[0], sides[1], tol, cand_dtype, explain=explain)
+        run, _ = run_pair(sides[0], sides[1], tol, cand_dtype, explain=more_precise(parameter_dtype(reference_model), cand_dtype),
+                          arbiter=configs[0].dtype == "float64" and configs[1].dtype != "float64")
         return result_from(name, configs[0], configs[1], tol, run, state_diff=diffs)
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.trace.graph import ModelGraph
-from torchaudit.analyzer.dtypes import dtype_name, model_dtype
+from torchaudit.analyzer.dtypes import dtype_name, model_dtype, more_precise
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.compare.lockstep import LockstepResult
@@ -154,8 +154,8 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
              graph=as_scanned(model, inputs, ref, opts))
     b = SideSpec(placed(model, cand, own), side_inputs(inputs, cand, own), cand.mode, s_cand, cand.device,
              graph=as_scanned(model, inputs, cand, opts))
-    explain = ref.dtype == "float64" and cand.dtype != "float64"
-    run, _ = run_pair(a, b, tol, cand_dtype, explain=explain, progress=progress_for(opts, name))
+    run, _ = run_pair(a, b, tol, cand_dtype, explain=more_precise(DTYPES[ref.dtype], cand_dtype),
+                      arbiter=ref.dtype == "float64" and cand.dtype != "float64", progress=progress_for(opts, name))
     return result_from(name, ref, cand, tol, run)
 
 

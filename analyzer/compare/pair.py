@@ -48,9 +48,15 @@ def run_pair(
     cand_dtype: torch.dtype,
     *,
     explain: bool = False,
+    arbiter: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[LockstepResult, ModelGraph]:
     """Lockstep ``ref`` against ``cand``; returns the result and the candidate's graph.
+
+    ``explain``: the reference has more precision than the candidate, so a node's error is
+    weighed against what rounding its inputs to the candidate's dtype explains
+    (:func:`explainer`). ``arbiter``: the reference is float64, a judge rather than a
+    configuration anyone runs (NaN/Inf that only it makes is a note, not a finding).
 
     A side that comes with the scan's own graph runs that graph, rebound to its model. Other
     sides are traced without the tracers' run check (a forward pass of each side's own): the
@@ -61,12 +67,12 @@ def run_pair(
     with _collector_paused():
         g_ref, g_cand, checked = _graphs(ref, cand, run_check=False)
         try:
-            return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
+            return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, arbiter, progress), g_cand
         except Exception:
             if checked:
                 raise
         g_ref, g_cand, _ = _graphs(ref, cand, run_check=True)
-        return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, progress), g_cand
+        return _run(ref, cand, g_ref, g_cand, tol, cand_dtype, explain, arbiter, progress), g_cand
 
 
 @contextlib.contextmanager
@@ -101,10 +107,10 @@ def _graphs(ref: SideSpec, cand: SideSpec, run_check: bool) -> tuple[ModelGraph,
 
 def _run(
     ref: SideSpec, cand: SideSpec, g_ref: ModelGraph, g_cand: ModelGraph, tol: Tolerance, cand_dtype: torch.dtype,
-    explain: bool, progress: Callable[[int, int], None] | None,
+    explain: bool, arbiter: bool, progress: Callable[[int, int], None] | None,
 ) -> LockstepResult:
     if g_cand.gm is None or g_ref.gm is None:
-        return hook_pair(ref, cand, tol, cand_dtype, g_cand, arbiter=explain)
+        return hook_pair(ref, cand, tol, cand_dtype, g_cand, arbiter=arbiter)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
     notes: list[str] = []
@@ -121,11 +127,11 @@ def _run(
         a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward, alias=alias)
     explain_rounding = explainer(cand_dtype) if explain else None
     try:
-        run = lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=explain)
+        run = lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=arbiter)
         run.notes[:0] = notes
         return run
     except GraphsDiffer as exc:  # the sides' graphs part where a region must run whole: module by module
-        result = hook_pair(ref, cand, tol, cand_dtype, arbiter=explain)
+        result = hook_pair(ref, cand, tol, cand_dtype, arbiter=arbiter)
         result.notes.append(f"compared module by module: {exc}")
         return result
 

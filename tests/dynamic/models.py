@@ -202,3 +202,23 @@ class ClampInHalf(nn.Module):
             h = torch.clamp(h, min=-limit, max=limit)
         h = torch.relu(h) + torch.relu(self.fc2(h))
         return self.fc3(torch.relu(h))
+
+
+class NormThenOverflow(nn.Module):
+    """A hand-written LayerNorm whose mean is near zero (a large relative error in float16 that
+    rounding of its inputs explains), then a square that overflows float16 (the real cause)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.fc2 = nn.Linear(16, 16)
+        with torch.no_grad():
+            self.fc2.weight.mul_(200.0)
+
+    def forward(self, x):
+        h = self.fc(x)
+        c = h - h.mean(-1, keepdim=True)
+        drift = c.mean(-1, keepdim=True)  # about 1e-9 in float32: any rounding is a huge relative error
+        h = (c - drift) / (c.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+        e = self.fc2(h).pow(2)
+        return e.mean(-1)
