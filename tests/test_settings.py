@@ -188,7 +188,7 @@ def _early(tmp_path: Path, *args: str) -> str:
     (("--fail-on", "sometimes"), "--fail-on 'sometimes' is not one of"),
     (("--reference", "cpu:float99", "--candidate", "cpu:float32"), "unknown dtype 'float99' in --reference"),
     (("--candidate", "tpu:float32", "--reference", "cpu:float32"), "unknown device 'tpu' in --candidate"),
-    (("--reference", "cpu:float64"), "--reference and --candidate come together"),
+    (("--reference", "cpu:float64"), "--reference is set without candidate"),
     (("--checkpoint", "missing.pt"), "checkpoint not found: missing.pt"),
     (("--inputs", "missing.py:make"), "--inputs file not found"),
     (("--html", "."), "--html .: is a directory"),
@@ -296,3 +296,32 @@ def test_input_shape_dtype_takes_any_case_and_no_spaces_in_the_api() -> None:
     assert str(parse_input_shape("2,3:INT64").dtype) == "torch.int64"
     with pytest.raises(InputError, match="separated by spaces"):
         parse_input_shape("4 1 28 28")
+
+
+def test_compare_and_assert_consistent_take_the_projects_settings(tmp_path):
+    """``[tool.torchaudit]`` atol/rtol/seed reach the two-model API as they reach scan;
+    a keyword argument still wins."""
+    import torch
+
+    import torchaudit
+    from torchaudit.settings import resolve
+
+    (tmp_path / "pyproject.toml").write_text("[tool.torchaudit]\natol = 10.0\nrtol = 10.0\nseed = 3\n")
+    model_file = tmp_path / "m.py"
+    model_file.write_text("")
+    settings = resolve(str(model_file), {})
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    assert torchaudit.compare(a, b, x).status.value == "diverged"
+    loose = torchaudit.compare(a, b, x, settings=settings)
+    assert loose.status.value == "matched" and loose.tolerance == {"atol": 10.0, "rtol": 10.0}
+    torchaudit.assert_consistent(a, b, x, settings=settings)  # does not raise
+    assert torchaudit.compare(a, b, x, settings=settings, atol=1e-5, rtol=1e-6).status.value == "diverged"
+
+
+def test_a_reference_in_the_file_without_a_candidate_names_the_file_not_a_flag(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.torchaudit]\nreference = "cpu:float64"\n')
+    res = invoke_cli("scan", str(tmp_path / "m.py"), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "reference in [tool.torchaudit] of" in res.stderr and "--reference" not in res.stderr.split(".")[0]

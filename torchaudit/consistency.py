@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.report import ComparisonResult, Config, Location, Status
+from torchaudit.settings import Settings
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.load.inputs import ExampleInputs
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
 class CompareOptions(TypedDict, total=False):
     """The keyword options of :func:`compare`, as :func:`assert_consistent` passes them on."""
 
+    settings: Settings | None
     mode: str
     atol: float | None
     rtol: float | None
-    seed: int
+    seed: int | None
     name: str
 
 
@@ -37,10 +39,11 @@ def compare(
     candidate_model: nn.Module,
     example_inputs: Any,
     *,
+    settings: Settings | None = None,
     mode: str = "eval",
     atol: float | None = None,
     rtol: float | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     name: str = "models",
 ) -> ComparisonResult:
     """Run both models node by node on ``example_inputs`` (a tensor, a tuple of positional
@@ -48,7 +51,12 @@ def compare(
 
     Floating inputs are cast to each model's dtype and moved to its device. The result's
     ``state_diff`` lists every parameter, buffer and plain attribute that differs.
+    ``settings`` (as :func:`torchaudit.scan` takes it: ``[tool.torchaudit]`` through
+    ``torchaudit.settings.resolve``) supplies ``atol``, ``rtol`` and ``seed``; the keyword
+    arguments, where given, win over it.
     """
+    s = (settings or Settings()).replace(atol=atol, rtol=rtol, seed=seed)
+    atol, rtol, seed = s.atol, s.rtol, s.seed
     from torchaudit.analyzer.compare.comparisons import result_from
     from torchaudit.analyzer.dtypes import dtype_name, more_precise, parameter_dtype
     from torchaudit.analyzer.pipeline import given_inputs

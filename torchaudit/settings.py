@@ -246,7 +246,22 @@ def resolve(target: str | None, flags: Mapping[str, Any], *, config: str | None 
     base = Settings()
     if path is not None:
         base = dataclasses.replace(base, config=str(path), **read_file(path)).checked(f"[tool.torchaudit] of {path}", whole=False)
+    _check_pair(base, flags, path)
     return base.replace(**flags)
+
+
+def _check_pair(base: Settings, flags: Mapping[str, Any], path: Path | None) -> None:
+    """``reference`` and ``candidate`` come together; the error names where the one given was set."""
+    given = {k: flags.get(k) if flags.get(k) is not None else getattr(base, k) for k in ("reference", "candidate")}
+    if (given["reference"] is None) == (given["candidate"] is None):
+        return
+    key, other = ("reference", "candidate") if given["reference"] is not None else ("candidate", "reference")
+    where = f"--{key}" if flags.get(key) is not None else f"{key} in [tool.torchaudit] of {path}"
+    raise OptionError(f"{where} is set without {other}: the two come together",
+                      f"set {other} too (--{other} {_EXAMPLE[other]}, or {other} = \"{_EXAMPLE[other]}\" in [tool.torchaudit])")
+
+
+_EXAMPLE = {"reference": "cpu:float64", "candidate": "cpu:float16"}
 
 
 def shown(path: str) -> str:
