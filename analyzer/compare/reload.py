@@ -133,9 +133,15 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> 
     fix = ("add fresh_model() to the model file that builds the model as it is served" if opts.target is not None
            else "pass the model as a TARGET (model.py:build_model), whose constructor arguments are captured")
     fresh = reloaded(trained, build, label, fix)
+    served = _one_float_dtype(trained)
+    if parameter_dtype(fresh) != parameter_dtype(trained) and served is not None and _one_float_dtype(fresh) is not None:
+        # built and then converted as a whole (``Model(cfg).half()``): the rebuild is converted the
+        # same way. The state dict's values were copied into the wider dtype exactly, so the
+        # conversion gives them back bit for bit.
+        fresh = fresh.to(served)
     if parameter_dtype(fresh) != parameter_dtype(trained):
         # load_state_dict casts into the fresh instance's dtype (param.copy_), so the two cannot
-        # run the same inputs; the model is converted after construction, which a rebuild misses
+        # run the same inputs; a model converted layer by layer after construction cannot be rebuilt
         raise Skip(
             f"the fresh instance from {label} is {dtype_name(parameter_dtype(fresh))} while the model is "
             f"{dtype_name(parameter_dtype(trained))}; add fresh_model() to the model file that builds it as it is served"
@@ -148,6 +154,12 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: "Options") -> 
     b = SideSpec(fresh, inputs.clone(), "eval", opts.seed)
     run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "reload"))
     return result_from("reload", cfg, cfg, tol, run, state_diff=tuple(diffs))
+
+
+def _one_float_dtype(m: nn.Module) -> torch.dtype | None:
+    """The one floating dtype of every parameter and buffer of ``m``, or ``None`` (mixed, or none)."""
+    dtypes = {t.dtype for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def _kinds(m: nn.Module) -> dict[str, tuple[str, StateValue]]:
