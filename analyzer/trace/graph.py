@@ -167,8 +167,9 @@ def from_fx(gm: torch.fx.GraphModule, tracer: str, root: torch.nn.Module, notes:
             module = str(n.target)
             if not paths or paths[-1] != module:
                 paths = paths + (module,)
-        elif n.op == "get_attr" and not paths:
-            # export lifts parameters and buffers to the top of the graph: their owner
+        elif n.op == "get_attr" and (not paths or _owner(str(n.target), module_types)):
+            # a parameter or buffer belongs to the module that owns it, wherever it is read (export
+            # lifts them to the top of the graph; T5's DenseReluDense reads self.wo.weight.dtype)
             module = _owner(str(n.target), module_types)
             paths = _stack(module) if module else ()
         shape, dtype, device = _facts(n)

@@ -105,3 +105,18 @@ def test_diff_pins_the_perturbed_module_in_resnet(key, module, tmp_path):
     report = diff(model, a, b, torch.randn(2, 3, 32, 32))
     [c] = report.comparisons
     assert c.status.value == "diverged" and c.first_divergence.module == module
+
+
+def test_diff_pins_a_weight_read_by_its_parent_at_the_module_that_owns_it(tmp_path):
+    """T5's DenseReluDense reads ``self.wo.weight.dtype`` in its own forward: the weight still
+    belongs to ``wo``, and a changed ``wo.weight`` is pinned there, not at its parent."""
+    from transformers import T5Config, T5Model
+
+    torch.manual_seed(0)
+    model = T5Model(T5Config(d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, vocab_size=100)).eval()
+    key = "encoder.block.1.layer.1.DenseReluDense.wo.weight"
+    a, b = _perturbed(model, key, lambda t: t * 1.5, tmp_path)
+    g = torch.Generator().manual_seed(1)
+    inputs = {"input_ids": torch.randint(0, 100, (2, 8), generator=g), "decoder_input_ids": torch.randint(0, 100, (2, 5), generator=g)}
+    [c] = diff(model, a, b, example_inputs=inputs).comparisons
+    assert c.first_divergence is not None and c.first_divergence.module == "encoder.block.1.layer.1.DenseReluDense.wo"
