@@ -17,10 +17,11 @@ import torch.fx
 from torch.fx.graph import inplace_methods
 from torch.fx.node import map_arg
 
-from torchaudit.analyzer.trace.graph import ModelGraph
+from torchaudit.analyzer.trace.graph import ModelGraph, location_from_stack
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.values import zip_map
 from torchaudit.errors import exception_line
+from torchaudit.report import Location
 
 
 class RngStream:
@@ -225,8 +226,22 @@ class FxSide:
 
     def run(self, name: str) -> None:
         args, kwargs = self.own_args(name)
-        with self.rng.active():
-            self.env[name] = self.execute(name, args, kwargs)
+        try:
+            with self.rng.active():
+                self.env[name] = self.execute(name, args, kwargs)
+        except Exception as exc:
+            # the model's op failed on its own side's values: the model's line, not torchaudit's
+            # (compare.stage.model_frame reads it when no frame of the model's code is in the traceback)
+            exc.torchaudit_location = self.location_of(name)  # type: ignore[attr-defined]
+            raise
+
+    def location_of(self, name: str) -> Location | None:
+        n = self.nodes[name]
+        if n.name in self.graph.graph:
+            loc = self.graph.node(n.name).location
+            if loc is not None:
+                return loc
+        return location_from_stack(n.meta.get("stack_trace") or n.stack_trace)
 
     def run_region(self, names: list[str]) -> None:
         for name in names:

@@ -116,8 +116,9 @@ def model_frame(exc: BaseException) -> Location | None:
     if isinstance(exc, TraceError) and exc.last is not None:  # every tracer failed; the last ran the real forward
         return model_frame(exc.last)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _tool_or_torch(f.filename)]
-    if not frames:
-        return None
+    if not frames:  # an op of the model's graph, run node by node, raised on its own side's values
+        at = getattr(exc, "torchaudit_location", None)
+        return at if isinstance(at, Location) else None
     own = [f for f in frames if "site-packages" not in Path(f.filename).parts]
     frame = (own or frames)[-1]
     return Location(frame.filename, frame.lineno)

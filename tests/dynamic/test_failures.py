@@ -156,3 +156,25 @@ def test_nan_or_inf_only_in_the_float64_arbiter_is_a_note_not_ta706():
     assert same_dtype.first_nonfinite is not None and same_dtype.first_nonfinite["in"] == "reference"
     at_output = first(True, "output")  # reaching an output is always reported
     assert at_output.first_nonfinite is not None
+
+
+class HardCodedFloat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x).float()  # float32 whatever the model's dtype
+        return self.fc2(h)  # float32 input, float64 weight in the float64 reference
+
+
+def test_an_op_of_the_models_graph_that_fails_on_its_own_values_is_ta904_at_its_line():
+    """Run node by node, the failing op has no frame of the model's code in the traceback: the
+    graph node's own source line says whose failure it is."""
+    report = torchaudit.scan(HardCodedFloat().eval(), torch.randn(4, 8), compare=["dtype"])
+    assert {c.name: c.status.value for c in report.comparisons} == {"dtype": "error"}
+    [finding] = _by_rule(report, "TA904")
+    assert finding.location is not None and finding.location.file.endswith("test_failures.py")
+    assert finding.location.line == HardCodedFloat.forward.__code__.co_firstlineno + 2
+    assert not _by_rule(report, "TA903")
