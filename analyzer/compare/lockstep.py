@@ -6,8 +6,13 @@ candidate's dtype and device: ``y_B|A``), and the candidate's *n* (``y_B``), the
 
 * total ``d(y_B, y_A)``, local ``d(y_B|A, y_A)`` and inherited ``d(y_B, y_B|A)``.
 
-Nodes are matched by name (both graphs come from the same tracer on the same model class);
-a candidate input the reference lacks is fed from the candidate itself. Like
+Nodes are matched by name (both graphs come from the same tracer on the same model class;
+where the two graphs differ, ``pair.align`` renames the reference's nodes after the
+candidate's by module, op and occurrence); a candidate input the reference lacks, or holds in
+another shape, is fed from the candidate itself. A vmap region (:func:`vmap_regions`) runs
+whole on each side in turn, and only what it hands on is compared. After the run, a result
+whose outputs are outside tolerance with no node to blame names the nodes that add most of
+the error (:meth:`LockstepResult.contributors`). Like
 ``torch.fx.Interpreter`` (``user_to_last_uses``) every value is dropped from both environments
 right after its last use in the schedule, so memory stays near two plain forward passes.
 
