@@ -182,5 +182,12 @@ def test_a_model_file_named_like_a_not_yet_imported_package_does_not_shadow_it(t
         t = load_target(str(tmp_path / "jinja2.py"))
         assert type(t.model).__module__ != "jinja2"
         assert "jinja2" not in sys.modules
+        # after the import the model's folder no longer comes first: the real package is what
+        # the rest of the process (the HTML report, transformers) imports as jinja2
+        import importlib.util
+
+        origin = importlib.util.find_spec("jinja2").origin
+        assert origin is not None and not origin.startswith(str(tmp_path))
+        assert str(tmp_path.resolve()) in sys.path  # siblings stay importable
     finally:
         sys.modules.update(saved)

@@ -80,8 +80,18 @@ def import_file(path: Path) -> ModuleType:
     if path.suffix != ".py":
         raise TargetError(f"{path} is not a Python file", "pass path/to/model.py or package.module:NAME")
     folder = str(path.parent.resolve())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)  # the model file may import its siblings
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)  # the model file may import its siblings, first, as `python model.py` would
+    try:
+        return _exec_file(path)
+    finally:
+        if added and folder in sys.path:  # siblings stay importable later, but never shadow an installed
+            sys.path.remove(folder)       # package (a jinja2.py beside the model) for the rest of the process
+            sys.path.append(folder)
+
+
+def _exec_file(path: Path) -> ModuleType:
     name = _module_name(path)
     spec = importlib.util.spec_from_file_location(name, path.resolve())  # absolute: node locations match source_files
     if spec is None or spec.loader is None:
