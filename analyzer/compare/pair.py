@@ -110,7 +110,7 @@ def _run(
     explain: bool, arbiter: bool, progress: Callable[[int, int], None] | None,
 ) -> LockstepResult:
     if g_cand.gm is None or g_ref.gm is None:
-        return hook_pair(ref, cand, tol, cand_dtype, g_cand, arbiter=arbiter)
+        return hook_pair(ref, cand, tol, cand_dtype, arbiter=arbiter)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
     b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
     notes: list[str] = []
@@ -237,14 +237,13 @@ def explainer(cand_dtype: torch.dtype) -> Explain:
 
 
 def hook_pair(
-    ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, info: ModelGraph | None = None, *,
-    arbiter: bool = False,
+    ref: SideSpec, cand: SideSpec, tol: Tolerance, cand_dtype: torch.dtype, *, arbiter: bool = False,
 ) -> LockstepResult:
     """Module granularity: leaf-module outputs of both runs, each with its shadow (the
     candidate's module fed the reference module's inputs), recorded like the op-level nodes.
     The candidate's run builds its own module graph as it goes (:class:`HookGraph`: names,
     modules, source lines, data flow), so every node it records has a module and a line and
-    error that enters between two compared modules can be placed (``info`` is not needed)."""
+    error that enters between two compared modules can be placed."""
     recorded: dict[str, list[tuple[Any, Any, Any]]] = {}  # node -> (args, kwargs, output) per reference run
     built = HookGraph(cand.model)
     graph = built.graph()  # a view: it sees the nodes added as the run goes
