@@ -81,7 +81,37 @@ def protocol0_os_system(path: Path, canary: Path) -> str:
     return "os.system"
 
 
+def protocol0_none_pop(path: Path, canary: Path) -> str:
+    """Protocol 0 led by ``N0`` (NONE, POP): plain text opcodes that are still one pickle, once
+    called "a text file" and waved off."""
+    path.write_bytes(f"N0cos\nsystem\n(S'touch {canary}'\ntR.".encode())
+    return "os.system"
+
+
+def frame_without_proto(path: Path, canary: Path) -> str:
+    """Protocol 4 opcodes in a FRAME with no PROTO before it: the unpickler takes it."""
+    body = pickle.dumps(_Reduce(os.system, (f"touch {canary}",)), protocol=4)
+    assert body[:2] == b"\x80\x04" and body[2:3] == b"\x95"  # PROTO 4, then FRAME
+    path.write_bytes(body[2:])
+    return f"{os.system.__module__}.system"
+
+
+def legacy_none_pop_magic(path: Path, canary: Path) -> str:
+    """A legacy torch.save file whose magic-number pickle starts with NONE, POP: torch's
+    ``_legacy_load`` reads the magic number as the value of that first pickle and goes on to the
+    payload in the fourth."""
+    payload = _Reduce(subprocess.call, (["touch", str(canary)],))
+    tmp = path.with_suffix(".plain")
+    torch.save({"fc.weight": torch.zeros(2, 2), "x": payload}, tmp, _use_new_zipfile_serialization=False)
+    path.write_bytes(b"N0" + tmp.read_bytes())
+    tmp.unlink()
+    return "subprocess.call"
+
+
 BUILDERS = {
+    "protocol0_none_pop": protocol0_none_pop,
+    "frame_without_proto": frame_without_proto,
+    "legacy_none_pop_magic": legacy_none_pop_magic,
     "protocol0_os_system": protocol0_os_system,
     "zip_os_system": zip_os_system,
     "raw_exec": raw_exec,

@@ -237,7 +237,7 @@ def _stream_pickles(path: Path) -> tuple[list[set[str]], bool]:
             names, first = scan_stream(fh)
             found.append(names)
             legacy = first == _MAGIC_NUMBER
-            for _ in range(4 if legacy else 0):
+            for _ in range(4 if legacy else 0):  # protocol, sys info, the object, storage keys
                 found.append(scan_stream(fh)[0])
         except ValueError as exc:
             fh.seek(0)

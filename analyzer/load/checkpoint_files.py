@@ -50,9 +50,22 @@ def sniff(path: Path) -> str:
         return "safetensors"
     if head[:1] == b"\x80" and len(head) >= 2 and head[1] <= 5:
         return "pickle"  # protocol 2+ (torch.save always writes protocol 2)
-    if head[:1] in (b"c", b"(", b"}", b"]", b"i") and b"\n" in head[:128]:
-        return "pickle"  # protocol 0/1 opcodes; the opcode scan decides whether it really is one
+    if _is_pickle(path):  # anything torch.load would unpickle is scanned, whatever its first bytes
+        return "pickle"   # (protocol 0 led by N0, FRAME without PROTO, long protocol 1 prefixes)
     raise not_a_checkpoint(path, head)
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file opens with one well-formed pickle (opcodes up to a STOP), as
+    ``pickle.load`` would read it: the opcode scan decides, not the first bytes."""
+    from torchaudit.analyzer.load.pickle_scan import scan_stream
+
+    with open(path, "rb") as fh:
+        try:
+            scan_stream(fh)
+        except ValueError:
+            return False
+    return True
 
 
 def not_a_checkpoint(path: Path, head: bytes | None = None) -> CheckpointError:

@@ -131,9 +131,15 @@ _GETS = {"GET", "BINGET", "LONG_BINGET"}
 _NO_PUSH = {"PROTO", "FRAME", "MEMOIZE", "STOP", "MARK"} | _PUTS
 
 
+_INTS = {"INT", "LONG", "BININT", "BININT1", "BININT2", "LONG1", "LONG4"}
+_NEUTRAL = {"PROTO", "FRAME", "MEMOIZE", "POP", "STOP"} | _PUTS  # leave the value a pickle returns as it is
+
+
 def scan_stream(data: IO[bytes]) -> tuple[set[str], object]:
-    """Globals of ONE pickle read from ``data`` (left just after its STOP), and the value
-    of its first opcode when that is an integer (the legacy ``torch.save`` magic number).
+    """Globals of ONE pickle read from ``data`` (left just after its STOP), and the integer
+    that pickle returns when it returns a plain integer pushed last (the legacy
+    ``torch.save`` magic number, however many ``NONE POP`` or ``PROTO`` come before it: torch's
+    ``_legacy_load`` reads it as ``pickle_module.load(f)``'s value).
 
     Raises ``ValueError`` when the bytes are not a well-formed pickle (truncated, or not one).
     """
@@ -141,10 +147,12 @@ def scan_stream(data: IO[bytes]) -> tuple[set[str], object]:
     pushed: list[object] = []  # value of each push, None when not a string
     memo: dict[int, object] = {}
     first_int: object = None
-    for i, (op, arg, _pos) in enumerate(_genops(data)):
+    for op, arg, _pos in _genops(data):
         name = op.name
-        if i <= 1 and name in ("LONG1", "INT", "LONG", "BININT", "LONG4") and first_int is None:
+        if name in _INTS:
             first_int = arg
+        elif name not in _NEUTRAL:
+            first_int = None
         if name in ("GLOBAL", "INST"):
             module, _, attr = str(arg).partition(" ")
             found.add(_normalize(module, attr))
