@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 from torchaudit.errors import exception_line
-from torchaudit.report import Finding, Location, RuleInfo, Severity
+from torchaudit.report import Finding, Location, RuleInfo, Severity, printable, printable_value
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -77,16 +77,16 @@ class Rule:
         evidence: dict[str, Any] | None = None,
         severity: Severity | None = None,
     ) -> Finding:
-        return Finding(
+        return Finding(  # names in a message may come from a file (a checkpoint's globals and keys)
             rule=self.code,
             severity=severity or self.severity,
             title=self.title,
-            message=message,
-            module=module,
-            node=node,
+            message=printable(message),
+            module=printable(module) if module is not None else None,
+            node=printable(node) if node is not None else None,
             location=location,
-            evidence=evidence or {},
-            fix=fix,
+            evidence=printable_value(evidence or {}),
+            fix=printable(fix),
         )
 
     # Overridden by rules; the engine calls only what a rule overrides.

@@ -161,3 +161,31 @@ def test_trust_checkpoint_loads_a_pickled_module(tmp_path: Path, model_file: Pat
     assert info["trusted"] is True and info["unpickled"] is True and info["pickled_module"] is True
     assert info["strict_load"] == {"ok": True, "error": None, "prefix_fix": None}
     assert info["tensors"] == 2
+
+
+def test_a_global_name_with_terminal_escapes_is_printed_escaped_in_every_report(tmp_path: Path, model_file: Path) -> None:
+    """A global whose name carries ANSI escapes (cursor up, erase line, a green "PASS") must not
+    repaint the terminal or a report: every string from a file is printed with its control
+    characters escaped."""
+    name = "system\x1b[1A\x1b[2K\x1b[32mPASS\x1b[0m"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(b"cos\n" + name.encode() + b"\n(S'true'\ntR.")
+    out = {fmt: tmp_path / f"r.{fmt}" for fmt in ("json", "html", "md", "sarif")}
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(evil), "--json", str(out["json"]), "--html",
+                     str(out["html"]), "--markdown", str(out["md"]), "--sarif", str(out["sarif"]))
+    assert res.returncode == 1, res.stderr
+    assert "\x1b" not in res.stdout and "\x1b" not in res.stderr
+    assert r"os.system\x1b[1A\x1b[2K\x1b[32mPASS\x1b[0m" in res.stdout
+    for path in out.values():
+        assert "\x1b" not in path.read_text(encoding="utf-8") and "\\u001b" not in path.read_text(encoding="utf-8")
+    [ta601] = [f for f in json.loads(out["json"].read_text())["findings"] if f["rule"] == "TA601"]
+    assert ta601["evidence"]["global"] == r"os.system\x1b[1A\x1b[2K\x1b[32mPASS\x1b[0m"
+
+
+def test_printable_escapes_controls_and_surrogates_and_cuts_long_strings() -> None:
+    from torchaudit.report import printable
+
+    assert printable("fc.weight") == "fc.weight"
+    assert printable("a\x1b[2Kb\ud800c") == r"a\x1b[2Kb\ud800c"
+    long = printable("k" * 20_000_000)  # a 20 MB dict key
+    assert len(long) < 2100 and long.endswith("(19,998,000 more characters)")

@@ -47,6 +47,35 @@ def _stdlib_dirs() -> tuple[str, ...]:
 _STDLIB_DIRS = _stdlib_dirs()
 
 
+_CONTROL = dict.fromkeys([*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)])
+MAX_TEXT = 2000  # characters of one string from a file that a report shows
+
+
+def printable(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` safe to print anywhere: control characters (an ANSI escape that moves the cursor
+    or paints a green "PASS") and lone surrogates written as escapes, and cut at ``limit``
+    characters. Strings that come from a file (a checkpoint's global names and keys) reach
+    every renderer through this."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    out = "".join(
+        repr(ch)[1:-1] if ord(ch) in _CONTROL or 0xD800 <= ord(ch) <= 0xDFFF else ch
+        for ch in text[:limit]
+    )
+    return out + (f"... ({len(text) - limit:,} more characters)" if len(text) > limit else "")
+
+
+def printable_value(value: Any) -> Any:
+    """:func:`printable` through strings, lists, tuples and dict keys and values."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_value(k): printable_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(printable_value(v) for v in value)
+    return value
+
+
 def display_path(path: str) -> str:
     """How every report and message shows a source file (no torch import, so ``lint`` may use it).
 
