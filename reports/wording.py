@@ -210,7 +210,7 @@ def _comparison_sentence(c: ComparisonResult) -> str:
             + (f", entered in the code of {module_name(x.entered_in)} after {x.after})" if x.entered_in is not None else ")")
             for x in c.contributors)
         lead = f"{head} differs as expected" if c.expected_difference else f"{head} accumulated error"
-        return (f"{lead}: the outputs are outside tolerance ({number(out.get('mismatch_fraction'))} of elements, "
+        return (f"{lead}: the outputs are outside tolerance ({out.get('mismatch_fraction', 0.0):.1%} of elements, "
                 f"max abs {number(out.get('max_abs'))}) and no single node's own error is to blame"
                 + (f"; most of it is added at {most}." if most else "."))
     if c.status.value == "diverged":

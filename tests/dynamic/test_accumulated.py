@@ -34,6 +34,9 @@ def test_drift_over_forty_bfloat16_blocks_is_accumulated_not_matched(tmp_path):
     assert data["status"] == "accumulated" and data["contributors"][0]["node"] == c.contributors[0].node
     report.write(tmp_path / "r.md")
     assert "accumulated" in (tmp_path / "r.md").read_text()
+    report.write(tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "status-accumulated" in html and f"{c.output['mismatch_fraction']:.1%} of elements" in html
 
 
 def test_the_same_model_in_float32_matches_and_has_no_ta708():
