@@ -23,7 +23,7 @@ from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.lockstep import Explain, GraphsDiffer, LockstepResult, cast_like, lockstep, record
 from torchaudit.analyzer.compare.metrics import Tolerance, compare_values, fan_in
 from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream, Side, join_samples
-from torchaudit.analyzer.trace.hooks_graph import HookGraph, leaf_modules
+from torchaudit.analyzer.trace.hooks_graph import HookGraph, call_name, leaf_modules
 from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
 from torchaudit.analyzer.values import cloned, map_tensors, tensor_leaves
 
@@ -256,7 +256,7 @@ def hook_pair(
         def hook(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
             c = ref_counts.get(path, 0)
             ref_counts[path] = c + 1
-            recorded.setdefault(path.replace(".", "_") + (f"_{c}" if c else ""), []).append((args, kwargs, out))
+            recorded.setdefault(call_name(path, c), []).append((args, kwargs, out))
         return hook
 
     def cand_hook(path: str) -> Callable[..., None]:

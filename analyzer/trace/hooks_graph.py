@@ -137,7 +137,7 @@ class HookGraph:
         """Add the call of leaf module ``path`` (inputs ``args``, output ``out``); its node name."""
         count = self.calls.get(path, 0)
         self.calls[path] = count + 1
-        name = path.replace(".", "_") + (f"_{count}" if count else "")
+        name = call_name(path, count)
         self.add(name, "call_module", path, module, path, out, self.flow.of(args), _caller_location())
         self.flow.mark(out, frozenset({name}))
         return name
@@ -147,6 +147,11 @@ class HookGraph:
 
     def graph(self) -> ModelGraph:
         return ModelGraph("hooks", self.g, self.order, None, traced_mode="eval")
+
+
+def call_name(path: str, count: int) -> str:
+    """The node name of call ``count`` (0-based) of the module at ``path``: ``a_b``, ``a_b_1``, ..."""
+    return path.replace(".", "_") + (f"_{count}" if count else "")
 
 
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -161,7 +166,7 @@ def trace_hooks(model: nn.Module, inputs: ExampleInputs | None, run_check: bool 
     leaves = leaf_modules(model)
     if inputs is None:
         for path, m in leaves:
-            built.add(path.replace(".", "_"), "call_module", path, m, path, None, frozenset())
+            built.add(call_name(path, 0), "call_module", path, m, path, None, frozenset())
         return built.graph()
 
     ex = inputs.clone()
