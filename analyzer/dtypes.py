@@ -46,3 +46,9 @@ def more_precise(ref: torch.dtype, cand: torch.dtype) -> bool:
     if not (ref.is_floating_point and cand.is_floating_point):
         return False
     return torch.finfo(ref).eps < torch.finfo(cand).eps
+
+
+def narrower_range(src: torch.dtype, dst: torch.dtype) -> bool:
+    """Whether floating ``dst`` cannot hold every finite value of floating ``src`` (float64 into
+    float32, float32 into float16): casting overflows to infinity beyond ``finfo(dst).max``."""
+    return src.is_floating_point and dst.is_floating_point and torch.finfo(dst).max < torch.finfo(src).max

@@ -34,9 +34,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.fx
-from torch.fx.node import Target
 
-from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph
+from torchaudit.analyzer.dtypes import narrower_range
+from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph, fx_op_name
 from torchaudit.analyzer.compare.sides import Candidate, NotRunnable, Side
 from torchaudit.analyzer.compare.metrics import Measured, Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.analyzer.values import cloned, zip_map
@@ -139,7 +139,7 @@ def saturating_cast(t: torch.Tensor, dtype: torch.dtype, device: torch.device) -
     it. Infinities and NaNs of ``t`` stay what they are. The usual case (nothing out of range)
     costs one sum over the cast, to see that it is finite."""
     out = t.to(device=device, dtype=dtype)
-    if not _narrows(t.dtype, dtype) or out.numel() == 0 or math.isfinite(float(out.sum())):
+    if not narrower_range(t.dtype, dtype) or out.numel() == 0 or math.isfinite(float(out.sum())):
         return out
     info = torch.finfo(dtype)
     src = t.to(device)
@@ -148,10 +148,6 @@ def saturating_cast(t: torch.Tensor, dtype: torch.dtype, device: torch.device) -
         return out
     limit = torch.where(src > 0, info.max, info.min).to(dtype)
     return torch.where(overflowed, limit, out)
-
-
-def _narrows(src: torch.dtype, dst: torch.dtype) -> bool:
-    return src.is_floating_point and dst.is_floating_point and torch.finfo(dst).max < torch.finfo(src).max
 
 
 def module_of(info: GraphNode | None) -> str | None:
@@ -174,7 +170,7 @@ def vmap_regions(order: list[str], nodes: Mapping[str, torch.fx.Node]) -> dict[s
     current: list[str] | None = None
     depth = 0
     for name in order:
-        target = _target_name(nodes[name].target) if name in nodes else ""
+        target = fx_op_name(nodes[name].target) if name in nodes else ""
         if target.endswith("_vmap_increment_nesting"):
             if depth == 0:
                 current = regions.setdefault(name, [])
@@ -186,10 +182,6 @@ def vmap_regions(order: list[str], nodes: Mapping[str, torch.fx.Node]) -> dict[s
             if depth == 0:
                 current = None
     return regions
-
-
-def _target_name(target: Target) -> str:
-    return target if isinstance(target, str) else getattr(target, "__name__", "") or str(target)
 
 
 def _schedule(ref: Side, cand: Candidate, regions: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -334,7 +326,7 @@ def lockstep(
                 node, inputs = cand.nodes[name], cand.input_names(name)
                 if node.op != "placeholder" and all(m in same or m not in ref for m in inputs):
                     shadow[name] = SAME_AS_CANDIDATE  # fed what the candidate is fed: the op gives its output
-                    if _op_name(node.target) in SHAPE_OPS and all(m in same for m in inputs):
+                    if fx_op_name(node.target) in SHAPE_OPS and all(m in same for m in inputs):
                         same.add(name)  # not compared: same numbers, rearranged
                 else:
                     try:
@@ -426,7 +418,7 @@ def _same_shape(a: Any, b: Any) -> bool:
 def _rearranges(node: torch.fx.Node) -> bool:
     """An op that only moves or selects tensor elements (``view``, ``transpose``, ``getitem``):
     applied to a cast value, it gives the cast of its output."""
-    return node.op in ("call_method", "call_function") and _op_name(node.target) in REARRANGING
+    return node.op in ("call_method", "call_function") and fx_op_name(node.target) in REARRANGING
 
 
 def compare_node(
@@ -439,7 +431,7 @@ def compare_node(
     inputs were the candidate's own, so its output is the candidate's and the whole error is
     local. ``k``: the node's fan-in, when the caller measured it while its inputs were alive."""
     node = cand.nodes[name]
-    if node.op in ("call_method", "call_function") and _op_name(node.target) in SHAPE_OPS:
+    if node.op in ("call_method", "call_function") and fx_op_name(node.target) in SHAPE_OPS:
         return False  # same numbers rearranged: no error of its own, and its input was compared
     y_b = cand.value(name)
     y_a = ref.value(name, y_b)
@@ -566,10 +558,3 @@ SHAPE_OPS = frozenset({
 
 
 REARRANGING = SHAPE_OPS - {"size", "dim", "getattr"}  # those three give Python values, not tensors
-
-
-def _op_name(target: Target) -> str:
-    if isinstance(target, str):
-        return target
-    name = getattr(target, "__name__", "") or str(target)
-    return name.split(".")[0] if "." in name and not name.startswith("aten") else name.split(".")[-2 if name.count(".") >= 2 else -1]

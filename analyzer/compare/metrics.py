@@ -22,6 +22,7 @@ from typing import Any, Callable, TypeGuard
 
 import torch
 
+from torchaudit.analyzer.dtypes import narrower_range
 from torchaudit.analyzer.values import leaves
 from torchaudit.report import ErrorStats
 
@@ -238,7 +239,7 @@ def _add_tensor(acc: Measured, ref: Reference, i: int, cand: torch.Tensor, tol: 
     d = torch.sub(b, a, out=scratch)  # signed: aminmax gives max |d| in one pass
     max_abs = _max_magnitude(d)  # NaN or Inf in either value shows here: no separate pass
     bad_nonfinite = 0
-    narrower = cand_dtype.is_floating_point and r.is_floating_point() and torch.finfo(cand_dtype).max < torch.finfo(r.dtype).max
+    narrower = narrower_range(r.dtype, cand_dtype)
     if math.isfinite(max_abs) and not (narrower and max_abs > torch.finfo(cand_dtype).max):
         magnitude = (lambda: ref.magnitude(i, wide, device))
         a_sq = (lambda: ref.sq(i, wide, device))

@@ -17,7 +17,7 @@ import torch.fx
 from torch.fx.graph import inplace_methods
 from torch.fx.node import map_arg
 
-from torchaudit.analyzer.trace.graph import ModelGraph, location_from_stack
+from torchaudit.analyzer.trace.graph import ModelGraph, fx_op_name, location_from_stack
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.values import zip_map
 from torchaudit.errors import exception_line
@@ -350,8 +350,7 @@ def data_nodes(nodes: Iterable[torch.fx.Node]) -> set[str]:
         if n.op == "placeholder":
             data.add(n.name)
             continue
-        target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
-        op = target.split(".")[0] if target.startswith("sym_") else target
+        op = fx_op_name(n.target)
         if op in _SHAPE_QUERIES or (op == "getattr" and len(n.args) > 1 and n.args[1] in _SHAPE_ATTRIBUTES):
             continue
         if any(m.name in data for m in n.all_input_nodes):

@@ -132,6 +132,15 @@ def tensor_facts(value: object) -> tuple[tuple[int, ...] | None, str | None, str
     return shape, str(tensor.dtype).removeprefix("torch."), str(tensor.device)
 
 
+def fx_op_name(target: Target) -> str:
+    """The bare name of an fx node's target, as the engine matches ops: ``view`` (a method),
+    ``getattr``, ``sym_size`` (``aten.sym_size.int``), ``_vmap_increment_nesting``."""
+    if isinstance(target, str):
+        return target
+    name = getattr(target, "__name__", "") or str(target)
+    return name.split(".")[0] if "." in name and not name.startswith("aten") else name.split(".")[-2 if name.count(".") >= 2 else -1]
+
+
 def qualified(target: Target) -> str:
     """``torch.sigmoid``, ``torch.nn.functional.gelu``, ``_operator.add``, ``aten.linear.default``."""
     if isinstance(target, str):
