@@ -11,27 +11,15 @@ import torch.nn as nn
 
 import torchaudit
 from tests.conftest import FIXTURES
+from tests.dynamic import models as M
 from torchaudit.analyzer.trace.graph import GraphNode
 from torchaudit.reports import wording as w
 from torchaudit.reports.markdown import render_markdown
 from torchaudit.reports.view import page_view
 
 
-class NeedsABatch(nn.Module):
-    """BatchNorm without running statistics cannot normalize one sample alone: the per-sample
-    reference of ``batch`` cannot run it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(8, 8)
-        self.bn = nn.BatchNorm1d(8, track_running_stats=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.fc(x))
-
-
 def test_a_node_the_reference_could_not_run_is_worded_as_a_failure_with_its_reason():
-    report = torchaudit.scan(NeedsABatch().eval(), torch.randn(4, 8), compare=["batch"])
+    report = torchaudit.scan(M.NeedsABatch().eval(), torch.randn(4, 8), compare=["batch"])
     [batch] = report.comparisons
     why = "Expected more than 1 value per channel when training"
     [ta703] = [f for f in report.findings if f.rule == "TA703"]

@@ -222,3 +222,16 @@ class NormThenOverflow(nn.Module):
         h = (c - drift) / (c.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
         e = self.fc2(h).pow(2)
         return e.mean(-1)
+
+
+class NeedsABatch(nn.Module):
+    """BatchNorm without running statistics cannot normalize one sample alone: the per-sample
+    reference of ``batch`` cannot run node ``bn``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.bn = nn.BatchNorm1d(8, track_running_stats=False)
+
+    def forward(self, x):
+        return self.bn(self.fc(x))

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 import torchaudit
+from tests.dynamic import models as M
 from torchaudit.analyzer.compare import comparisons
 from torchaudit.reports.json_report import render_json
 from torchaudit.reports.terminal import comparison_lines
@@ -75,21 +76,8 @@ def test_a_model_that_runs_everywhere_has_neither():
     assert all(c.status.value in ("matched", "skipped") for c in report.comparisons)
 
 
-class NeedsABatch(nn.Module):
-    """BatchNorm in train mode cannot see one sample alone: the per-sample reference of
-    ``batch`` cannot run it, which the engine records as a note."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(8, 8)
-        self.bn = nn.BatchNorm1d(8, track_running_stats=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.fc(x))
-
-
 def test_engine_notes_reach_every_report():
-    report = torchaudit.scan(NeedsABatch().eval(), torch.randn(4, 8), compare=["batch"])
+    report = torchaudit.scan(M.NeedsABatch().eval(), torch.randn(4, 8), compare=["batch"])
     [batch] = report.comparisons
     assert batch.notes and "could not run" in batch.notes[0]
     assert json.loads(render_json(report))["comparisons"][0]["notes"] == list(batch.notes)
