@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from torchaudit.errors import CheckpointError, OptionError
 from torchaudit.report import FAIL_ON_CHOICES as FAIL_ON, Config
@@ -95,9 +95,8 @@ class Settings:
         for key, cfg in (("reference", self.reference), ("candidate", self.candidate)):
             if cfg is not None:
                 Config.parse(cfg, opt(key))  # the syntax; comparisons read it the same way
-        if whole and (self.reference is None) != (self.candidate is None):
-            raise OptionError("--reference and --candidate come together",
-                              "pass both, e.g. --reference cpu:float64 --candidate cpu:float16")
+        if whole:
+            _check_paired(self.reference, self.candidate, opt)
         output_format = self.output_format.strip().lower() if isinstance(self.output_format, str) else self.output_format
         if output_format not in OUTPUT_FORMATS:
             raise OptionError(f"{opt('output-format')} {self.output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}",
@@ -253,11 +252,15 @@ def resolve(target: str | None, flags: Mapping[str, Any], *, config: str | None 
 def _check_pair(base: Settings, flags: Mapping[str, Any], path: Path | None) -> None:
     """``reference`` and ``candidate`` come together; the error names where the one given was set."""
     given = {k: flags.get(k) if flags.get(k) is not None else getattr(base, k) for k in ("reference", "candidate")}
-    if (given["reference"] is None) == (given["candidate"] is None):
+    _check_paired(given["reference"], given["candidate"],
+                  lambda key: f"--{key}" if flags.get(key) is not None else f"{key} in [tool.torchaudit] of {path}")
+
+
+def _check_paired(reference: str | None, candidate: str | None, where: Callable[[str], str]) -> None:
+    if (reference is None) == (candidate is None):
         return
-    key, other = ("reference", "candidate") if given["reference"] is not None else ("candidate", "reference")
-    where = f"--{key}" if flags.get(key) is not None else f"{key} in [tool.torchaudit] of {path}"
-    raise OptionError(f"{where} is set without {other}: the two come together",
+    key, other = ("reference", "candidate") if reference is not None else ("candidate", "reference")
+    raise OptionError(f"{where(key)} is set without {other}: the two come together",
                       f"set {other} too (--{other} {_EXAMPLE[other]}, or {other} = \"{_EXAMPLE[other]}\" in [tool.torchaudit])")
 
 
