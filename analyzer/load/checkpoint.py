@@ -72,6 +72,7 @@ class Checkpoint:
     wrapper_key: str | None = None  # the key unwrapped ("state_dict", "model", ...), None = top level
     entries: Mapping[str, TensorEntry] | None = None
     tensors: Mapping[str, torch.Tensor] | None = field(default=None, repr=False)
+    imports: tuple[str, ...] = ()  # every global its pickles would import, allowlisted or not, sorted
     unsafe_globals: tuple[PickleGlobal, ...] = ()  # outside the allowlist, not module classes
     module_classes: tuple[str, ...] = ()  # nn.Module classes the pickle imports (TA310)
     is_pickled_module: bool = False
@@ -148,7 +149,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
     outside = classify(names, allowed_globals())
     classes = tuple(sorted(g.name for g in outside if not g.dangerous and is_module_class(g.name, model)))
     unsafe = tuple(g for g in outside if g.name not in classes)
-    base = Checkpoint(path=path, format=kind, unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
+    base = Checkpoint(path=path, format=kind, imports=tuple(sorted(names)), unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
     if (unsafe or classes) and not trust:
         if unsafe:
             reason = "not unpickled: its pickle imports globals outside the weights-only allowlist (TA601)"
