@@ -2,7 +2,8 @@
 
 Order of safety (DESIGN.md, Checkpoints):
 
-* ``.safetensors``: the safetensors library; the structure (``entries``) comes from the
+* ``.safetensors``: the header is read and checked as the safetensors library checks it
+  (:mod:`torchaudit.analyzer.load.safetensors_file`); the structure (``entries``) comes from the
   header alone, tensor values are read lazily, one at a time, only when a rule asks.
 * a ``torch.save`` file (zip or legacy) or a raw pickle: first the pickle's opcodes are read
   to list the globals it would import (:mod:`torchaudit.analyzer.load.pickle_scan`). If any is
@@ -21,23 +22,15 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.load.checkpoint_files import (
-    EXPECTED,
-    not_a_checkpoint,
-    read_safetensors_header,
-    sniff,
-    truncated,
-)
+from torchaudit.analyzer.load.checkpoint_files import EXPECTED, not_a_checkpoint, sniff, truncated
 from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
+from torchaudit.analyzer.load.safetensors_file import LazySafetensors, read_header
 from torchaudit.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from safetensors import safe_open
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch/serialization.py MAGIC_NUMBER (legacy format)
@@ -106,29 +99,6 @@ class Checkpoint:
         }
 
 
-class LazySafetensors(Mapping[str, torch.Tensor]):
-    """Tensors of a safetensors file, read one at a time when asked for (never all at once)."""
-
-    def __init__(self, path: Path, keys: list[str]) -> None:
-        self._path, self._keys = path, keys
-        self._handle: safe_open | None = None
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key not in self._keys:
-            raise KeyError(key)
-        if self._handle is None:
-            from safetensors import safe_open
-
-            self._handle = safe_open(str(self._path), framework="pt", device="cpu")
-        return self._handle.get_tensor(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
 def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module | None = None) -> Checkpoint:
     """Read ``path`` as safely as its format allows (see the module docs).
 
@@ -174,36 +144,10 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
 
 
 def _load_safetensors(path: Path) -> Checkpoint:
-    from safetensors import SafetensorError, safe_open
-
-    read_safetensors_header(path)  # a truncated file says so before the library's own message
-    try:
-        # framework "np": the "pt" one maps the whole file privately through torch, which fails
-        # on files larger than RAM + swap (measured: a 27 GB Llama header on a 24 GB machine)
-        with safe_open(str(path), framework="np") as f:
-            keys = list(f.keys())
-            meta = dict(f.metadata() or {})
-            entries = {}
-            for k in keys:
-                sl = f.get_slice(k)
-                entries[k] = TensorEntry(tuple(sl.get_shape()), _st_dtype(sl.get_dtype(), path))
-    except SafetensorError as exc:
-        raise CheckpointError(f"{path} is a damaged safetensors file: {exc}", "save or download it again") from None
-    return Checkpoint(path=path, format="safetensors", entries=entries, tensors=LazySafetensors(path, keys), metadata=meta)
-
-
-_ST_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
-    "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64",
-}
-
-
-def _st_dtype(code: str, path: Path) -> torch.dtype:
-    dtype = getattr(torch, _ST_DTYPES.get(code, "-"), None)
-    if not isinstance(dtype, torch.dtype):
-        raise CheckpointError(f"{path} holds a tensor of dtype {code}, which this torch cannot represent", "upgrade torch")
-    return dtype
+    header = read_header(path)
+    entries = {k: TensorEntry(header.tensors[k].shape, header.tensors[k].dtype) for k in sorted(header.tensors)}
+    return Checkpoint(path=path, format="safetensors", entries=entries, tensors=LazySafetensors(path, header),
+                      metadata=header.metadata)
 
 
 def _zip_pickles(path: Path) -> tuple[list[set[str]], bool]:

@@ -7,11 +7,8 @@ or another kind of file altogether (an image, text, an archive).
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
-from typing import Any
-
 from torchaudit.errors import CheckpointError
 
 EXPECTED = "expected a .safetensors file or a torch.save file (.pt, .pth, .bin, .ckpt)"
@@ -96,29 +93,9 @@ def _looks_safetensors(head: bytes) -> bool:
     return 2 <= n <= _MAX_HEADER and head[8:9] == b"{"
 
 
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (8-byte length, then JSON), checked against the
-    file size so a truncated download says so. Reads only the header."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        if 8 + n > size:
-            raise truncated(path, "safetensors", f"its header claims {n} bytes, the file has {size}")
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is a damaged safetensors file: its header is not JSON ({exc})", "save it again") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is a damaged safetensors file: its header is not a JSON object", "save it again")
-    end = max((v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)), default=0)
-    if 8 + n + end > size:
-        raise truncated(path, "safetensors", f"its tensors need {8 + n + end} bytes, the file has {size}")
-    return header
-
-
 def truncated(path: Path, kind: str, detail: str) -> CheckpointError:
     size = path.stat().st_size
     return CheckpointError(
         f"{path} is a truncated or damaged {kind} file ({size} bytes): {detail}", "copy or download the checkpoint again"
     )
+

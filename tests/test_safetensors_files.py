@@ -1,0 +1,155 @@
+"""Safetensors files: a malformed header is one line and exit 2, never a traceback; every check
+is one the safetensors library makes too; entries come from the header, values by key."""
+
+from __future__ import annotations
+
+import json
+import struct
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from tests.conftest import invoke_cli
+from torchaudit.analyzer.load.checkpoint import load_checkpoint
+from torchaudit.errors import CheckpointError
+
+MODEL = textwrap.dedent(
+    """
+    import torch.nn as nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+    """
+)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "net.py"
+    path.write_text(MODEL)
+    return path
+
+
+def write(path: Path, header: Any = None, data: bytes = b"", raw: bytes | None = None, length: int | None = None) -> None:
+    """A safetensors file: the 8-byte length, the header (JSON of ``header``, or ``raw``), ``data``."""
+    text = raw if raw is not None else json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text + data)
+
+
+def one(dtype: Any = "F32", shape: Any = (2,), offsets: Any = (0, 8), name: str = "fc.weight") -> dict[str, Any]:
+    return {name: {"dtype": dtype, "shape": list(shape) if isinstance(shape, tuple) else shape,
+                   "data_offsets": list(offsets) if isinstance(offsets, tuple) else offsets}}
+
+
+def two(first: tuple[int, int], second: tuple[int, int]) -> dict[str, Any]:
+    return {**one(offsets=first), **one(offsets=second, name="fc.bias")}
+
+
+Make = Callable[[Path], None]
+# case -> (how to build the file, what the one line says)
+MALFORMED: dict[str, tuple[Make, str]] = {
+    "offsets-one-number": (lambda p: write(p, one(offsets=[0]), bytes(8)), "has data_offsets [0], not two integers"),
+    "offsets-three-numbers": (lambda p: write(p, one(offsets=[0, 8, 8]), bytes(8)), "not two integers 0 <= begin <= end"),
+    "offsets-negative": (lambda p: write(p, one(offsets=[-8, 0]), bytes(8)), "has data_offsets [-8, 0]"),
+    "offsets-floats": (lambda p: write(p, one(offsets=[0.0, 8.0]), bytes(8)), "has data_offsets [0.0, 8.0]"),
+    "offsets-strings": (lambda p: write(p, one(offsets=["0", "8"]), bytes(8)), "not two integers"),
+    "offsets-booleans": (lambda p: write(p, one(shape=[0], offsets=[False, False])), "has data_offsets [False, False]"),
+    "offsets-reversed": (lambda p: write(p, one(offsets=[8, 0]), bytes(8)), "has data_offsets [8, 0]"),
+    "offsets-span-wrong-size": (lambda p: write(p, one(offsets=[0, 12]), bytes(12)), "(8 bytes) but its data_offsets span 12 bytes"),
+    "offsets-past-the-file": (lambda p: write(p, one(), bytes(4)), "is a truncated or damaged safetensors file"),
+    "offsets-not-from-zero": (lambda p: write(p, one(offsets=[4, 12]), bytes(12)), "begins at byte 4 of the data section, not 0"),
+    "offsets-overlap": (lambda p: write(p, two((0, 8), (4, 12)), bytes(12)), "overlap"),
+    "offsets-same-bytes": (lambda p: write(p, two((0, 8), (0, 8)), bytes(8)), "overlap"),
+    "offsets-gap": (lambda p: write(p, two((0, 8), (12, 20)), bytes(20)), "4 bytes between tensors"),
+    "bytes-after-the-last-tensor": (lambda p: write(p, one(), bytes(16)), "8 bytes after its last tensor belong to none"),
+    "dtype-number": (lambda p: write(p, one(dtype=5), bytes(8)), "has dtype 5, not a dtype name"),
+    "dtype-unknown": (lambda p: write(p, one(dtype="F128"), bytes(8)), "has dtype 'F128', which is no safetensors dtype"),
+    "shape-string": (lambda p: write(p, one(shape="2"), bytes(8)), "has shape '2', not a list of non-negative"),
+    "shape-negative": (lambda p: write(p, one(shape=[-2]), bytes(8)), "has shape [-2]"),
+    "shape-float": (lambda p: write(p, one(shape=[2.0]), bytes(8)), "has shape [2.0]"),
+    "shape-overflows": (lambda p: write(p, one(shape=[2**40, 2**40]), bytes(8)), "but its data_offsets span 8 bytes"),
+    "shape-5000-digits": (lambda p: write(p, raw=b'{"w":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,8]}}',
+                                          data=bytes(8)), "its header is not JSON"),
+    "entry-not-an-object": (lambda p: write(p, {"fc.weight": 5}), "is described by 5, not an object"),
+    "entry-missing-offsets": (lambda p: write(p, {"fc.weight": {"dtype": "F32", "shape": [2]}}, bytes(8)),
+                              "not an object with dtype, shape and data_offsets"),
+    "metadata-list": (lambda p: write(p, {"__metadata__": [1], **one()}, bytes(8)), "its __metadata__ is [1], not a map"),
+    "metadata-number-value": (lambda p: write(p, {"__metadata__": {"epoch": 3}, **one()}, bytes(8)), "not a map of strings to strings"),
+    "metadata-nested": (lambda p: write(p, {"__metadata__": {"a": {"b": "c"}}, **one()}, bytes(8)), "not a map of strings"),
+    "nested-100000-deep": (lambda p: write(p, raw=b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "nested too deeply"),
+    "not-utf8": (lambda p: write(p, raw=b'{"fc.w\xffeight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', data=bytes(8)),
+                 "its header is not UTF-8 text"),
+    "header-past-the-file": (lambda p: write(p, one(), length=1000), "its header claims 1000 bytes"),
+    "duplicate-field": (lambda p: write(p, raw=b'{"w":{"dtype":"F32","dtype":"F64","shape":[2],"data_offsets":[0,8]}}', data=bytes(8)),
+                        "its header names 'dtype' twice"),
+    "name-with-a-newline": (lambda p: write(p, one(dtype=5, name="fc\n\x1b[32mPASS"), bytes(8)), r"tensor 'fc\n\x1b[32mPASS'"),
+}
+# what the safetensors library (safe_open) accepts where torchaudit refuses: one name given twice
+LIBRARY_ACCEPTS = {"duplicate-name"}
+MALFORMED["duplicate-name"] = (
+    lambda p: write(p, raw=b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
+                    data=bytes(8)),
+    "its header names 'w' twice",
+)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_header_is_one_line_and_exit_2(case: str, tmp_path: Path, model_file: Path) -> None:
+    make, phrase = MALFORMED[case]
+    path = tmp_path / "model.safetensors"
+    make(path)
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert str(path) in lines[0] and phrase in lines[0], lines[0]
+    assert not (tmp_path / "r.json").exists()
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_the_safetensors_library_refuses_the_same_files(case: str, tmp_path: Path) -> None:
+    """Every refusal above is one the library makes too (it is no stricter reading of the format),
+    except a name given twice, which the library's JSON reader silently collapses to one."""
+    path = tmp_path / "model.safetensors"
+    MALFORMED[case][0](path)
+    if case in LIBRARY_ACCEPTS:
+        with safe_open(str(path), framework="pt") as f:
+            assert list(f.keys()) == ["w"]
+        return
+    with pytest.raises(SafetensorError):
+        with safe_open(str(path), framework="pt") as f:
+            [f.get_slice(k).get_shape() for k in f.keys()]
+
+
+def test_entries_come_from_the_header_and_values_read_lazily_by_key(tmp_path: Path) -> None:
+    state = {"b": torch.arange(6, dtype=torch.float32).view(2, 3), "a": torch.tensor([1, 2], dtype=torch.int64),
+             "c": torch.tensor([0.5], dtype=torch.bfloat16), "empty": torch.zeros(0, 3)}
+    path = tmp_path / "m.safetensors"
+    save_file(state, str(path), metadata={"format": "pt"})
+    ckpt = load_checkpoint(path)
+    assert ckpt.entries is not None and ckpt.tensors is not None
+    assert list(ckpt.entries) == ["a", "b", "c", "empty"]  # sorted, as the library lists them
+    assert {k: (e.shape, e.dtype) for k, e in ckpt.entries.items()} == {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+    assert ckpt.metadata == {"format": "pt"}
+    assert "b" in ckpt.tensors and "z" not in ckpt.tensors and len(ckpt.tensors) == 4
+    for key, value in state.items():
+        assert torch.equal(ckpt.tensors[key], value), key
+    with pytest.raises(KeyError):
+        ckpt.tensors["z"]
+    read = ckpt.tensors["b"]
+    read += 1  # a copy-on-write map: the file keeps its bytes
+    assert torch.equal(load_checkpoint(path).tensors["b"], state["b"])  # type: ignore[index]  # loaded above
+
