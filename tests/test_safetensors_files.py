@@ -1,5 +1,6 @@
 """Safetensors files: a malformed header is one line and exit 2, never a traceback; every check
-is one the safetensors library makes too; entries come from the header, values by key."""
+is one the safetensors library makes too; entries come from the header, values by key; a big
+header is one finding per group of keys."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any, Callable
 
 import pytest
 import torch
+import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+import torchaudit
 from tests.conftest import invoke_cli
 from torchaudit.analyzer.load.checkpoint import load_checkpoint
 from torchaudit.errors import CheckpointError
@@ -31,6 +34,15 @@ MODEL = textwrap.dedent(
             return self.fc(x)
     """
 )
+
+
+class Net(nn.Module):  # MODEL, to scan from Python
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
 
 
 @pytest.fixture
@@ -152,4 +164,29 @@ def test_entries_come_from_the_header_and_values_read_lazily_by_key(tmp_path: Pa
     read = ckpt.tensors["b"]
     read += 1  # a copy-on-write map: the file keeps its bytes
     assert torch.equal(load_checkpoint(path).tensors["b"], state["b"])  # type: ignore[index]  # loaded above
+
+
+def test_thousands_of_unexpected_keys_are_one_finding_per_group(tmp_path: Path) -> None:
+    """A checkpoint of another model with a key per module (here 3,000 modules under ``blocks``)
+    is one TA302 finding for the group, with the count; never one finding per module."""
+    path = tmp_path / "other.safetensors"
+    state = {f"blocks.{i}.weight": torch.zeros(2) for i in range(3000)} | {"fc.weight": torch.zeros(2, 4), "fc.bias": torch.zeros(2)}
+    save_file(state, str(path))
+    report = torchaudit.scan(Net(), torch.zeros(1, 4), checkpoint=str(path), static_only=True)
+    [unexpected] = [f for f in report.findings if f.rule == "TA302"]
+    assert "under blocks" in unexpected.message and "and 2,992 more" in unexpected.message, unexpected.message
+    assert len(unexpected.evidence["unexpected_keys"]) == 3000
+    assert "TA301" not in {f.rule for f in report.findings}
+
+
+def test_a_few_modules_keep_one_finding_each(tmp_path: Path) -> None:
+    from torchaudit.analyzer.load.checkpoint_match import by_owner
+
+    assert by_owner(["a.x", "a.y", "b.c.z", "w"]) == {"a": ["x", "y"], "b.c": ["z"], "": ["w"]}
+    many = [f"enc.layers.{i}.{p}.weight" for i in range(30) for p in ("q", "k")] + ["head.weight"]
+    # 61 modules: over 40, cut to the layers (31 groups); over 20, to enc.layers (2 groups)
+    assert by_owner(many, limit=40) == {**{f"enc.layers.{i}": ["q.weight", "k.weight"] for i in range(30)}, "head": ["weight"]}
+    assert by_owner(many, limit=20) == {"enc.layers": [f"{i}.{p}.weight" for i in range(30) for p in ("q", "k")],
+                                        "head": ["weight"]}
+    assert by_owner(many, limit=1) == {"": many}
 

@@ -161,13 +161,39 @@ def owner(key: str) -> tuple[str, str]:
     return mod, name
 
 
-def by_owner(keys: Iterable[str]) -> dict[str, list[str]]:
-    """State-dict keys grouped by the module that owns them: ``{module: [leaf names]}``."""
+MAX_GROUPS = 50  # findings a key-list rule (TA301, TA302) writes before it groups by a shorter module path
+
+
+def by_owner(keys: Iterable[str], limit: int = MAX_GROUPS) -> dict[str, list[str]]:
+    """State-dict keys grouped by the module that owns them: ``{module: [names below it]}``.
+
+    When that makes more than ``limit`` groups (80,000 keys of 80,000 modules), the modules are
+    cut to the longest path prefix that makes at most ``limit`` groups (``blocks``, then the
+    root ``""``), and each name is the rest of its key (``0.weight``): one finding per group,
+    never one per key."""
+    keys = list(keys)
     groups: dict[str, list[str]] = {}
     for key in keys:
         mod, name = owner(key)
         groups.setdefault(mod, []).append(name)
-    return groups
+    if len(groups) <= limit:
+        return groups
+    depth = max(mod.count(".") + 1 for mod in groups)
+    while depth > 0 and len({".".join(mod.split(".")[:depth]) for mod in groups}) > limit:
+        depth -= 1
+    cut: dict[str, list[str]] = {}
+    for key in keys:
+        parts = key.split(".")
+        mod = ".".join(parts[: min(depth, len(parts) - 1)])
+        cut.setdefault(mod, []).append(key[len(mod) + 1:] if mod else key)
+    return cut
+
+
+def listing(names: list[str], limit: int = 8) -> str:
+    """``"a, b, c"``, or ``"a, b, ... and 79,994 more"`` past ``limit`` names."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit:,} more"
 
 
 def prepare_checkpoint(model: nn.Module, path: str, *, trust: bool = False) -> tuple[Checkpoint, nn.Module]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.load.checkpoint_match import by_owner, filled_by_tie, tied_groups
+from torchaudit.analyzer.load.checkpoint_match import by_owner, filled_by_tie, listing, tied_groups
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -15,7 +15,8 @@ class MissingKeys(Rule):
     """
     What it finds:
         Entries of the model's state dict that the checkpoint does not have (after any prefix
-        that TA303 explains), grouped by the module that owns them. A tied weight stored once
+        that TA303 explains), grouped by the module that owns them (by a shorter module path
+        when that would make more than 50 findings). A tied weight stored once
         (`lm_head.weight` is `transformer.wte.weight`, and `save_pretrained` keeps one name)
         is not missing: the load fills every name of it (TA311 covers `assign=True`, which
         does not).
@@ -52,7 +53,7 @@ class MissingKeys(Rule):
         tied = filled_by_tie(al.missing, al.to_model.values(), tied_groups(ctx.model))
         for mod, names in by_owner(k for k in al.missing if k not in tied).items():
             yield self.finding(
-                f"the checkpoint has no {', '.join(names)} for module {mod or '<root>'}: "
+                f"the checkpoint has no {listing(names)} for module {mod or '<root>'}: "
                 f"{'they keep' if len(names) > 1 else 'it keeps'} the initial values",
                 fix="load a checkpoint of this model, or load with strict=False and initialize these deliberately",
                 module=mod,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from torchaudit.analyzer.load.checkpoint_match import by_owner
+from torchaudit.analyzer.load.checkpoint_match import by_owner, listing
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -15,7 +15,8 @@ class UnexpectedKeys(Rule):
     """
     What it finds:
         Checkpoint entries the model has no place for (after any prefix that TA303
-        explains), grouped by the module path they name.
+        explains), grouped by the module path they name (by a shorter path when that would
+        make more than 50 findings: a checkpoint of another model can hold 80,000 keys).
 
     Why it matters:
         Weights the training run learned are dropped on load: a layer renamed since the
@@ -45,7 +46,7 @@ class UnexpectedKeys(Rule):
         ckpt, al, _ = found
         for mod, names in by_owner(al.unexpected).items():
             yield self.finding(
-                f"the checkpoint has {', '.join(names)} under {mod or '<root>'}, which the model does not have: "
+                f"the checkpoint has {listing(names)} under {mod or '<root>'}, which the model does not have: "
                 f"{'they are' if len(names) > 1 else 'it is'} dropped on load",
                 fix="rename these keys to the model's names before load_state_dict, or pass the checkpoint of this model",
                 location=Location(str(ckpt.path)),
