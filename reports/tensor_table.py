@@ -15,6 +15,7 @@ from torchaudit.reports import wording as w
 LABEL = {
     "changed": "changed", "unchanged": "same", "only_in_a": "only in A", "only_in_b": "only in B",
     "shape_changed": "shape changed", "dtype_changed": "dtype changed",
+    "not_compared": "not compared (views repeat values)",
 }
 COLUMNS = ("key", "shape", "dtype", "max abs", "max rel", "change")
 

@@ -162,6 +162,89 @@ def test_ta307_silent_for_large_but_finite_values(tmp_path: Path) -> None:
     assert "TA307" not in [f.rule for f in scan(Net(), state, tmp_path)]
 
 
+def ta307(findings: list) -> list:
+    return [f for f in findings if f.rule == "TA307"]
+
+
+def test_ta307_on_a_stride_0_view_counts_the_one_stored_nan(tmp_path: Path) -> None:
+    """``torch.full((1,), nan).expand(2**30)``: a 1.6 KB file whose tensor claims 2**30 elements
+    over one stored value. It holds NaN (TA307), counted as the file stores it."""
+    state = {"fc1.weight": torch.full((1,), float("nan")).expand(2**30)}
+    path = tmp_path / "ckpt.pt"
+    torch.save(state, path)
+    assert path.stat().st_size < 4096
+    [f] = ta307(scan(Net(), state, tmp_path))
+    assert {k: f.evidence[k] for k in ("key", "nan", "inf", "stored", "numel")} == {
+        "key": "fc1.weight", "nan": 1, "inf": 0, "stored": 1, "numel": 2**30}
+    assert f.message == "checkpoint tensor fc1.weight holds 1 NaN and 0 Inf of the 1 value stored for its 1073741824 elements"
+
+
+def test_ta307_silent_for_a_finite_stride_0_view(tmp_path: Path) -> None:
+    state = trained(Net())
+    state["fc1.weight"] = torch.full((1, 1), 0.5).expand(8, 4)
+    state["bn.running_var"] = torch.ones(1).expand(8)
+    assert ta307(scan(Net(), state, tmp_path)) == []
+
+
+def test_ta307_names_every_tensor_that_views_one_storage_once(tmp_path: Path) -> None:
+    state = trained(Net())
+    state["fc1.weight"][0, 0] = float("inf")
+    state["fc1.bias"] = state["fc1.weight"].view(-1)[:8]  # a view of the same storage: saved once, loaded shared
+    [f] = ta307(scan(Net(), state, tmp_path))
+    assert (f.evidence["key"], f.evidence["keys"], f.evidence["inf"], f.evidence["stored"]) == (
+        "fc1.weight", ["fc1.weight", "fc1.bias"], 1, 32)
+    assert "fc1.bias views the same storage" in f.message
+
+
+def test_ta307_in_a_safetensors_file_says_which_tensors(tmp_path: Path, monkeypatch) -> None:
+    """Adjacent tensors of one dtype are checked as one stretch of the file, a few values at a time
+    here (the chunks cut across tensors): each NaN and Inf still lands on its own tensor."""
+    from torchaudit.analyzer.load import stored_values
+
+    monkeypatch.setattr(stored_values, "CHUNK", 5)
+    state = {f"extra.{i}": torch.zeros(3) for i in range(6)} | {"ints": torch.zeros(4, dtype=torch.int64)}
+    state["extra.1"][2] = float("nan")
+    state["extra.2"][0] = float("nan")
+    state["extra.2"][1] = float("-inf")
+    state["extra.5"][:] = float("inf")
+    found = {f.evidence["key"]: (f.evidence["nan"], f.evidence["inf"], f.evidence["numel"])
+             for f in ta307(scan(Net(), {**trained(Net()), **state}, tmp_path, "model.safetensors"))}
+    assert found == {"extra.1": (1, 0, 3), "extra.2": (1, 1, 3), "extra.5": (0, 3, 3)}
+
+
+def test_ta306_reads_expanded_statistics_as_stored(tmp_path: Path) -> None:
+    state = trained(Net())
+    state["bn.running_mean"] = torch.zeros(1).expand(8)
+    state["bn.running_var"] = torch.ones(1).expand(8)
+    state["bn.num_batches_tracked"] = torch.tensor(0)
+    assert codes(scan(Net(), state, tmp_path)) == [("TA306", "bn")]
+
+
+def test_a_tensor_that_claims_more_bytes_than_the_file_holds_is_one_line(tmp_path: Path) -> None:
+    """A torch.save file edited so its storage and view claim 2**30 floats (4 GiB) over 308 bytes."""
+    import struct
+    import zipfile
+
+    from tests.conftest import invoke_cli
+
+    base = tmp_path / "base.pt"
+    torch.save({"fc1.weight": torch.zeros(77)}, base)
+    path = tmp_path / "claims_4gb.pt"
+    with zipfile.ZipFile(base) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("data.pkl"):
+                assert data.count(b"KM") == 2  # BININT1 77: the storage's size and the view's
+                data = data.replace(b"KM", b"J" + struct.pack("<i", 2**30))
+            zout.writestr(info, data)
+    model = tmp_path / "net.py"
+    model.write_text("import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     "        self.fc1 = nn.Linear(4, 8)\n\n    def forward(self, x):\n        return self.fc1(x)\n")
+    res = invoke_cli("scan", str(model), "--checkpoint", str(path), "--static-only")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert str(path) in res.stderr
+
+
 def test_checkpoint_loads_into_a_copy_never_the_users_model(tmp_path: Path) -> None:
     state = trained(Net())
     model = Net()

@@ -121,3 +121,28 @@ def test_markdown_caps_the_tensor_table(tmp_path):
     report.write(tmp_path / "d.html")
     page = (tmp_path / "d.html").read_text()
     assert all(r["key"] in page for r in changed)  # the HTML page shows them all (up to 1,000)
+
+
+def test_the_tensor_table_compares_stored_values_not_claimed_elements():
+    """Expanded (stride-0) tensors are compared once per stored value; two that repeat values along
+    different dimensions would need far more work than the files hold, and say they were not compared."""
+    from torchaudit.analyzer.compare.diff import tensor_diff
+
+    n = 2**30
+    a = {"same": torch.zeros(1).expand(n), "moved": torch.zeros(1).expand(n), "crossed": torch.zeros(2**15, 1).expand(2**15, 2**15)}
+    b = {"same": torch.zeros(1).expand(n), "moved": torch.full((1,), 2.0).expand(n), "crossed": torch.zeros(1, 2**15).expand(2**15, 2**15)}
+    rows = {r.key: (r.status, r.max_abs, r.max_rel) for r in tensor_diff(a, b)}
+    assert rows == {"same": ("unchanged", 0.0, 0.0), "moved": ("changed", 2.0, None), "crossed": ("not_compared", None, None)}
+
+
+def test_the_tensor_table_of_dense_tensors_is_exact_across_chunks(monkeypatch):
+    from torchaudit.analyzer.compare.diff import tensor_diff
+    from torchaudit.analyzer.load import stored_values
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 30)
+    y = x + torch.randn(40, 30) * 1e-3
+    whole = (y.double() - x.double()).abs()
+    monkeypatch.setattr(stored_values, "CHUNK", 64)  # 8 values of each side per step
+    [row] = tensor_diff({"w": x.t()}, {"w": y.t()})
+    assert (row.max_abs, row.max_rel) == (float(whole.max()), float((whole / x.double().abs()).max()))

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-import torch
 from torch.nn.modules.batchnorm import _NormBase
 
-
+from torchaudit.analyzer.load.stored_values import all_equal
 from torchaudit.report import Finding, Location, Severity
 from torchaudit.rules.engine import Rule, register
 
@@ -62,10 +61,11 @@ class BatchNormStatsNeverAccumulated(Rule):
             keys = [to_ckpt.get(pre + n) for n in ("running_mean", "running_var", "num_batches_tracked")]
             if keys[0] is None or keys[1] is None:
                 continue
-            mean, var = tensors[keys[0]], tensors[keys[1]]
             count = tensors[keys[2]] if keys[2] is not None else None
-            fresh = bool(torch.all(mean == 0)) and bool(torch.all(var == 1))
-            if not fresh or (count is not None and int(count.reshape(-1)[0]) != 0):
+            # stored values, not views: a stride-0 running_mean of 2**30 elements is one value
+            if not (all_equal(tensors[keys[0]], 0) and all_equal(tensors[keys[1]], 1)):
+                continue
+            if count is not None and not all_equal(count, 0):
                 continue
             yield self.finding(
                 f"{path or '<root>'} has its initial statistics in the checkpoint (running_mean all 0, running_var all 1"
