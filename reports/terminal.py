@@ -160,6 +160,8 @@ def print_github(report: Report) -> None:
 def checkpoint_line(info: dict) -> str:
     """One line on the checkpoint: format, wrapper, and whether it loaded with strict=True."""
     parts = [info["format"]]
+    if info.get("suffix_mismatch"):
+        parts.append(info["suffix_mismatch"])  # "named .pt but is a safetensors file": read as what it is
     if info.get("wrapper_key"):
         parts.append(f"unwrapped from {info['wrapper_key']!r}" + (" (Lightning)" if info.get("producer") == "lightning" else ""))
     if info.get("trusted"):

@@ -257,6 +257,9 @@ def page_view(report: Report) -> PageView:
         value = report.target.get(key)
         if value:
             target_rows.append((key.replace("_", " "), w.display_path(value) if key == "file" else str(value)))
+    note = (report.target.get("checkpoint_info") or {}).get("suffix_mismatch")
+    if note:  # the content decides how a file is read; the name said otherwise
+        target_rows.append(("checkpoint format", f"{note}: read as such"))
     for label, path in zip(("checkpoint A", "checkpoint B"), report.target.get("checkpoints") or ()):
         target_rows.append((label, w.display_path(path)))
     graph_rows: list[tuple[str, str]] = []

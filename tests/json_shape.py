@@ -29,6 +29,11 @@ def check_schema(data: dict[str, Any]) -> None:
     assert data["schema_version"] == 1
     _has(data["tool"], {"name": str, "version": str}, "tool")
     _has(data["target"], {"spec": OPT_STR, "model_class": str, "checkpoint": OPT_STR}, "target")
+    info = data["target"].get("checkpoint_info")
+    if info is not None:  # scan --checkpoint: what the file was and how it loaded (README, Checkpoints)
+        _has(info, {"path": str, "format": str, "wrapper_key": OPT_STR, "producer": OPT_STR, "tensors": (int, type(None)),
+                    "unpickled": bool, "trusted": bool, "pickled_module": bool, "not_loaded_reason": OPT_STR,
+                    "suffix_mismatch": OPT_STR, "strict_load": (dict, type(None))}, "target.checkpoint_info")
     _has(data["environment"], {"python": str, "torch": str, "cuda_available": bool, "flags": dict}, "environment")
     _has(data["environment"]["flags"], {"allow_tf32_matmul": bool, "cudnn_benchmark": bool, "deterministic": bool}, "flags")
     _has(data["graph"], {"tracer": str, "nodes": int, "modules": int, "parameters": int, "buffers": int}, "graph")

@@ -1,6 +1,6 @@
 """Safetensors files: a malformed header is one line and exit 2, never a traceback; every check
-is one the safetensors library makes too; entries come from the header, values by key; a big
-header is one finding per group of keys."""
+is one the safetensors library makes too; a big header is one finding per group of keys; a
+safetensors file named .pt is still read as safetensors, and the report says so."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from safetensors.torch import save_file
 
 import torchaudit
 from tests.conftest import invoke_cli
+from tests.json_shape import report_json
 from torchaudit.analyzer.load.checkpoint import load_checkpoint
+from torchaudit.analyzer.load.checkpoint_files import suffix_note
 from torchaudit.errors import CheckpointError
 
 MODEL = textwrap.dedent(
@@ -190,3 +192,30 @@ def test_a_few_modules_keep_one_finding_each(tmp_path: Path) -> None:
                                         "head": ["weight"]}
     assert by_owner(many, limit=1) == {"": many}
 
+
+@pytest.mark.parametrize("name", ["weights.pt", "pytorch_model.bin"])
+def test_safetensors_named_like_a_pickle_is_read_as_safetensors_and_said(name: str, tmp_path: Path, model_file: Path) -> None:
+    path = tmp_path / name
+    save_file({"fc.weight": torch.zeros(2, 4), "fc.bias": torch.zeros(2)}, str(path))
+    ckpt = load_checkpoint(path)
+    note = f"named {path.suffix} but is a safetensors file"
+    assert (ckpt.format, ckpt.describe()["suffix_mismatch"]) == ("safetensors", note)
+    assert not ckpt.imports and not ckpt.unsafe_globals  # never handed to a pickle reader
+    out = tmp_path / "r.json"
+    res = invoke_cli("scan", str(model_file), "--checkpoint", str(path), "--json", str(out), "--html", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr
+    assert f"(safetensors; {note};" in res.stdout
+    info = json.loads(out.read_text())["target"]["checkpoint_info"]
+    assert (info["format"], info["suffix_mismatch"], info["strict_load"]["ok"]) == ("safetensors", note, True)
+    assert f"{note}: read as such" in (tmp_path / "r.html").read_text()
+
+
+def test_no_note_when_the_suffix_agrees_or_names_no_format(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    data = report_json(torchaudit.scan(nn.Linear(2, 1), torch.zeros(1, 2), checkpoint=str(path), static_only=True))
+    assert data["target"]["checkpoint_info"]["suffix_mismatch"] is None
+    assert suffix_note(Path("model.weights"), "safetensors") is None  # no format named: nothing to contradict
+    assert suffix_note(Path("ckpt.PT"), "zip") is None and suffix_note(Path("ckpt.bin"), "legacy") is None
+    assert suffix_note(Path("model.safetensors"), "zip") == "named .safetensors but is a torch.save zip file"
+    assert suffix_note(Path("model.safetensors"), "pickle") == "named .safetensors but is a raw pickle"

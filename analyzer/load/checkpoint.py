@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.load.checkpoint_files import EXPECTED, not_a_checkpoint, sniff, truncated
+from torchaudit.analyzer.load.checkpoint_files import EXPECTED, not_a_checkpoint, sniff, suffix_note, truncated
 from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
 from torchaudit.analyzer.load.safetensors_file import LazySafetensors, read_header
 from torchaudit.errors import CheckpointError
@@ -75,6 +75,7 @@ class Checkpoint:
     metadata: Mapping[str, str] = field(default_factory=dict)
     loaded_into_model: LoadStatus | None = None
     extra_state: Mapping[str, Any] = field(default_factory=dict, repr=False)  # non-tensor `*._extra_state`
+    suffix_mismatch: str | None = None  # "named .pt but is a safetensors file" (checkpoint_files.suffix_note)
 
     @property
     def loaded(self) -> bool:
@@ -93,6 +94,7 @@ class Checkpoint:
             "trusted": self.trusted,
             "pickled_module": self.is_pickled_module,
             "not_loaded_reason": self.not_loaded_reason,
+            "suffix_mismatch": self.suffix_mismatch,
             "strict_load": None
             if status is None
             else {"ok": status.ok, "error": status.error, "prefix_fix": status.prefix_fix},
@@ -147,7 +149,7 @@ def _load_safetensors(path: Path) -> Checkpoint:
     header = read_header(path)
     entries = {k: TensorEntry(header.tensors[k].shape, header.tensors[k].dtype) for k in sorted(header.tensors)}
     return Checkpoint(path=path, format="safetensors", entries=entries, tensors=LazySafetensors(path, header),
-                      metadata=header.metadata)
+                      metadata=header.metadata, suffix_mismatch=suffix_note(path, "safetensors"))
 
 
 def _zip_pickles(path: Path) -> tuple[list[set[str]], bool]:

@@ -99,3 +99,17 @@ def truncated(path: Path, kind: str, detail: str) -> CheckpointError:
         f"{path} is a truncated or damaged {kind} file ({size} bytes): {detail}", "copy or download the checkpoint again"
     )
 
+
+_SUFFIXES = {".safetensors": ("safetensors",), **dict.fromkeys((".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"), ("zip", "legacy", "pickle"))}
+_FORMATS = {"safetensors": "a safetensors file", "zip": "a torch.save zip file", "legacy": "a legacy torch.save file",
+            "pickle": "a raw pickle"}
+
+
+def suffix_note(path: Path, fmt: str) -> str | None:
+    """``"named .pt but is a safetensors file"`` when the file's suffix names another format than
+    its content (``fmt``, as :func:`sniff` found it: the content decides how it is read); ``None``
+    when they agree or the suffix names no checkpoint format."""
+    expected = _SUFFIXES.get(path.suffix.lower())
+    if expected is None or fmt in expected:
+        return None
+    return f"named {path.suffix} but is {_FORMATS.get(fmt, fmt)}"
