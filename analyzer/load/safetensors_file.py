@@ -110,7 +110,7 @@ def read_header(path: Path) -> SafetensorsHeader:
         if isinstance(obj, dict):
             metadata = obj.pop("__metadata__", None)
             metadata = {} if metadata is None else metadata  # null is allowed, as no metadata
-            tensors = {key: _entry(path, key, info) for key, info in obj.items()}
+            tensors = _entries(path, obj)
     except RecursionError:
         raise damaged(path, "its header is not JSON (nested too deeply to read)") from None
     except _Duplicate as dup:
@@ -131,18 +131,24 @@ def _is_count(x: object, limit: int | None = None) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x and (limit is None or x < limit)
 
 
-def _entry(path: Path, key: str, info: object) -> StEntry:
-    if type(info) is dict and len(info) >= 3:
-        code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        dtype = _DTYPE_OBJECTS.get(code) if type(code) is str else None
-        if (
-            dtype is not None and type(shape) is list and type(offsets) is list and len(offsets) == 2
-            and type(begin := offsets[0]) is int and type(end := offsets[1]) is int and 0 <= begin <= end
-            and all(type(d) is int and 0 <= d < _MAX_DIM for d in shape)
-            and math.prod(shape) * dtype.itemsize == end - begin
-        ):
-            return StEntry(dtype, tuple(shape), begin, end)
-    raise _fault(path, key, info)
+def _entries(path: Path, header: dict[str, Any]) -> dict[str, StEntry]:
+    """The entries of a header's tensors, checked (one loop, no call per entry: 80,000 of them)."""
+    out: dict[str, StEntry] = {}
+    ints, dtypes = {int}, _DTYPE_OBJECTS
+    for key, info in header.items():
+        if type(info) is dict:
+            code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+            if type(code) is str and type(shape) is list and type(offsets) is list and len(offsets) == 2:
+                dtype, (begin, end) = dtypes.get(code), offsets
+                if (
+                    dtype is not None and type(begin) is int and type(end) is int and 0 <= begin <= end
+                    and (not shape or ({*map(type, shape)} == ints and min(shape) >= 0 and max(shape) < _MAX_DIM))
+                    and math.prod(shape) * dtype.itemsize == end - begin
+                ):
+                    out[key] = StEntry(dtype, tuple(shape), begin, end)
+                    continue
+        raise _fault(path, key, info)
+    return out
 
 
 def _fault(path: Path, key: str, info: object) -> CheckpointError:
@@ -173,16 +179,16 @@ def _torch_dtype(path: Path, name: str, code: str) -> torch.dtype:
 
 def _check_tiling(path: Path, tensors: dict[str, StEntry], data: int, n: int) -> None:
     """Sorted by offset, the tensors cover the data section of ``data`` bytes exactly, once."""
-    at, before = 0, ""
-    for key, e in sorted(tensors.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
-        if e.begin != at:
+    at, before = 0, None  # the tensor that ends at ``at``
+    for begin, end, key in sorted((e.begin, e.end, key) for key, e in tensors.items()):
+        if begin != at:
             name = f"tensor {_short.repr(key)}"
-            if not before:
-                raise damaged(path, f"its first {name} begins at byte {e.begin:,} of the data section, not 0")
-            if e.begin < at:
-                raise damaged(path, f"tensors {before} and {_short.repr(key)} overlap (data_offsets {e.begin:,} < {at:,})")
-            raise damaged(path, f"{e.begin - at:,} bytes between tensors {before} and {_short.repr(key)} belong to none")
-        at, before = e.end, _short.repr(key)
+            if before is None:
+                raise damaged(path, f"its first {name} begins at byte {begin:,} of the data section, not 0")
+            if begin < at:
+                raise damaged(path, f"tensors {_short.repr(before)} and {_short.repr(key)} overlap (data_offsets {begin:,} < {at:,})")
+            raise damaged(path, f"{begin - at:,} bytes between tensors {_short.repr(before)} and {_short.repr(key)} belong to none")
+        at, before = end, key
     if at > data:
         raise truncated(path, "safetensors", f"its tensors need {8 + n + at} bytes, the file has {8 + n + data}")
     if at < data:

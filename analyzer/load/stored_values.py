@@ -55,8 +55,9 @@ def _span(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
 
 
 def _reach(t: torch.Tensor) -> tuple[int, int]:
-    lo = t.storage_offset()
-    return lo, lo + 1 + sum(st * (n - 1) for n, st in zip(t.shape, t.stride()) if n > 1)
+    """The storage elements ``[lo, hi)`` between ``t``'s first and last element (``t`` not empty)."""
+    lo = int(t.storage_offset())
+    return lo, lo + 1 + sum(st * (int(n) - 1) for n, st in zip(t.shape, t.stride()) if n > 1)
 
 
 def distinct(t: torch.Tensor) -> torch.Tensor:
