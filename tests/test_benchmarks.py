@@ -45,3 +45,18 @@ def test_bench_static_prints_time_per_node_for_each_size() -> None:
     # the verdict and the exit code follow the printed ratio and target
     assert result["ok"] == (result["per_node_ratio"] <= result["target"])
     assert out.returncode == (0 if result["ok"] else 1)
+
+
+@pytest.mark.slow  # fresh interpreters: three scans and a header load
+def test_bench_checkpoint_claims_prints_each_case() -> None:
+    out = _run("benchmarks/bench_checkpoint_claims.py", "--tensors", "300", "--repeat", "1", "--json")
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    cases = result["cases"]
+    assert set(cases) == {"clean", "big-header", "stride-0"}
+    assert "TA307" in cases["stride-0"]["findings"] and "TA307" not in cases["clean"]["findings"]
+    assert cases["big-header"]["findings"] == ["TA301", "TA302"]  # 300 modules' keys: one TA302 group
+    for case in cases.values():
+        assert case["seconds"] > 0 and case["rss_mb"] > 0 and case["rc"] in (0, 1)
+    assert result["header_seconds"] > 0
+    assert out.returncode == (0 if result["ok"] else 1)  # the verdict and the exit code agree
