@@ -146,3 +146,12 @@ def test_the_tensor_table_of_dense_tensors_is_exact_across_chunks(monkeypatch):
     monkeypatch.setattr(stored_values, "CHUNK", 64)  # 8 values of each side per step
     [row] = tensor_diff({"w": x.t()}, {"w": y.t()})
     assert (row.max_abs, row.max_rel) == (float(whole.max()), float((whole / x.double().abs()).max()))
+
+
+def test_a_nan_that_appears_is_a_change_and_one_that_stays_is_not():
+    from torchaudit.analyzer.compare.diff import tensor_diff
+
+    nan = float("nan")
+    a = {"appears": torch.tensor([1.0, 2.0]), "stays": torch.tensor([nan, 2.0]), "inf": torch.tensor([float("inf")])}
+    b = {"appears": torch.tensor([1.0, nan]), "stays": torch.tensor([nan, 2.0]), "inf": torch.tensor([float("inf")])}
+    assert [(r.key, r.status) for r in tensor_diff(a, b)] == [("appears", "changed"), ("stays", "unchanged"), ("inf", "unchanged")]

@@ -78,39 +78,42 @@ def tensor_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) ->
         if found is None:
             rows.append(TensorChange(key, "not_compared", sa, sb, _dt(ta), _dt(tb)))
             continue
-        max_abs, max_rel = found
-        status = "dtype_changed" if ta.dtype != tb.dtype else ("changed" if max_abs > 0 else "unchanged")
+        max_abs, max_rel, same = found
+        status = "dtype_changed" if ta.dtype != tb.dtype else ("unchanged" if same else "changed")
         rows.append(TensorChange(key, status, sa, sb, _dt(ta), _dt(tb), max_abs, max_rel))
     return rows
 
 
-def change(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None] | None:
-    """``(max |y - x|, max |y - x| / |x| over x != 0)`` of two tensors of one shape, in float64,
-    a chunk at a time; ``max_rel`` is ``None`` when x is all zero and y is not.
+def change(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None, bool] | None:
+    """``(max |y - x|, max |y - x| / |x| over x != 0, whether every pair is equal)`` of two
+    tensors of one shape, in float64, a chunk at a time; ``max_rel`` is ``None`` when x is all
+    zero and y is not. A NaN makes both maxima NaN; a pair is equal when both are NaN too (a
+    NaN that appears or goes is a change, one that stays is not).
 
     A dimension along which both repeat one stored value (stride 0: ``expand``) is compared
     once. ``None`` when the pairs left to compare outnumber what the two files store more than
     fourfold (two views that repeat values along different dimensions): work follows the file's
     bytes, never the shape it claims."""
     if x.numel() == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, True
     if x.layout == torch.strided and y.layout == torch.strided:
         keep = [d for d in range(x.dim()) if x.shape[d] > 1 and (x.stride(d) or y.stride(d))]
         x, y = (t.as_strided([t.shape[d] for d in keep], [t.stride(d) for d in keep]) for t in (x, y))
         if x.numel() > 4 * (distinct(x).numel() + distinct(y).numel()) + stored_values.CHUNK:
             return None
     max_abs = max_rel = 0.0
-    any_rel = False
+    any_rel, same = False, True
     step = max(1, stored_values.CHUNK // 8)  # float64 copies of both sides and their difference
     for cx, cy in zip(chunks(x, step), chunks(y, step)):
         xd, yd = cx.double(), cy.double()
+        same = same and bool(((xd == yd) | (xd.isnan() & yd.isnan())).all())
         d = (yd - xd).abs()
         max_abs = _top(max_abs, float(d.max()))
         nz = xd != 0
         if bool(nz.any()):
             any_rel = True
             max_rel = _top(max_rel, float((d[nz] / xd[nz].abs()).max()))
-    return max_abs, (max_rel if any_rel else (0.0 if max_abs == 0 else None))
+    return max_abs, (max_rel if any_rel else (0.0 if max_abs == 0 else None)), same
 
 
 def _top(a: float, b: float) -> float:
