@@ -44,7 +44,17 @@ def _dims(t: torch.Tensor) -> tuple[list[tuple[int, int]], bool]:
 
 
 def _plain(t: torch.Tensor) -> bool:
-    return t.layout == torch.strided and t.device.type != "meta" and type(t) in (torch.Tensor, torch.nn.Parameter)
+    return (t.layout == torch.strided and t.device.type != "meta" and not t.is_quantized
+            and type(t) in (torch.Tensor, torch.nn.Parameter))
+
+
+def _sparse_values(t: torch.Tensor) -> torch.Tensor:
+    """What a sparse tensor stores: its values (the zeros it implies are no stored values)."""
+    if t.layout == torch.sparse_coo:
+        return t._values()
+    if t.layout in (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc):
+        return t.values()
+    return t
 
 
 def _span(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -68,7 +78,7 @@ def distinct(t: torch.Tensor) -> torch.Tensor:
     as the whole span of storage it covers. Anything that is not a plain strided CPU tensor
     (sparse, a subclass) comes back as is."""
     if not _plain(t) or t.numel() == 0:
-        return t._values() if t.is_sparse else t
+        return _sparse_values(t)
     dims, disjoint = _dims(t)
     lo, hi = _reach(t)
     if not disjoint or math.prod(n for _, n in dims) == hi - lo:
@@ -137,7 +147,7 @@ def nonfinite(tensors: Mapping[str, torch.Tensor]) -> Iterator[tuple[StoredBlock
             if _floating(values):
                 yield from _run_counts(keys, starts, values)
         return
-    for block in blocks(tensors):
+    for block in blocks({k: t for k, t in tensors.items() if _floating(t)}):
         if _floating(block.values):
             nan, inf = _counts(block.values)
             if nan or inf:
