@@ -172,14 +172,15 @@ def by_owner(keys: Iterable[str], limit: int = MAX_GROUPS) -> dict[str, list[str
     root ``""``), and each name is the rest of its key (``0.weight``): one finding per group,
     never one per key."""
     keys = list(keys)
-    groups: dict[str, list[str]] = {}
-    for key in keys:
-        mod, name = owner(key)
-        groups.setdefault(mod, []).append(name)
-    if len(groups) <= limit:
+    mods = {key.rpartition(".")[0] for key in keys}
+    if len(mods) <= limit:
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            mod, _, name = key.rpartition(".")
+            groups.setdefault(mod, []).append(name)
         return groups
-    depth = max(mod.count(".") + 1 for mod in groups)
-    while depth > 0 and len({".".join(mod.split(".")[:depth]) for mod in groups}) > limit:
+    depth = max(mod.count(".") + 1 for mod in mods)
+    while depth > 0 and len({".".join(mod.split(".")[:depth]) for mod in mods}) > limit:
         depth -= 1
     cut: dict[str, list[str]] = {}
     for key in keys:
