@@ -110,9 +110,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{'case':<12} {'file':>10} {'scan':>8} {'peak RSS':>10}  findings")
+        floor = cases["clean"]
+        print(f"{'case':<12} {'file':>10} {'scan':>8} {'over clean':>10} {'peak RSS':>10}  findings")
         for name, c in cases.items():
-            print(f"{name:<12} {c['file_bytes']:>10,} {c['seconds']:>7.2f}s {c['rss_mb']:>7.0f} MB  {', '.join(c['findings']) or '-'}")
+            print(f"{name:<12} {c['file_bytes']:>10,} {c['seconds']:>7.2f}s {c['seconds'] - floor['seconds']:>+9.2f}s "
+                  f"{c['rss_mb']:>7.0f} MB  {', '.join(c['findings']) or '-'}")
         print(f"header part of {args.tensors:,} tensors (load_checkpoint): {result['header_seconds']:.2f} s")
         print(f"targets: scan < {TARGET_S:.0f} s and < {TARGET_MB:.0f} MB; header < {TARGET_HEADER_S:.0f} s; "
               f"TA307 on stride-0 only: {'met' if result['ok'] else 'MISSED'}")
