@@ -65,7 +65,44 @@ DANGEROUS_MODULES = {
     "inspect": "reaches frames and code",
     "torch.hub": "downloads and runs code",
     "numpy.load": "unpickles nested payloads",
+    # execution gadgets from public scanner bypasses (picklescan/modelscan advisories, JFrog 2025)
+    "_operator": "fetches attributes (attrgetter/methodcaller reach anything)",
+    "_functools": "wraps callables (partial reaches anything)",
+    "_io": "opens files",
+    "_posixsubprocess": "runs commands",
+    "_thread": "starts threads",
+    "threading": "starts threads",
+    "pkgutil": "resolves and imports any name (resolve_name)",
+    "timeit": "runs Python source (timeit, repeat)",
+    "cProfile": "runs Python source (run, runctx)",
+    "profile": "runs Python source (run, runctx)",
+    "pdb": "runs Python source (run, runeval)",
+    "bdb": "runs Python source (Bdb.run)",
+    "trace": "runs Python source (Trace.run)",
+    "doctest": "runs Python source",
+    "pydoc": "runs shell commands (pipepager, tempfilepager)",
+    "idlelib": "runs Python source",
+    "ensurepip": "runs pip",
+    "venv": "creates environments and runs commands",
+    "distutils": "runs commands and writes files",
+    "setuptools": "runs commands and writes files",
+    "pip": "installs and runs packages",
+    "imp": "imports arbitrary modules",
+    "zipimport": "imports arbitrary modules",
+    "_osx_support": "runs commands",
+    "torch.utils.collect_env": "runs shell commands (run, run_and_read_all)",
+    "torch.utils.cpp_extension": "compiles and loads native code",
+    "torch.jit.unsupported_tensor_ops": "runs Python source (execWrapper)",
+    "torch.fx.experimental.rewriter": "runs Python source",
+    "torch.package": "imports code from an archive",
+    "torch._inductor": "compiles and runs generated code",
+    "torch._dynamo": "compiles and runs generated code",
+    "torch.testing._internal": "test helpers that run code",
 }
+# modules whose name, met inside a dotted attribute path (``posixpath`` + ``os.system``,
+# ``torch.serialization`` + ``os.system``), means the global reaches them through an alias
+_ALIASED = {"os", "posix", "nt", "subprocess", "sys", "builtins", "importlib", "shutil", "socket", "pickle",
+            "_pickle", "runpy", "ctypes", "pty", "marshal", "code", "codeop", "pkgutil", "_posixsubprocess"}
 DANGEROUS_NAMES = {
     "builtins.eval": "evaluates Python source",
     "builtins.exec": "runs Python source",
@@ -85,6 +122,13 @@ DANGEROUS_NAMES = {
     "torch.storage._load_from_bytes": "unpickles nested payloads with weights_only=False",
     "torch.serialization.load": "unpickles nested payloads",
     "torch._C": "calls native code",
+    "torch.fx.graph_module.reduce_graph_module": "runs Python source (the import block it is given)",
+    "torch.fx.graph_module.reduce_package_graph_module": "runs Python source",
+    "torch.fx.graph_module.reduce_deploy_graph_module": "runs Python source",
+    "torch.fx.graph_module._forward_from_src": "runs Python source",
+    "torch.fx.graph_module._exec_with_source": "runs Python source",
+    "torch.export._unlift": "runs Python source",
+    "builtins.dict.get": "fetches from any mapping (with globals() or a module __dict__, reaches anything)",
     UNRESOLVED: "the imported name is computed at load time and cannot be checked",
     EXTENSION: "imports through the copyreg extension registry, which cannot be checked",
     TOO_MANY: f"the pickle imports more than {MAX_GLOBALS} distinct globals; the rest are not listed",
@@ -111,6 +155,11 @@ def danger(name: str) -> str:
             return DANGEROUS_MODULES[prefix]
         if prefix in DANGEROUS_NAMES:
             return DANGEROUS_NAMES[prefix]
+    for i in range(1, len(parts) - 1):  # an attribute path through a module alias
+        if parts[i] in _ALIASED:
+            inner = danger(".".join(parts[i:]))
+            if inner:
+                return f"reaches {'.'.join(parts[i:])} through {'.'.join(parts[:i])}: {inner}"
     return ""
 
 
