@@ -201,11 +201,14 @@ def _overrides(rule: Rule, name: str) -> bool:
     return getattr(type(rule), name) is not getattr(Rule, name)
 
 
+CRASHED = "TA902"  # the engine's own finding for a rule that raised (rules/tool/untraceable.py documents it)
+
+
 def _crash(rule: Rule, exc: BaseException) -> Finding:
     last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
     return Finding(
-        rule="TA902",
+        rule=CRASHED,
         severity=Severity.WARNING,
         title="A rule raised an exception",
         message=f"rule {rule.code} raised {exception_line(exc)}{where}; the scan went on without it",

@@ -50,15 +50,11 @@ def check_checkpoint(
     """
     from torchaudit.analyzer.environment import environment
     from torchaudit.rules.config import check_selectors
-    from torchaudit.rules.engine import CHECKPOINT_ALONE, catalogue, load_rules, reads_only, run_rules, selected
+    from torchaudit.rules.engine import catalogue, run_rules
 
     s = (settings or Settings()).replace(select=select, ignore=ignore, fail_on=fail_on)
     check_selectors(s.select, s.ignore)
-    rules = load_rules()
-    codes = [code for code, cls in rules.items() if reads_only(cls, CHECKPOINT_ALONE) and selected(code, s.select, s.ignore)]
-    # a rule named by --select that needs a model is said to be skipped, not silently dropped
-    skipped = {code: NEEDS_MODEL for code, cls in rules.items()
-               if s.select and selected(code, s.select, s.ignore) and not reads_only(cls, CHECKPOINT_ALONE)}
+    codes, skipped = rule_codes(s.select, s.ignore)
     env = environment()
     given = [paths] if isinstance(paths, (str, Path)) else list(paths)
     files: list[CheckpointFile] = []
@@ -88,6 +84,22 @@ def check_checkpoint(
         rules=catalogue(),
         checkpoint_files=tuple(files),
     )
+
+
+def rule_codes(select: Sequence[str], ignore: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The rules to run on a checkpoint alone (those selected that read only what
+    ``engine.CHECKPOINT_ALONE`` names, and TA902 so that a rule that raises is reported; empty
+    when none is selected), and ``{code: why skipped}`` for the rules ``select`` names that need
+    a model: said, not silently dropped."""
+    from torchaudit.rules.engine import CHECKPOINT_ALONE, CRASHED, load_rules, reads_only, selected
+
+    rules = load_rules()
+    codes = [code for code, cls in rules.items() if reads_only(cls, CHECKPOINT_ALONE) and selected(code, select, ignore)]
+    skipped = {code: NEEDS_MODEL for code, cls in rules.items()
+               if select and code != CRASHED and selected(code, select, ignore) and not reads_only(cls, CHECKPOINT_ALONE)}
+    if codes and selected(CRASHED, select, ignore):
+        codes.append(CRASHED)
+    return codes, skipped
 
 
 def expand(given: Sequence[str | Path]) -> Iterator[tuple[Path, str | None]]:
