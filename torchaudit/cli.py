@@ -388,9 +388,9 @@ ALLOWLIST_HELP = ("Print the Python (imports and torch.serialization.add_safe_gl
 def checkpoint_command(
     files: Annotated[
         list[str],
-        typer.Argument(metavar="FILE...", help="Checkpoint files (.safetensors, .pt, .pth, .bin, .ckpt) or folders of them (every such file directly inside, e.g. shards)."),
+        typer.Argument(metavar="FILE", help="Checkpoint files (.safetensors, .pt, .pth, .bin, .ckpt) or folders of them (every such file directly inside, e.g. shards)."),
     ],
-    allowlist: Annotated[bool, typer.Option("--allowlist", metavar="", help=ALLOWLIST_HELP)] = False,
+    allowlist: Annotated[bool, typer.Option("--allowlist", rich_help_panel="Reports", metavar="", help=ALLOWLIST_HELP)] = False,
     select: Annotated[
         Optional[list[str]],
         typer.Option("--select", rich_help_panel="Rules and gate", metavar="CODES", help="Run only these rule codes or prefixes, e.g. TA6 (comma-separated, repeatable); rules that need a model are listed as skipped."),
