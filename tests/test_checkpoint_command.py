@@ -287,13 +287,17 @@ def test_settings_come_from_the_working_directorys_pyproject(tmp_path: Path) -> 
     assert invoke_cli("checkpoint", "evil.pt", "--isolated", cwd=tmp_path).returncode == 1
 
 
-def test_global_names_with_terminal_escapes_are_printed_escaped(tmp_path: Path) -> None:
+def test_global_names_with_terminal_escapes_or_markup_are_printed_as_text(tmp_path: Path) -> None:
     evil = tmp_path / "evil.pt"
     evil.write_bytes(b"cos\nsystem\x1b[1A\x1b[2K\x1b[32mPASS\x1b[0m\n(S'true'\ntR.")
-    res = invoke_cli("checkpoint", str(evil), "--allowlist")
+    marked = tmp_path / "marked.pt"  # rich markup in a name must print as the characters it is
+    marked.write_bytes(b"cmod[bold]x\nfn[/bold]\n(S'true'\ntR.")
+    res = invoke_cli("checkpoint", str(evil), str(marked), "--allowlist")
     assert res.returncode == 1
     assert "\x1b" not in res.stdout + res.stderr
     assert r"os.system\x1b[1A\x1b[2K\x1b[32mPASS\x1b[0m" in res.stderr
+    assert "mod[bold]x.fn[/bold]  outside the allowlist" in res.stderr
+    assert "#   mod[bold]x.fn[/bold]: not a Python name" in res.stdout
 
 
 def test_python_api(clean_safetensors: Path) -> None:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from torchaudit.errors import CheckpointError
+from torchaudit.errors import CheckpointError, OptionError
 from torchaudit.report import GLOBAL_STATUSES, CheckpointFile, Finding, ImportedGlobal, Report, printable
 from torchaudit.settings import Settings
 
@@ -57,6 +57,8 @@ def check_checkpoint(
     codes, skipped = rule_codes(s.select, s.ignore)
     env = environment()
     given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not given:
+        raise OptionError("no checkpoint to check", "pass a checkpoint file or a folder of them")
     files: list[CheckpointFile] = []
     findings: list[Finding] = []
     for path, problem in expand(given):
