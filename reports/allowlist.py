@@ -48,6 +48,9 @@ def allowlist_snippet(files: Iterable[CheckpointFile]) -> str:
             worst = ", ".join(g.name for g in f.imports if g.status == "dangerous")
             refused.append(f"#   {printable(w.display_path(f.path))}: imports {printable(worst)}: do not load it")
             continue
+        if f.verdict == "ambiguous":
+            refused.append(f"#   {printable(w.display_path(f.path))}: zip readers disagree about it (TA605): do not load it")
+            continue
         for g in f.imports:
             if g.status == "allowlisted" or g.name in allow or g.name in left_out:
                 continue
@@ -73,7 +76,7 @@ def allowlist_snippet(files: Iterable[CheckpointFile]) -> str:
     else:
         lines.append("# nothing to allow: every global these files import is on the weights-only allowlist")
     if refused:
-        lines.append("# left out, dangerous files (nothing they import is allowed):")
+        lines.append("# left out, dangerous or ambiguous files (nothing they import is allowed):")
         lines += refused
     if left_out:
         lines.append(f"# left out ({w.plural(len(left_out), 'global')}):")

@@ -90,6 +90,10 @@ def verdict(f: CheckpointFile) -> tuple[str, str]:
         also = f" and {w.plural(more, 'more dangerous global')}" if more else ""
         return (f"DANGEROUS: loading it with weights_only=False would import {worst.name} ({worst.why}){also}; "
                 "do not load it", "bold red")
+    if f.verdict == "ambiguous":
+        problems = f.details.get("archive_problems") or ["?"]
+        return (f"AMBIGUOUS: zip readers disagree about this archive ({problems[0]}); "
+                "torch may unpickle another member than the one a scanner reads: do not load it", "bold red")
     if f.verdict == "needs_allowlist":
         return (f"torch.load(weights_only=True) refuses it: {w.plural(len(outside), 'global')} outside the allowlist, "
                 "none dangerous; --allowlist prints the add_safe_globals call that allows them", "yellow")

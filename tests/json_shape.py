@@ -54,7 +54,7 @@ def _check_common(data: dict[str, Any]) -> None:
 
 
 OPT_INT = (int, type(None))
-VERDICTS = ("loads", "needs_allowlist", "dangerous", "unreadable")
+VERDICTS = ("loads", "needs_allowlist", "dangerous", "ambiguous", "unreadable")
 STATUSES = ("dangerous", "outside_allowlist", "module_class", "allowlisted")
 
 

@@ -352,3 +352,16 @@ def test_known_gadgets_are_dangerous(name: str) -> None:
 @pytest.mark.parametrize("name", ["collections.OrderedDict", "mylib.io.Reader", "numpy.core.multiarray._reconstruct"])
 def test_ordinary_globals_are_not_called_dangerous(name: str) -> None:
     assert not danger(name)
+
+
+def test_checkpoint_command_calls_an_ambiguous_archive_so(tmp_path: Path) -> None:
+    entries = _clean(tmp_path)
+    ckpt = tmp_path / "twice.pt"
+    write_zip(ckpt, [entries[0], *entries])
+    report = tmp_path / "r.json"
+    res = invoke_cli("checkpoint", str(ckpt), "--json", str(report))
+    assert res.returncode == 1 and "AMBIGUOUS" in res.stdout and "TA605" in res.stdout
+    (entry,) = json.loads(report.read_text())["checkpoint_files"]
+    assert entry["verdict"] == "ambiguous" and entry["archive_problems"]
+    snippet = invoke_cli("checkpoint", str(ckpt), "--allowlist")
+    assert "add_safe_globals" not in snippet.stdout and "TA605" in snippet.stdout

@@ -483,13 +483,16 @@ class CheckpointFile:
 
     @property
     def verdict(self) -> str:
-        """``unreadable``, ``dangerous``, ``needs_allowlist`` (globals outside the allowlist, none
-        dangerous: ``add_safe_globals`` lets ``torch.load(weights_only=True)`` load it) or ``loads``."""
+        """``unreadable``, ``dangerous``, ``ambiguous`` (zip readers disagree about the archive,
+        TA605), ``needs_allowlist`` (globals outside the allowlist, none dangerous:
+        ``add_safe_globals`` lets ``torch.load(weights_only=True)`` load it) or ``loads``."""
         if self.error is not None:
             return "unreadable"
         statuses = {g.status for g in self.imports}
         if "dangerous" in statuses:
             return "dangerous"
+        if self.details.get("archive_problems"):
+            return "ambiguous"
         return "needs_allowlist" if statuses - {"allowlisted"} else "loads"
 
     def to_dict(self) -> dict[str, Any]:
