@@ -365,3 +365,17 @@ def test_checkpoint_command_calls_an_ambiguous_archive_so(tmp_path: Path) -> Non
     assert entry["verdict"] == "ambiguous" and entry["archive_problems"]
     snippet = invoke_cli("checkpoint", str(ckpt), "--allowlist")
     assert "add_safe_globals" not in snippet.stdout and "TA605" in snippet.stdout
+
+
+def test_file_strings_in_errors_are_printable_and_cut(tmp_path: Path) -> None:
+    """A member name with ANSI escapes, in a one-line error; a 5 MB dict key, in another."""
+    entries = _clean(tmp_path)
+    ckpt = tmp_path / "escapes.pt"
+    evil_name = entries[0].name.replace(b"data.pkl", b"\x1b[1A\x1b[2K\x1b[32mPASS.pkl")
+    write_zip(ckpt, [*entries, Entry(evil_name, b"\x80\x02N")])  # a pickle member that breaks
+    res, _ = _scan(tmp_path, ckpt)
+    assert res.returncode == 2 and "\x1b" not in res.stderr and "\\x1b[32mPASS" in res.stderr
+    big = tmp_path / "bigkey.pt"
+    torch.save({"x" * (5 << 20) + "\x1b[32m": 1}, big)
+    res, _ = _scan(tmp_path, big)
+    assert res.returncode == 2 and len(res.stderr) < 10_000 and "\x1b" not in res.stderr

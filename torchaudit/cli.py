@@ -91,7 +91,9 @@ def _fail(exc: BaseException, debug: bool) -> None:
     if isinstance(exc, TorchAuditError):
         typer.echo(f"torchaudit: error: {exc.one_line()}", err=True)
     else:
-        typer.echo(f"torchaudit: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        from torchaudit.report import printable
+
+        typer.echo(f"torchaudit: internal error: {type(exc).__name__}: {printable(str(exc))} (run with --debug for the traceback)", err=True)
     raise typer.Exit(2)
 
 

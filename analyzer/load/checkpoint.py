@@ -93,9 +93,12 @@ class Checkpoint:
         return self.entries is not None
 
     def describe(self) -> dict[str, Any]:
-        """The report's view of the checkpoint (``target.checkpoint_info``)."""
+        """The report's view of the checkpoint (``target.checkpoint_info``), printable: its
+        strings (member names, load errors quoting keys) come from the file."""
+        from torchaudit.report import printable_value
+
         status = self.loaded_into_model
-        return {
+        return printable_value({
             "path": str(self.path),
             "format": self.format,
             "wrapper_key": self.wrapper_key,
@@ -110,7 +113,7 @@ class Checkpoint:
             "strict_load": None
             if status is None
             else {"ok": status.ok, "error": status.error, "prefix_fix": status.prefix_fix},
-        }
+        })
 
 
 class LazySafetensors(Mapping[str, torch.Tensor]):
