@@ -379,3 +379,14 @@ def test_file_strings_in_errors_are_printable_and_cut(tmp_path: Path) -> None:
     torch.save({"x" * (5 << 20) + "\x1b[32m": 1}, big)
     res, _ = _scan(tmp_path, big)
     assert res.returncode == 2 and len(res.stderr) < 10_000 and "\x1b" not in res.stderr
+
+
+def test_checkpoint_command_on_only_unreadable_files_gives_no_verdict(tmp_path: Path) -> None:
+    entries = _clean(tmp_path)
+    for e in entries:
+        e.flags = 1  # "encrypted": torch's reader refuses every record
+    ckpt = tmp_path / "encrypted.pt"
+    write_zip(ckpt, entries)
+    res = invoke_cli("checkpoint", str(ckpt))
+    assert res.returncode == 2 and "PASS" not in res.stdout + res.stderr
+    assert res.stderr.count("\n") == 1 and "encryption" in res.stderr

@@ -450,11 +450,13 @@ def checkpoint_command(
     except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
         _fail(exc, debug)
         return
-    if settings.output_format == "text" and detail != "quiet":  # a block per file, then the summary
+    readable = len(report.checkpoint_files) > len(report.unreadable)
+    if readable and settings.output_format == "text" and detail != "quiet":  # a block per file, then the summary
         from torchaudit.reports.checkpoint_summary import print_checkpoint_files
 
         print_checkpoint_files(report, to_stderr=to_stderr)
-    _show(report, settings.output_format, to_stderr, detail)
+    if readable:  # a PASS over no file at all would read as a verdict on it
+        _show(report, settings.output_format, to_stderr, detail)
     for f in report.unreadable:
         typer.echo(f"torchaudit: error: {f.error}", err=True)
     if allowlist:
