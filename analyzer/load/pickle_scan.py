@@ -19,7 +19,7 @@ import io
 import pickletools
 import struct
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Callable, cast
 
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
@@ -349,8 +349,8 @@ def _binstring(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")  # torch.load unpickles with encoding="utf-8"
 
 
-_DECODE = {  # what a kept length-prefixed push decodes to (others push an unknown value)
-    **{ord(pickletools.code2op[c].code): _long for c in ("\x8a", "\x8b")},  # LONG1, LONG4
+_DECODE: dict[int, Callable[[bytes], object]] = {  # what a kept length-prefixed push decodes to
+    **{ord(c): _long for c in ("\x8a", "\x8b")},  # LONG1, LONG4
     **{ord(c): _binstring for c in "TU"},  # BINSTRING, SHORT_BINSTRING
     **{ord(c): _str for c in ("X", "\x8c", "\x8d")},  # BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
 }
@@ -533,8 +533,9 @@ def _step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], marks: l
             del stack[marks.pop() :]
         stack.append(_Global())
     elif name == "STACK_GLOBAL":
-        module, attr = popped
-        out.add(_normalize(module, attr) if isinstance(module, str) and isinstance(attr, str) else UNRESOLVED)
+        pushed_module, pushed_name = popped
+        both = isinstance(pushed_module, str) and isinstance(pushed_name, str)
+        out.add(_normalize(str(pushed_module), str(pushed_name)) if both else UNRESOLVED)
         stack.append(_Global())
     elif name in ("EXT1", "EXT2", "EXT4"):
         out.add(EXTENSION)
