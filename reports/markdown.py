@@ -91,7 +91,7 @@ def render_markdown(report: Report) -> str:
         + " |",
     ]
     comparisons = _comparison_lines(report)
-    command = "diff" if "tensor_diff" in report.extras else "scan"
+    command = "diff" if "tensor_diff" in report.extras else "checkpoint" if report.checkpoint_files else "scan"
     tail = ((["", "**Comparisons**", "", *comparisons] if comparisons else []) + _tensor_lines(report)
             + ["", f"_Full report: the HTML or JSON output of `torchaudit {command}`._"])
     # what is left of the 60 lines for findings: a heading, a blank line and maybe a "more" line

@@ -113,6 +113,13 @@ def sarif_dict(report: Report, base: Path | None = None) -> dict[str, Any]:
     }
     if not report.command:
         del run["invocations"][0]["commandLine"]
+    if report.unreadable:  # `torchaudit checkpoint`: files it could not read (exit 2), each with why
+        run["invocations"][0]["executionSuccessful"] = False
+        run["invocations"][0]["toolExecutionNotifications"] = [
+            {"level": "error", "message": {"text": f.error or ""},
+             "locations": [{"physicalLocation": {"artifactLocation": _artifact(f.path, base)}}]}
+            for f in report.unreadable
+        ]
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 

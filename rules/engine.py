@@ -61,7 +61,9 @@ class Rule:
     severity: ClassVar[Severity]
     title: ClassVar[str]
     # evidence the rule reads: "graph", "tree", "source", "checkpoint", "environment", "values",
-    # "devices" (where tensors were built), "dynamic"; a scan that lacks one (no graph, --meta without values) skips the rule
+    # "devices" (where tensors were built), "dynamic"; a scan that lacks one (no graph, --meta without values) skips the rule.
+    # `torchaudit checkpoint` has no model: it runs the rules whose needs lie within CHECKPOINT_ALONE, so a
+    # checkpoint rule that reads the model (aligns keys with it) says "tree"
     needs: ClassVar[frozenset[str]] = frozenset()
     source_nodes: ClassVar[tuple[type[ast.AST], ...]] = (ast.Call,)
     docs: ClassVar[RuleDocs]
@@ -109,6 +111,15 @@ class Rule:
 
 
 REGISTRY: dict[str, type[Rule]] = {}
+
+# what a checkpoint file alone offers the rules (`torchaudit checkpoint`): no model, graph or source
+CHECKPOINT_ALONE = frozenset({"checkpoint", "values", "environment"})
+
+
+def reads_only(rule_cls: type[Rule], evidence: frozenset[str]) -> bool:
+    """Whether a rule declares what it reads and all of it lies within ``evidence``. A rule that
+    declares nothing reads the model (its tree or its source), so it never does."""
+    return bool(rule_cls.needs) and rule_cls.needs <= evidence
 
 
 def parse_docs(cls: type) -> RuleDocs:
@@ -190,11 +201,14 @@ def _overrides(rule: Rule, name: str) -> bool:
     return getattr(type(rule), name) is not getattr(Rule, name)
 
 
+CRASHED = "TA902"  # the engine's own finding for a rule that raised (rules/tool/untraceable.py documents it)
+
+
 def _crash(rule: Rule, exc: BaseException) -> Finding:
     last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
     return Finding(
-        rule="TA902",
+        rule=CRASHED,
         severity=Severity.WARNING,
         title="A rule raised an exception",
         message=f"rule {rule.code} raised {exception_line(exc)}{where}; the scan went on without it",

@@ -68,7 +68,7 @@ BAD = {
     "png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)), "is a PNG image, not a checkpoint"),
     "truncated-zip": (_truncated_zip, "is a truncated or damaged zip (torch.save) file"),
     "truncated-safetensors": (_truncated_safetensors, "is a truncated or damaged safetensors file"),
-    "truncated-legacy": (_truncated_legacy, "is a truncated or damaged pickle file"),
+    "truncated-legacy": (_truncated_legacy, "is a truncated or damaged legacy torch.save file"),
     "bad-safetensors-header": (
         lambda p: p.write_bytes(struct.pack("<Q", 15) + b'{"a": nonsense}'),
         "is a damaged safetensors file: its header is not JSON",

@@ -91,7 +91,9 @@ def _fail(exc: BaseException, debug: bool) -> None:
     if isinstance(exc, TorchAuditError):
         typer.echo(f"torchaudit: error: {exc.one_line()}", err=True)
     else:
-        typer.echo(f"torchaudit: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        from torchaudit.report import printable
+
+        typer.echo(f"torchaudit: internal error: {type(exc).__name__}: {printable(str(exc))} (run with --debug for the traceback)", err=True)
     raise typer.Exit(2)
 
 
@@ -369,6 +371,98 @@ def diff(
 
         print_tensor_table(report, to_stderr=to_stderr)
     _show(report, settings.output_format, to_stderr, "normal")
+    if failed is not None:
+        _fail(failed, debug)
+    raise typer.Exit(report.exit_code)
+
+
+CHECKPOINT_EPILOG = ("Exit codes: 0 pass; 1 the gate failed (a finding at or above --fail-on: an unsafe global is TA601, an error); "
+                     "2 a file could not be read (one line on stderr each; the others are still checked) or bad options. "
+                     "With several files the worst wins: 2, then 1, then 0. Settings: the select, ignore, fail-on, json, html, "
+                     "markdown, sarif and output-format keys of \\[tool.torchaudit] in the nearest pyproject.toml (from the "
+                     "working directory) or --config PATH; the command line wins.")
+ALLOWLIST_HELP = ("Print the Python (imports and torch.serialization.add_safe_globals([...])) that lets torch.load(weights_only=True) "
+                  "load these files: the globals outside the allowlist that are not dangerous; what is left out and why in comments. "
+                  "It goes to stdout alone; everything else to stderr.")
+
+
+@app.command("checkpoint", epilog=CHECKPOINT_EPILOG)
+def checkpoint_command(
+    files: Annotated[
+        list[str],
+        typer.Argument(metavar="FILE", help="Checkpoint files (.safetensors, .pt, .pth, .bin, .ckpt) or folders of them (every such file directly inside, e.g. shards)."),
+    ],
+    allowlist: Annotated[bool, typer.Option("--allowlist", rich_help_panel="Reports", metavar="", help=ALLOWLIST_HELP)] = False,
+    select: Annotated[
+        Optional[list[str]],
+        typer.Option("--select", rich_help_panel="Rules and gate", metavar="CODES", help="Run only these rule codes or prefixes, e.g. TA6 (comma-separated, repeatable); rules that need a model are listed as skipped."),
+    ] = None,
+    ignore: Annotated[
+        Optional[list[str]],
+        typer.Option("--ignore", rich_help_panel="Rules and gate", metavar="CODES", help="Skip these rule codes or prefixes, e.g. TA310 (comma-separated, repeatable)."),
+    ] = None,
+    fail_on: Annotated[
+        Optional[str],
+        typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
+    ] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
+    html_path: Annotated[Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])] = None,
+    markdown_path: Annotated[Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])] = None,
+    sarif_path: Annotated[Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["sarif"])] = None,
+    output_format: Annotated[
+        Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel="Reports", metavar="", help="Terminal: the errors and the verdict only (no block per file).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", rich_help_panel="Reports", metavar="", help=VERBOSE_HELP)] = False,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """A checkpoint alone, no model: format, tensors, dtypes, parameters, and every global loading it would import.
+
+    Each global is marked allowlisted, outside the allowlist or DANGEROUS (with why), by its fully
+    qualified name, read from the pickle's opcodes: nothing is unpickled unless every global is on
+    torch's weights-only allowlist, and then only with weights_only=True. Runs the rules that need
+    only the checkpoint (TA307 NaN/Inf, TA310 pickled module, TA601 unsafe globals, TA604 torch
+    version); the rules that compare it with a model run in 'torchaudit scan MODEL --checkpoint FILE'."""
+    command = _command_line()
+    try:
+        import dataclasses
+
+        from torchaudit.errors import OptionError
+        from torchaudit.settings import check_paths, resolve
+
+        flags = dict(select=select, ignore=ignore, fail_on=fail_on, json=json_path, html=html_path, markdown=markdown_path,
+                     sarif=sarif_path, output_format=output_format)
+        settings = resolve(None, flags, config=config, isolated=isolated)
+        detail = _detail(quiet, verbose)
+        check_paths(dataclasses.replace(settings, checkpoint=None, baseline=None, inputs=None))
+        if allowlist and settings.stdout_report is not None:
+            raise OptionError(f"--allowlist and the {settings.stdout_report} report both write to stdout",
+                              "send the report to a file")
+        to_stderr = allowlist or settings.stdout_report is not None
+        _say_config(settings.config, to_stderr)
+
+        from torchaudit.checkpoint_check import check_checkpoint
+
+        report = check_checkpoint(files, settings=settings, command=command)
+        failed = _write(report, settings.json, settings.html, settings.markdown, settings.sarif)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        _fail(exc, debug)
+        return
+    readable = len(report.checkpoint_files) > len(report.unreadable)
+    if readable and settings.output_format == "text" and detail != "quiet":  # a block per file, then the summary
+        from torchaudit.reports.checkpoint_summary import print_checkpoint_files
+
+        print_checkpoint_files(report, to_stderr=to_stderr)
+    if readable:  # a PASS over no file at all would read as a verdict on it
+        _show(report, settings.output_format, to_stderr, detail)
+    for f in report.unreadable:
+        typer.echo(f"torchaudit: error: {f.error}", err=True)
+    if allowlist:
+        from torchaudit.reports.allowlist import allowlist_snippet
+
+        sys.stdout.write(allowlist_snippet(report.checkpoint_files))
     if failed is not None:
         _fail(failed, debug)
     raise typer.Exit(report.exit_code)

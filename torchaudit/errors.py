@@ -18,10 +18,14 @@ class TorchAuditError(Exception):
         self.fix = fix
 
     def one_line(self) -> str:
+        """Message and fix on one printable line: a message may quote a file's own strings
+        (a key, a member name) carrying terminal escapes, or megabytes of them."""
+        from torchaudit.report import printable
+
         text = self.message.rstrip(".")
         if self.fix:
             text += f". {self.fix.rstrip('.')}"
-        return text.replace("\n", " ") + "."
+        return printable(text.replace("\n", " ")) + "."
 
 
 class TargetError(TorchAuditError):

@@ -447,6 +447,71 @@ class RuleInfo:
         return dict(self.sections).get("What it finds", "")
 
 
+# where a global a checkpoint's pickle would import stands against torch's weights-only allowlist,
+# most severe first: outside it, torch.load(weights_only=True) refuses the file
+GLOBAL_STATUSES = ("dangerous", "outside_allowlist", "module_class", "allowlisted")
+
+
+@dataclass(frozen=True)
+class ImportedGlobal:
+    """A global a checkpoint's pickle would import, by fully qualified name (``posix.system``)."""
+
+    name: str
+    status: str  # one of GLOBAL_STATUSES; "module_class": an nn.Module class (a whole pickled module, TA310)
+    why: str = ""  # "dangerous": what importing it allows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "why": self.why}
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """One file of ``torchaudit checkpoint``: what it holds and every global loading it would
+    import; ``error`` (one line) when it could not be read. Strings from the file are printable."""
+
+    path: str
+    format: str | None = None  # "safetensors", "zip", "legacy", "pickle"; None when unreadable
+    wrapper_key: str | None = None
+    producer: str | None = None
+    tensors: int | None = None  # None: not unpickled (or unreadable)
+    dtypes: tuple[tuple[str, int], ...] = ()  # (dtype, tensors of it), most common first
+    parameters: int | None = None  # values in floating-point tensors (a state dict does not tell parameters from buffers)
+    imports: tuple[ImportedGlobal, ...] = ()  # most severe first, then by name
+    not_loaded_reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # the reader's own description (Checkpoint.describe())
+    error: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``unreadable``, ``dangerous``, ``ambiguous`` (zip readers disagree about the archive,
+        TA605), ``needs_allowlist`` (globals outside the allowlist, none dangerous:
+        ``add_safe_globals`` lets ``torch.load(weights_only=True)`` load it) or ``loads``."""
+        if self.error is not None:
+            return "unreadable"
+        statuses = {g.status for g in self.imports}
+        if "dangerous" in statuses:
+            return "dangerous"
+        if self.details.get("archive_problems"):
+            return "ambiguous"
+        return "needs_allowlist" if statuses - {"allowlisted"} else "loads"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.details,
+            "path": self.path,
+            "format": self.format,
+            "wrapper_key": self.wrapper_key,
+            "producer": self.producer,
+            "tensors": self.tensors,
+            "dtypes": dict(self.dtypes),
+            "parameters": self.parameters,
+            "imports": [g.to_dict() for g in self.imports],
+            "not_loaded_reason": self.not_loaded_reason,
+            "verdict": self.verdict,
+            "error": self.error,
+        }
+
+
 @dataclass
 class Report:
     """Everything one scan found. Renderers read this and nothing else."""
@@ -462,13 +527,22 @@ class Report:
     graph_outline: tuple[OutlineNode, ...] = ()  # the traced graph, node by node, for the graph view
     module_types: Mapping[str, str] = field(default_factory=dict)  # qualified class name of each submodule, by dotted path
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)  # the rule catalogue, by code (docs for renderers)
+    checkpoint_files: tuple[CheckpointFile, ...] = ()  # `torchaudit checkpoint`: each file checked, in order
 
     @property
     def summary(self) -> Summary:
         return summarize(self.findings, self.fail_on)
 
     @property
+    def unreadable(self) -> tuple[CheckpointFile, ...]:
+        """The files that could not be read (``torchaudit checkpoint``): they make the exit code 2."""
+        return tuple(f for f in self.checkpoint_files if f.error is not None)
+
+    @property
     def exit_code(self) -> int:
+        """2 when a file could not be read, else 1 when the gate failed, else 0: the worst wins."""
+        if self.unreadable:
+            return 2
         return 1 if self.summary.verdict == "fail" else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -484,6 +558,8 @@ class Report:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "summary": self.summary.to_dict(),
         }
+        if self.checkpoint_files:
+            data["checkpoint_files"] = [f.to_dict() for f in self.checkpoint_files]
         data.update(self.extras)
         return data
 

@@ -17,19 +17,23 @@ with one line saying what the file is and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
-import zipfile
+import struct
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.load.checkpoint_files import EXPECTED, not_a_checkpoint, sniff, suffix_note, truncated
-from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_stream
+from torchaudit.analyzer.load.checkpoint_files import EXPECTED, sniff, suffix_note, truncated
+from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_pickle
 from torchaudit.analyzer.load.safetensors_file import LazySafetensors, read_header
+from torchaudit.analyzer.load.zip_archive import Member, ZipArchive, read_zip
 from torchaudit.errors import CheckpointError
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -71,6 +75,8 @@ class Checkpoint:
     is_pickled_module: bool = False
     trusted: bool = False  # unpickled with weights_only=False (--trust-checkpoint)
     not_loaded_reason: str | None = None
+    archive_problems: tuple[str, ...] = ()  # how zip readers disagree about the file (TA605)
+    damage: str | None = None  # where a pickle breaks (its globals before the break still count)
     producer: str | None = None  # "lightning" for a Lightning .ckpt
     metadata: Mapping[str, str] = field(default_factory=dict)
     loaded_into_model: LoadStatus | None = None
@@ -82,9 +88,12 @@ class Checkpoint:
         return self.entries is not None
 
     def describe(self) -> dict[str, Any]:
-        """The report's view of the checkpoint (``target.checkpoint_info``)."""
+        """The report's view of the checkpoint (``target.checkpoint_info``), printable: its
+        strings (member names, load errors quoting keys) come from the file."""
+        from torchaudit.report import printable_value
+
         status = self.loaded_into_model
-        return {
+        return printable_value({
             "path": str(self.path),
             "format": self.format,
             "wrapper_key": self.wrapper_key,
@@ -94,11 +103,13 @@ class Checkpoint:
             "trusted": self.trusted,
             "pickled_module": self.is_pickled_module,
             "not_loaded_reason": self.not_loaded_reason,
+            "archive_problems": list(self.archive_problems),
+            "damage": self.damage,
             "suffix_mismatch": self.suffix_mismatch,
             "strict_load": None
             if status is None
             else {"ok": status.ok, "error": status.error, "prefix_fix": status.prefix_fix},
-        }
+        })
 
 
 def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module | None = None) -> Checkpoint:
@@ -112,23 +123,29 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
     kind = sniff(path)
     if kind == "safetensors":
         return _load_safetensors(path)
-    if kind == "zip":
-        pickles = _zip_pickles(path)
-    else:
-        pickles = _stream_pickles(path)
-        kind = "legacy" if pickles[1] else "pickle"
-    names: set[str] = set().union(*pickles[0]) if pickles[0] else set()
-    outside = classify(names, allowed_globals())
+    scanned = _scan_zip(path) if kind == "zip" else _scan_stream(path, kind)
+    kind = scanned.kind
+    outside = classify(scanned.globals, allowed_globals())
     classes = tuple(sorted(g.name for g in outside if not g.dangerous and is_module_class(g.name, model)))
     unsafe = tuple(g for g in outside if g.name not in classes)
-    base = Checkpoint(path=path, format=kind, imports=tuple(sorted(names)), unsafe_globals=unsafe, module_classes=classes, is_pickled_module=bool(classes))
-    if (unsafe or classes) and not trust:
-        if unsafe:
-            reason = "not unpickled: its pickle imports globals outside the weights-only allowlist (TA601)"
-        else:
-            reason = "not unpickled: it is a whole pickled module (--trust-checkpoint loads it, for files you made)"
-        return dataclasses.replace(base, not_loaded_reason=reason)
-    obj = _unpickle(path, kind, weights_only=not (unsafe or classes))
+    base = Checkpoint(
+        path=path, format=kind, imports=tuple(sorted(scanned.globals)), unsafe_globals=unsafe, module_classes=classes,
+        is_pickled_module=bool(classes), archive_problems=scanned.problems, damage=scanned.damage,
+    )
+    if unsafe and not trust:
+        return dataclasses.replace(base, not_loaded_reason="not unpickled: its pickle imports globals outside the weights-only allowlist (TA601)")
+    if scanned.problems:  # never loaded, trusted or not: which member torch reads is not the question the user answered
+        return dataclasses.replace(base, not_loaded_reason="not loaded: zip readers disagree about what this archive holds (TA605)")
+    if scanned.damage:
+        raise truncated(path, _KIND_NAMES[kind], scanned.damage)
+    if scanned.torchscript:
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (torch.jit.save), not a state dict",
+            "save model.state_dict() with torch.save or safetensors and pass that file",
+        )
+    if classes and not trust:
+        return dataclasses.replace(base, not_loaded_reason="not unpickled: it is a whole pickled module (--trust-checkpoint loads it, for files you made)")
+    obj = _unpickle(path, kind, weights_only=not (unsafe or classes), mmap=kind == "zip" and not scanned.compressed)
     state, wrapper, producer, is_module = unwrap(obj, path)
     entries = {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -152,49 +169,178 @@ def _load_safetensors(path: Path) -> Checkpoint:
                       metadata=header.metadata, suffix_mismatch=suffix_note(path, "safetensors"))
 
 
-def _zip_pickles(path: Path) -> tuple[list[set[str]], bool]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-                raise CheckpointError(
-                    f"{path} is a TorchScript archive (torch.jit.save), not a state dict",
-                    "save model.state_dict() with torch.save or safetensors and pass that file",
-                )
-            pkls = [n for n in names if n.endswith(".pkl")]
-            if not pkls:
-                raise CheckpointError(f"{path} is a zip archive without a pickle inside, not a torch.save checkpoint", EXPECTED)
-            found = []
-            for name in pkls:
-                try:
-                    found.append(scan_stream(io.BytesIO(zf.read(name)))[0])
-                except ValueError as exc:
-                    raise truncated(path, "torch.save zip", f"{name}: {exc}") from None
-    except zipfile.BadZipFile as exc:
-        raise truncated(path, "zip (torch.save)", str(exc)) from None
-    return found, True
+_KIND_NAMES = {"zip": "torch.save zip", "legacy": "legacy torch.save", "pickle": "pickle", "tar": "legacy torch.save tar"}
 
 
-def _stream_pickles(path: Path) -> tuple[list[set[str]], bool]:
-    """A legacy ``torch.save`` file is five pickles (magic, protocol, sys info, object, storage
-    keys) followed by raw storage bytes; anything else is read as one raw pickle."""
-    found: list[set[str]] = []
-    with open(path, "rb") as fh:
+@dataclass(frozen=True)
+class _Scanned:
+    """What reading every pickle of a file found, before anything is unpickled."""
+
+    kind: str  # "zip", "legacy", "pickle", "tar"
+    globals: set[str]
+    damage: str | None = None  # the first pickle that breaks, and where
+    problems: tuple[str, ...] = ()  # zip ambiguities (TA605)
+    compressed: bool = False  # compressed zip records: torch.load(mmap=True) would hand back their raw bytes
+    torchscript: bool = False
+
+
+def _scan_zip(path: Path) -> _Scanned:
+    """Every pickle member of a torch zip, read from the bytes torch's reader would use.
+
+    Members named ``*.pkl`` (any case) are what torch can unpickle: each is scanned, and one
+    that breaks still gives the globals read before the break. Other members are torch's raw
+    storage records; one that nevertheless parses as a whole pickle is listed too.
+    """
+    archive = read_zip(path)
+    names = [m.raw_name for m in archive.members]
+    bombs = [m for m in archive.members if m.inflates_like_a_bomb]
+    if bombs:
+        m = bombs[0]
+        raise CheckpointError(
+            f"{path}: member {m.name} inflates {m.compressed_size:,} bytes to {m.size:,} (a compression bomb?); "
+            "torchaudit does not inflate it",
+            "torch.save never compresses: save the checkpoint again with torch.save",
+        )
+    if not any(m.is_pickle for m in archive.members):
+        raise CheckpointError(f"{path} is a zip archive without a pickle inside, not a torch.save checkpoint", EXPECTED)
+    found: set[str] = set()
+    damage = None
+    for member in archive.members:
+        if not member.is_pickle and not _starts_like_a_pickle(archive, member):
+            continue
         try:
-            names, first = scan_stream(fh)
-            found.append(names)
-            legacy = first == _MAGIC_NUMBER
-            for _ in range(4 if legacy else 0):  # protocol, sys info, the object, storage keys
-                found.append(scan_stream(fh)[0])
-        except ValueError as exc:
-            fh.seek(0)
-            if fh.read(1) != b"\x80":  # protocol 0/1 guess that was wrong: say what it is
-                raise not_a_checkpoint(path) from None
-            raise truncated(path, "pickle", str(exc)) from None
-    return found, legacy
+            with archive.open(member) as fh:
+                scan = scan_pickle(fh, member.size)
+        except OSError as exc:  # a damaged deflate stream
+            damage = damage or f"{member.name}: {exc}"
+            continue
+        if member.is_pickle or not scan.broken:
+            found |= scan.globals
+        if member.is_pickle and damage is None:
+            if scan.broken:
+                damage = f"the pickle {member.name} breaks {scan.broken}"
+            elif not archive.crc_ok(member):
+                damage = f"the CRC of {member.name} does not match its bytes"
+    torchscript = any(n.lower().endswith(b"constants.pkl") or b"/code/" in n for n in names)
+    return _Scanned("zip", found, damage, tuple(archive.problems), bool(archive.compressed), torchscript)
 
 
-def _unpickle(path: Path, kind: str, *, weights_only: bool) -> Any:  # whatever the file pickled
+def _starts_like_a_pickle(archive: ZipArchive, member: Member) -> bool:
+    """A record whose first bytes are a PROTO opcode (protocol 2-5)."""
+    if member.size < 3:
+        return False
+    with archive.open(member) as fh:
+        head = fh.read(2)
+    return head[:1] == b"\x80" and 2 <= head[1] <= 5
+
+
+def _scan_stream(path: Path, kind: str) -> _Scanned:
+    """A legacy ``torch.save`` file, a raw pickle or a pre-0.4 tar, pickle by pickle.
+
+    torch's ``_legacy_load`` reads the magic number as the *value* of the first pickle, then
+    the protocol, the system info, the object and the storage keys, five pickles in a row;
+    ``pickle.load`` reads only the first. Every pickle of the stream is scanned while they
+    parse; the first that breaks is where the stream's damage is.
+    """
+    if kind == "tar":
+        return _scan_tar(path)
+    size = path.stat().st_size
+    found: set[str] = set()
+    with open(path, "rb") as fh:
+        first = scan_pickle(fh, size)
+        found |= first.globals
+        if first.broken:
+            return _Scanned("pickle", found, f"the pickle breaks {first.broken}")
+        legacy = first.value == _MAGIC_NUMBER
+        damage = None
+        for n in range(2, 6 if legacy else 1_000_000):
+            if fh.tell() >= size:
+                break
+            scan = scan_pickle(fh, size - fh.tell())
+            if scan.broken:
+                if legacy:  # torch reads all five: a break in one of them is damage
+                    found |= scan.globals
+                    damage = f"pickle {n} of 5 breaks {scan.broken}"
+                break  # after a raw pickle: not a pickle torch or pickle.load would read
+            found |= scan.globals
+    return _Scanned("legacy" if legacy else "pickle", found, damage)
+
+
+_LEGACY_STORAGE_BYTES = {  # element sizes of torch's legacy storage classes (torch/storage.py _LegacyStorage)
+    "Double": 8, "Float": 4, "Half": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1, "Byte": 1, "Bool": 1,
+    "BFloat16": 2, "ComplexDouble": 16, "ComplexFloat": 8,
+}
+
+
+def _scan_tar(path: Path) -> _Scanned:
+    """A pre-0.4 ``torch.save`` tar (``legacy_load`` in torch/serialization.py): ``storages``
+    (a count, then per storage a pickle and its raw bytes), ``tensors`` (a count, then per
+    tensor a pickle and fixed-size fields) and ``pickle``; every other member too."""
+    found: set[str] = set()
+    damage = None
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar.getmembers():
+                if not info.isfile():
+                    continue
+                fh = tar.extractfile(info)
+                if fh is None:
+                    continue
+                with fh:
+                    globals_, broken = _scan_tar_member(info.name, fh, info.size)
+                found |= globals_
+                if broken and info.name in ("storages", "tensors", "pickle"):
+                    damage = damage or f"its member {info.name!r} breaks {broken}"
+    except (tarfile.TarError, OSError) as exc:
+        raise truncated(path, "legacy torch.save tar", str(exc)) from None
+    return _Scanned("tar", found, damage)
+
+
+def _scan_tar_member(name: str, fh: IO[bytes], size: int) -> tuple[set[str], str | None]:
+    found: set[str] = set()
+
+    def pickle_() -> Any:
+        scan = scan_pickle(fh, size - fh.tell())
+        found.update(scan.globals)
+        if scan.broken:
+            raise _TarBreak(scan.broken)
+        return scan
+
+    try:
+        if name not in ("storages", "tensors"):
+            pickle_()
+            return found, None
+        count = pickle_().value
+        if not isinstance(count, int) or count < 0:
+            raise _TarBreak("its count is not a number")
+        for _ in range(count):
+            if fh.tell() >= size:
+                raise _TarBreak(f"it ends before its {count} entries")
+            entry = pickle_()
+            if name == "storages":
+                kinds = [g.rsplit(".", 1)[-1].removesuffix("Storage") for g in entry.globals if g.endswith("Storage")]
+                width = _LEGACY_STORAGE_BYTES.get(kinds[0]) if len(kinds) == 1 else None
+                if width is None:
+                    raise _TarBreak("a storage of an unknown type")
+                (numel,) = struct.unpack("<q", fh.read(8))
+                fh.seek(numel * width, io.SEEK_CUR)
+            else:
+                (ndim,) = struct.unpack("<i", fh.read(4))
+                fh.seek(4 + 16 * ndim + 8, io.SEEK_CUR)
+        if name == "storages":
+            pickle_()  # the storage views
+    except _TarBreak as exc:
+        return found, str(exc)
+    except struct.error:
+        return found, "it ends inside a record"
+    return found, None
+
+
+class _TarBreak(Exception):
+    pass
+
+
+def _unpickle(path: Path, kind: str, *, weights_only: bool, mmap: bool = False) -> Any:  # whatever the file pickled
     try:
         if kind == "pickle":  # a raw pickle stream: torch.load would read it as the legacy magic number
             with open(path, "rb") as fh:
@@ -205,18 +351,33 @@ def _unpickle(path: Path, kind: str, *, weights_only: bool) -> Any:  # whatever 
                 import pickle
 
                 return pickle.load(fh)  # --trust-checkpoint: the user vouched for this file
-        try:
-            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=kind == "zip")
-        except RuntimeError as exc:
-            if kind != "zip" or "mmap" not in str(exc):
-                raise
-            # zip files from old torch versions are not aligned for mmap: read them into memory
-            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=False)
+        with _named_for_torch(path) as name:
+            try:
+                return torch.load(name, map_location="cpu", weights_only=weights_only, mmap=mmap)
+            except RuntimeError as exc:
+                if not mmap or "mmap" not in str(exc):
+                    raise
+                # zip files from old torch versions are not aligned for mmap: read them into memory
+                return torch.load(name, map_location="cpu", weights_only=weights_only, mmap=False)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the file makes torch.load raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} could not be loaded as a {kind} checkpoint: {first}", EXPECTED) from None
+
+
+@contextlib.contextmanager
+def _named_for_torch(path: Path) -> Iterator[Path]:
+    """``path`` under a name torch.load reads by content: it sends every path ending in
+    ``.safetensors`` to the safetensors library (torch/serialization.py ``load``), so a
+    torch.save file with that suffix goes through a link named ``.pt``."""
+    if not path.name.endswith(".safetensors"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="torchaudit-") as tmp:
+        link = Path(tmp) / "checkpoint.pt"
+        link.symlink_to(path.resolve())
+        yield link
 
 
 def _is_state_dict(obj: object) -> bool:

@@ -42,27 +42,36 @@ def sniff(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "zip"
+        return "zip"  # torch's own test (serialization.py _is_zipfile): the first four bytes
     if _looks_safetensors(head):
         return "safetensors"
-    if head[:1] == b"\x80" and len(head) >= 2 and head[1] <= 5:
-        return "pickle"  # protocol 2+ (torch.save always writes protocol 2)
+    if _is_tar(path):
+        return "tar"  # torch's _legacy_load tries a tar before a pickle stream
     if _is_pickle(path):  # anything torch.load would unpickle is scanned, whatever its first bytes
         return "pickle"   # (protocol 0 led by N0, FRAME without PROTO, long protocol 1 prefixes)
     raise not_a_checkpoint(path, head)
 
 
+def _is_tar(path: Path) -> bool:
+    """Whether ``tarfile.open(mode="r:")`` reads a first header, as torch's ``legacy_load`` does."""
+    import tarfile
+
+    try:
+        with tarfile.open(path, mode="r:"):
+            return True
+    except (tarfile.TarError, OSError, ValueError):
+        return False
+
+
 def _is_pickle(path: Path) -> bool:
-    """Whether the file opens with one well-formed pickle (opcodes up to a STOP), as
-    ``pickle.load`` would read it: the opcode scan decides, not the first bytes."""
-    from torchaudit.analyzer.load.pickle_scan import scan_stream
+    """Whether the file opens with a pickle, as ``pickle.load`` would read it: opcodes up to
+    a STOP, or opcodes that import a global before they break (unpickling would have run
+    them: a "broken" pickle is still a pickle). The opcode scan decides, not the first bytes."""
+    from torchaudit.analyzer.load.pickle_scan import scan_pickle
 
     with open(path, "rb") as fh:
-        try:
-            scan_stream(fh)
-        except ValueError:
-            return False
-    return True
+        scan = scan_pickle(fh, path.stat().st_size)
+    return not scan.broken or bool(scan.globals)
 
 
 def not_a_checkpoint(path: Path, head: bytes | None = None) -> CheckpointError:

@@ -43,7 +43,7 @@ class BatchNormStatsNeverAccumulated(Rule):
     code = "TA306"
     severity = Severity.WARNING
     title = "BatchNorm statistics never accumulated"
-    needs = frozenset({"checkpoint", "values"})
+    needs = frozenset({"checkpoint", "tree", "values"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment

@@ -45,7 +45,7 @@ class DtypeMismatch(Rule):
     code = "TA305"
     severity = Severity.WARNING
     title = "Dtype differs between checkpoint and model"
-    needs = frozenset({"checkpoint"})
+    needs = frozenset({"checkpoint", "tree"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment

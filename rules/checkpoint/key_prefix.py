@@ -40,7 +40,7 @@ class KeyPrefix(Rule):
     code = "TA303"
     severity = Severity.ERROR
     title = "Checkpoint and model keys differ by a prefix"
-    needs = frozenset({"checkpoint"})
+    needs = frozenset({"checkpoint", "tree"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment

@@ -43,7 +43,7 @@ class MissingKeys(Rule):
     code = "TA301"
     severity = Severity.ERROR
     title = "Model keys missing from the checkpoint"
-    needs = frozenset({"checkpoint"})
+    needs = frozenset({"checkpoint", "tree"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment

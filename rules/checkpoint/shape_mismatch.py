@@ -39,7 +39,7 @@ class ShapeMismatch(Rule):
     code = "TA304"
     severity = Severity.ERROR
     title = "Shape mismatch between checkpoint and model"
-    needs = frozenset({"checkpoint"})
+    needs = frozenset({"checkpoint", "tree"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment

@@ -37,7 +37,7 @@ class UnexpectedKeys(Rule):
     code = "TA302"
     severity = Severity.WARNING
     title = "Checkpoint keys the model does not have"
-    needs = frozenset({"checkpoint"})
+    needs = frozenset({"checkpoint", "tree"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         found = ctx.checkpoint_alignment

@@ -18,7 +18,10 @@ class UnsafePickleGlobals(Rule):
         `builtins.eval`, `builtins.getattr`, `runpy`, `importlib`, `socket`, `pickle`, a
         `STACK_GLOBAL` whose name is computed, ...) are marked and say why. Found by reading
         the pickle opcodes (`GLOBAL`, `INST`, `STACK_GLOBAL` with its memo), never by
-        unpickling: the file is not loaded.
+        unpickling: the file is not loaded. Every pickle torch could read is scanned: every
+        `*.pkl` member of a zip, all five pickles of a legacy file, the members of a pre-0.4
+        tar; a pickle that breaks part way ("nullifAI") still counts for what it imports
+        before the break, since unpickling runs those opcodes before it raises.
 
     Why it matters:
         Unpickling calls what the pickle names: a checkpoint whose pickle imports `os.system`
@@ -50,6 +53,8 @@ class UnsafePickleGlobals(Rule):
         if ckpt is None:
             return
         done = "it WAS unpickled, because of --trust-checkpoint" if ckpt.trusted else "the file was not unpickled"
+        if ckpt.damage:  # a "broken" pickle runs what comes before the break, then raises
+            done += f" ({ckpt.damage}; unpickling would run everything before the break)"
         for g in ckpt.unsafe_globals:
             kind = f"dangerous: {g.why}" if g.dangerous else "not in the weights-only allowlist"
             yield self.finding(
@@ -57,5 +62,8 @@ class UnsafePickleGlobals(Rule):
                 fix="do not load this file; if you made it, re-save model.state_dict() with safetensors",
                 module="",
                 location=Location(str(ckpt.path)),
-                evidence={"global": g.name, "dangerous": g.dangerous, "reason": g.why, "unpickled": ckpt.trusted},
+                evidence={
+                    "global": g.name, "dangerous": g.dangerous, "reason": g.why, "unpickled": ckpt.trusted,
+                    "damage": ckpt.damage,
+                },
             )

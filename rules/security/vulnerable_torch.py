@@ -44,6 +44,7 @@ class WeightsOnlyBypassTorch(Rule):
     code = "TA604"
     severity = Severity.WARNING
     title = "torch version with a weights_only bypass"
+    needs = frozenset({"environment"})
 
     def check(self, ctx: AuditContext) -> Iterable[Finding]:
         version = str(ctx.environment.get("torch", ""))
