@@ -53,6 +53,8 @@ def block(f: CheckpointFile) -> list[Text]:
     """The lines of one readable file's block."""
     lines = [Text(w.display_path(f.path), style="bold")]
     lines.append(_row("format", FORMATS.get(f.format or "", f.format or "")))
+    if f.details.get("suffix_mismatch"):  # "named .pt but is a safetensors file": read by its content
+        lines.append(_row("file name", f"{f.details['suffix_mismatch']}: read as what it is", "yellow"))
     if f.tensors is None:
         lines.append(_row("wrapper key", "unknown (not unpickled)", "dim"))
     else:

@@ -179,6 +179,14 @@ def test_ta307_on_a_stride_0_view_counts_the_one_stored_nan(tmp_path: Path) -> N
     assert f.message == "checkpoint tensor fc1.weight holds 1 NaN and 0 Inf of the 1 value stored for its 1073741824 elements"
 
 
+def test_ta307_on_a_stride_0_view_without_a_model(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    torch.save({"w": torch.full((1,), float("nan")).expand(2**30)}, path)
+    report = torchaudit.check_checkpoint(path)
+    [f] = [f for f in report.findings if f.rule == "TA307"]
+    assert (f.evidence["nan"], f.evidence["stored"], f.evidence["numel"]) == (1, 1, 2**30)
+
+
 def test_ta307_silent_for_a_finite_stride_0_view(tmp_path: Path) -> None:
     state = trained(Net())
     state["fc1.weight"] = torch.full((1, 1), 0.5).expand(8, 4)

@@ -208,6 +208,11 @@ def test_safetensors_named_like_a_pickle_is_read_as_safetensors_and_said(name: s
     info = json.loads(out.read_text())["target"]["checkpoint_info"]
     assert (info["format"], info["suffix_mismatch"], info["strict_load"]["ok"]) == ("safetensors", note, True)
     assert f"{note}: read as such" in (tmp_path / "r.html").read_text()
+    # the model-free check says it too, in its block and its JSON
+    res = invoke_cli("checkpoint", str(path), "--json", str(tmp_path / "c.json"))
+    assert res.returncode == 0 and f"file name    {note}: read as what it is" in res.stdout, res.stdout
+    [entry] = json.loads((tmp_path / "c.json").read_text())["checkpoint_files"]
+    assert (entry["format"], entry["suffix_mismatch"]) == ("safetensors", note)
 
 
 def test_no_note_when_the_suffix_agrees_or_names_no_format(tmp_path: Path) -> None:
