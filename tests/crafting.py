@@ -105,6 +105,7 @@ class Member:
     crc: int | None = None
     local_name: bytes | None = None
     stored: bytes | None = None  # the bytes written, when not ``data`` (pre-compressed)
+    size: int | None = None  # the uncompressed size, when not ``len(data)`` (with ``stored``)
 
 
 def deflate(data: bytes) -> bytes:
@@ -119,11 +120,12 @@ def zip_bytes(members: list[Member], *, central_order: list[int] | None = None) 
         body = m.stored if m.stored is not None else (deflate(m.data) if m.method == 8 else m.data)
         crc = zlib.crc32(m.data) if m.crc is None else m.crc
         local = m.name if m.local_name is None else m.local_name
+        size = len(m.data) if m.size is None else m.size
         offsets.append(out.tell())
-        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, m.flags, m.method, 0, 0x21, crc, len(body), len(m.data),
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, m.flags, m.method, 0, 0x21, crc, len(body), size,
                               len(local), 0) + local + body)
         central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, m.flags, m.method, 0, 0x21, crc, len(body),
-                                   len(m.data), len(m.name), 0, 0, 0, 0, 0, offsets[-1]) + m.name)
+                                   size, len(m.name), 0, 0, 0, 0, 0, offsets[-1]) + m.name)
     start = out.tell()
     for i in central_order if central_order is not None else range(len(members)):
         out.write(central[i])
