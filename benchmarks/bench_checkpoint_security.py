@@ -8,8 +8,9 @@ function, ``command``, says which: ``scan`` with a two-line model, or the standa
 child). Per malicious file: flagged (the JSON report has a TA601 finding naming the builder's
 global with ``dangerous: true``, or a TA605 "archive readers disagree" finding), executed (its
 canary exists), internal error (exit code not 0/1/2, a traceback on stderr, or a TA9xx
-finding). Per probe: ok = exit 0/1/2 with at most one line on stderr, within 10 s and 512 MB
-(DESIGN.md, Performance: any checkpoint under 10 MB).
+finding, or the CLI's "internal error" line). Per probe: ok = exit 0/1/2 with at most one line
+on stderr, no internal error, within 10 s and 512 MB (DESIGN.md, Performance: any checkpoint
+under 10 MB), and the finding ``probes.FINDS`` names for it, if any.
 
     python benchmarks/bench_checkpoint_security.py                 # every file (a few minutes)
     python benchmarks/bench_checkpoint_security.py --quick         # three malicious files, two probes
@@ -121,8 +122,9 @@ def judge(name: str, kind: str, file: Path, expected: str | None, tmp: Path, arg
             findings = json.loads(report.read_text()).get("findings", [])
         except (ValueError, AttributeError):
             findings = []
+    # the CLI's own catch-all ("torchaudit: internal error: ...", exit 2) is a bug too
     internal = code not in (0, 1, 2) or "Traceback (most recent call last)" in stderr \
-        or any(str(f.get("rule", "")).startswith("TA9") for f in findings)
+        or "torchaudit: internal error" in stderr or any(str(f.get("rule", "")).startswith("TA9") for f in findings)
     lines = len(stderr.strip().splitlines())
     broke = [f"{f['rule']} {f.get('message', '')}" for f in findings if str(f.get("rule", "")).startswith("TA9")]
     note = broke[0] if broke else (stderr.strip().splitlines()[-1] if stderr.strip() else "")
@@ -135,6 +137,9 @@ def judge(name: str, kind: str, file: Path, expected: str | None, tmp: Path, arg
             for f in findings)
     else:
         run.ok = code in (0, 1, 2) and lines <= 1 and seconds <= LIMIT_S and rss <= LIMIT_MB and not internal
+        finds = probes.FINDS.get(name)
+        if finds and not any(f.get("rule") == finds for f in findings):
+            run.ok, run.note = False, f"no {finds} finding. {run.note}"
     return run
 
 

@@ -6,6 +6,7 @@ says, in ``EXPECT``, what a scanner should do with it: a one-line error (exit 2)
 
 ``PROBES[name] = (fn, suffix)``: ``fn(path)`` writes the file; ``suffix`` is the file's
 extension (``.safetensors`` for the safetensors probes, so readers dispatch on it).
+``FINDS[name]``: the rule a correct scan must report for it (absent: an error is as good).
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from tests.crafting import Member, member, proto4, s, torch_members, zip_bytes
 Probe = Callable[[Path], None]
 PROBES: dict[str, tuple[Probe, str]] = {}
 EXPECT: dict[str, str] = {}  # name -> what a scanner should do: "exit 2 (...)" or "finding ..."
+FINDS: dict[str, str] = {}  # name -> the rule a correct scan reports
 
 
-def probe(suffix: str, expect: str) -> Callable[[Probe], Probe]:
+def probe(suffix: str, expect: str, finds: str | None = None) -> Callable[[Probe], Probe]:
     def register(fn: Probe) -> Probe:
         assert fn.__doc__ and fn.__name__ not in PROBES
         PROBES[fn.__name__], EXPECT[fn.__name__] = (fn, suffix), expect
+        if finds:
+            FINDS[fn.__name__] = finds
         return fn
 
     return register
@@ -94,7 +98,7 @@ def claiming_pickle(state: dict[str, _Rebuild]) -> bytes:
 # --- probes -----------------------------------------------------------------------------------
 
 
-@probe(".pt", "finding (TA307 NaN; TA304 shape) in well under 10 s: 2**30 elements are one value")
+@probe(".pt", "finding (TA307 NaN; TA304 shape) in well under 10 s: 2**30 elements are one value", "TA307")
 def stride0_nan_expand(path: Path) -> None:
     """``torch.full((1,), nan).expand(2**30)`` saved: a 4 GiB float tensor (stride 0) over a
     4-byte storage. A scanner that materializes it (``.contiguous()``, ``isnan().any()`` on a
@@ -136,7 +140,7 @@ def _safetensors(path: Path, header: bytes, data: bytes = b"") -> None:
     path.write_bytes(struct.pack("<Q", len(header)) + header + data)
 
 
-@probe(".safetensors", "findings (TA301/TA302 key mismatch) in well under 10 s")
+@probe(".safetensors", "findings (TA301/TA302 key mismatch) in well under 10 s", "TA302")
 def safetensors_80k_tensors(path: Path) -> None:
     """A safetensors file of 80,000 one-element float32 tensors (a ~5 MB header): per-tensor
     work must stay cheap (no per-key rescans, no per-key file opens)."""
@@ -206,7 +210,7 @@ def zip_non_utf8_names(path: Path) -> None:
     path.write_bytes(zip_bytes(members + [Member(b"archive/\xff\xfe", b"x")]))
 
 
-@probe(".pt", "finding TA307 (NaN): the values are inflated, not read from the compressed bytes")
+@probe(".pt", "finding TA307 (NaN): the values are inflated, not read from the compressed bytes", "TA307")
 def zip_deflated_nan_weight(path: Path) -> None:
     """A torch zip whose ``fc.weight`` (all NaN) is stored deflated: ``torch.load`` inflates
     it, but ``torch.load(mmap=True)`` maps the member's offset and returns the compressed
@@ -218,7 +222,7 @@ def zip_deflated_nan_weight(path: Path) -> None:
     path.write_bytes(zip_bytes(members))
 
 
-@probe(".pkl", "finding TA601 naming the global with its escapes printed as \\x1b, never raw")
+@probe(".pkl", "finding TA601 naming the global with its escapes printed as \\x1b, never raw", "TA601")
 def ansi_global_name(path: Path) -> None:
     """A protocol 0 pickle whose GLOBAL name carries ANSI escapes (cursor up, erase line, a
     green "PASS"): printed raw, it repaints the terminal's verdict. Unpickled, it fails (no
@@ -226,7 +230,7 @@ def ansi_global_name(path: Path) -> None:
     path.write_bytes(b"cos\nsystem\x1b[1A\x1b[2K\x1b[32mPASS\x1b[0m\n(S'true'\ntR.")
 
 
-@probe(".pkl", "finding TA601 naming the global with \\udc80 escaped; no UnicodeEncodeError")
+@probe(".pkl", "finding TA601 naming the global with \\udc80 escaped; no UnicodeEncodeError", "TA601")
 def lone_surrogate_global(path: Path) -> None:
     """A STACK_GLOBAL whose name holds a lone surrogate (``sys\\udc80tem``, encoded with
     surrogatepass as BINUNICODE): writing it to a UTF-8 stream or report raises
@@ -235,7 +239,7 @@ def lone_surrogate_global(path: Path) -> None:
     path.write_bytes(proto4(s("os") + b"X" + struct.pack("<I", len(name)) + name + b"\x93" + s("true") + b"\x85R."))
 
 
-@probe(".pt", "findings (TA301/TA302) with the 5 MB key cut when printed; reports stay small")
+@probe(".pt", "findings (TA301/TA302) with the 5 MB key cut when printed; reports stay small", "TA302")
 def huge_dict_key(path: Path) -> None:
     """A torch zip state dict whose only key is 5,000,000 characters long: every report that
     prints the key must cut it."""
