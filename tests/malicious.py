@@ -1,8 +1,15 @@
 """Real malicious checkpoints for the security tests: each, when unpickled, creates ``canary``.
 
 Every builder writes a file that genuinely runs its payload under ``pickle.load`` /
-``torch.load(weights_only=False)``; ``test_payloads_are_real`` proves it in a subprocess with
-a separate canary, so a scan that leaves the canary absent is evidence, not luck.
+``torch.load(weights_only=False)`` (``LOADERS`` says which proves it);
+``test_payloads_are_real`` proves it in a subprocess with a separate canary, so a scan that
+leaves the canary absent is evidence, not luck. A builder returns the global a scanner must
+report as dangerous.
+
+The first nine live here; the battery of scanner bypasses from public research lives in
+``tests/battery_zip.py`` (zip differentials), ``tests/battery_legacy.py`` (legacy torch.save
+and pre-0.4 tar files), ``tests/battery_raw.py`` (raw pickles) and ``tests/battery_gadgets.py``
+(execution gadgets). Hostile files that do not execute are in ``tests/probes.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ import pickle
 import struct
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import torch
+
+from tests import battery_gadgets, battery_legacy, battery_raw, battery_zip
 
 
 class _Reduce:
@@ -108,14 +118,21 @@ def legacy_none_pop_magic(path: Path, canary: Path) -> str:
     return "subprocess.call"
 
 
-BUILDERS = {
-    "protocol0_none_pop": protocol0_none_pop,
-    "frame_without_proto": frame_without_proto,
-    "legacy_none_pop_magic": legacy_none_pop_magic,
-    "protocol0_os_system": protocol0_os_system,
-    "zip_os_system": zip_os_system,
-    "raw_exec": raw_exec,
-    "legacy_subprocess": legacy_subprocess,
-    "importlib_indirection": importlib_indirection,
-    "runpy_run_code": runpy_run_code,
+_OWN = {
+    "protocol0_none_pop": "pickle",
+    "frame_without_proto": "torch",
+    "legacy_none_pop_magic": "torch",
+    "protocol0_os_system": "pickle",
+    "zip_os_system": "torch",
+    "raw_exec": "pickle",
+    "legacy_subprocess": "torch",
+    "importlib_indirection": "pickle",
+    "runpy_run_code": "pickle",
 }
+
+BUILDERS: dict[str, Callable[[Path, Path], str]] = {name: globals()[name] for name in _OWN}
+LOADERS: dict[str, str] = dict(_OWN)  # "pickle": pickle.load proves it; "torch": torch.load(weights_only=False)
+for _battery in (battery_zip, battery_legacy, battery_raw, battery_gadgets):
+    assert not set(_battery.REGISTRY.builders) & set(BUILDERS), "a builder name is taken twice"
+    BUILDERS.update(_battery.REGISTRY.builders)
+    LOADERS.update(_battery.REGISTRY.loaders)

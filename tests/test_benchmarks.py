@@ -4,6 +4,7 @@ timing belongs to the scripts, never to tests); the start-up path does not impor
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -60,3 +61,14 @@ def test_bench_checkpoint_claims_prints_each_case() -> None:
         assert case["seconds"] > 0 and case["rss_mb"] > 0 and case["rc"] in (0, 1)
     assert result["header_seconds"] > 0
     assert out.returncode == (0 if result["ok"] else 1)  # the verdict and the exit code agree
+
+
+@pytest.mark.slow  # two CLI runs, each in a fresh interpreter that imports torch
+def test_bench_checkpoint_security_prints_one_line_per_file_and_the_summary() -> None:
+    out = _run("benchmarks/bench_checkpoint_security.py", "--only", "zip_os_system", "--only", "ansi_global_name")
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]  # 1 would mean a payload ran
+    lines = out.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["zip_os_system", "ansi_global_name"]
+    assert lines[2].startswith("probes: ") and "/1 ok" in lines[2]
+    assert re.fullmatch(r"\d/1 malicious flagged, 0 executed, \d internal errors, worst time \d+\.\d\d s \(\w+\), "
+                        r"worst RSS \d+ MB \(\w+\)", lines[3]), lines[3]

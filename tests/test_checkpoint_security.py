@@ -43,12 +43,12 @@ def test_payloads_are_real(kind: str, tmp_path: Path) -> None:
     proof = tmp_path / "proof"
     evil = tmp_path / "evil.pt"
     malicious.BUILDERS[kind](evil, proof)
-    loader = (
-        "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))"
-        if kind in ("raw_exec", "importlib_indirection", "runpy_run_code", "protocol0_os_system", "protocol0_none_pop")
-        else "import torch,sys; torch.load(sys.argv[1], weights_only=False)"
-    )
-    subprocess.run([sys.executable, "-c", loader, str(evil)], capture_output=True, timeout=120)
+    loader = {
+        "pickle": "import pickle,sys; pickle.load(open(sys.argv[1],'rb'))",
+        "torch": "import torch,sys; torch.load(sys.argv[1], weights_only=False)",
+    }[malicious.LOADERS[kind]]
+    subprocess.run([sys.executable, "-c", loader, str(evil)], capture_output=True, timeout=120, cwd=tmp_path,
+                   stdin=subprocess.DEVNULL)
     assert proof.exists(), f"the {kind} payload did not run when unpickled: the test would prove nothing"
 
 
