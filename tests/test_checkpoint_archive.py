@@ -236,6 +236,7 @@ def test_torch_zip_named_safetensors_is_read_by_content(tmp_path: Path) -> None:
     torch.save({"w": torch.ones(2)}, path)
     ck = load_checkpoint(path)
     assert ck.format == "zip" and ck.tensors is not None and torch.equal(ck.tensors["w"], torch.ones(2))
+    assert ck.describe()["suffix_mismatch"] == "named .safetensors but is a torch.save zip file"
 
 
 # --- legacy files and tars -------------------------------------------------------------------

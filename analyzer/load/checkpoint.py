@@ -131,6 +131,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
     base = Checkpoint(
         path=path, format=kind, imports=tuple(sorted(scanned.globals)), unsafe_globals=unsafe, module_classes=classes,
         is_pickled_module=bool(classes), archive_problems=scanned.problems, damage=scanned.damage,
+        suffix_mismatch=suffix_note(path, kind),
     )
     if unsafe and not trust:
         return dataclasses.replace(base, not_loaded_reason="not unpickled: its pickle imports globals outside the weights-only allowlist (TA601)")

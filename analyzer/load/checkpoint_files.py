@@ -109,9 +109,9 @@ def truncated(path: Path, kind: str, detail: str) -> CheckpointError:
     )
 
 
-_SUFFIXES = {".safetensors": ("safetensors",), **dict.fromkeys((".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"), ("zip", "legacy", "pickle"))}
+_SUFFIXES = {".safetensors": ("safetensors",), **dict.fromkeys((".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"), ("zip", "legacy", "pickle", "tar"))}
 _FORMATS = {"safetensors": "a safetensors file", "zip": "a torch.save zip file", "legacy": "a legacy torch.save file",
-            "pickle": "a raw pickle"}
+            "pickle": "a raw pickle", "tar": "a pre-0.4 torch.save tar"}
 
 
 def suffix_note(path: Path, fmt: str) -> str | None:
