@@ -98,6 +98,9 @@ DANGEROUS_MODULES = {
     "torch._inductor": "compiles and runs generated code",
     "torch._dynamo": "compiles and runs generated code",
     "torch.testing._internal": "test helpers that run code",
+    "numpy.testing": "test helpers that run code (runstring is exec)",
+    "numpy.f2py": "compiles and runs code",
+    "numpy.distutils": "runs commands",
 }
 # modules whose name, met inside a dotted attribute path (``posixpath`` + ``os.system``,
 # ``torch.serialization`` + ``os.system``), means the global reaches them through an alias
