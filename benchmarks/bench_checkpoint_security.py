@@ -47,6 +47,9 @@ MODEL = "import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self
         "        self.fc = nn.Linear(2, 2)\n\n    def forward(self, x):\n        return self.fc(x)\n"
 
 
+MODEL_RULES = {"TA301", "TA302", "TA303", "TA304", "TA305", "TA306"}  # they compare the checkpoint with a model
+
+
 def command(kind: str, model: Path, file: Path, report: Path) -> list[str]:
     """The command line that judges ``file``: the one place to change when the command does."""
     cli = [sys.executable, "-m", "torchaudit"]
@@ -138,6 +141,8 @@ def judge(name: str, kind: str, file: Path, expected: str | None, tmp: Path, arg
     else:
         run.ok = code in (0, 1, 2) and lines <= 1 and seconds <= LIMIT_S and rss <= LIMIT_MB and not internal
         finds = probes.FINDS.get(name)
+        if args.command == "checkpoint" and finds in MODEL_RULES:
+            finds = None  # no model to compare the checkpoint with: the key rules cannot run
         if finds and not any(f.get("rule") == finds for f in findings):
             run.ok, run.note = False, f"no {finds} finding. {run.note}"
     return run
