@@ -76,8 +76,10 @@ class _FileClasses:
                 continue
             if _is_library_module(name):
                 return True
-            head = name.split(".", 1)[0]
-            imported = imported or head in astutil.index(self.src).aliases
+            head = base
+            while isinstance(head, ast.Attribute):
+                head = head.value
+            imported = imported or (isinstance(head, ast.Name) and head.id in astutil.index(self.src).aliases)
         return imported and any(f.name == "forward" for f in astutil.methods(cls))
 
     def mro(self, cls: ast.ClassDef) -> list[ast.ClassDef]:
