@@ -45,3 +45,17 @@ def test_bench_static_prints_time_per_node_for_each_size() -> None:
     # the verdict and the exit code follow the printed ratio and target
     assert result["ok"] == (result["per_node_ratio"] <= result["target"])
     assert out.returncode == (0 if result["ok"] else 1)
+
+
+@pytest.mark.slow  # fresh interpreters, one per case
+def test_bench_lint_prints_time_per_file_without_torch() -> None:
+    out = _run("benchmarks/bench_lint.py", "--repeat", "1", "--json")
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = result["rows"]
+    assert rows[0]["files"] == 1 and rows[1]["files"] > 30
+    for r in rows:
+        assert r["torch_imported"] is False
+        assert r["per_file_s"] == pytest.approx(r["seconds"] / r["files"])
+    assert result["ok"] == all(r["per_file_s"] < result["target_s"] for r in rows)
+    assert out.returncode == (0 if result["ok"] else 1)
