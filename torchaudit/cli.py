@@ -575,6 +575,53 @@ def _fast_lint(argv: list[str]) -> int | None:
                  ns.debug)
 
 
+CI_EPILOG = ("Exit codes: as scan's (0 pass; 1 the gate failed; 2 could not run). Reads GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, "
+             "GITHUB_REPOSITORY, GITHUB_TOKEN, GITHUB_API_URL, GITHUB_SERVER_URL, GITHUB_RUN_ID, GITHUB_STEP_SUMMARY and "
+             "GITHUB_OUTPUT; settings as for scan (\\[tool.torchaudit] of the nearest pyproject.toml; the command line wins).")
+
+
+@app.command("ci", epilog=CI_EPILOG)
+def ci_command(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", metavar="PATH", help="Check this checkpoint against the model.")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", metavar="NAMES", help="Comparisons to run (comma-separated, repeatable; default auto).")] = None,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", metavar="LEVEL", help="Fail when a finding is at or above: error, warning, info or never.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", metavar="SHAPE", help="A random input of this shape, e.g. 1,3,224,224 (repeatable).")] = None,
+    inputs: Annotated[Optional[str], typer.Option("--inputs", metavar="PATH:FN", help="Example inputs from a function: path.py:fn.")] = None,
+    static_only: Annotated[Optional[bool], typer.Option("--static-only/--no-static-only", metavar="", help="Skip the dynamic stage.")] = None,
+    select: Annotated[Optional[list[str]], typer.Option("--select", metavar="CODES", help="Run only these rule codes or prefixes.")] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option("--ignore", metavar="CODES", help="Skip these rule codes or prefixes.")] = None,
+    output_dir: Annotated[str, typer.Option("--output-dir", metavar="DIR", help="Where the reports go: torchaudit.sarif, .html, .md, .json.")] = "torchaudit-report",
+    comment: Annotated[bool, typer.Option("--comment/--no-comment", metavar="", help="Post (or update) one comment on the pull request.")] = True,
+    artifact_name: Annotated[str, typer.Option("--artifact-name", metavar="NAME", help="The artifact the HTML is uploaded as (named in the comment).")] = "torchaudit-report",
+    config: Annotated[Optional[str], typer.Option("--config", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Scan for a GitHub workflow (what the torchaudit action runs): reports in --output-dir,
+    annotations, the job summary, step outputs, and one pull-request comment kept up to date."""
+    import os
+
+    command = _command_line()
+    try:
+        from torchaudit.settings import check_paths, resolve
+
+        flags = dict(checkpoint=checkpoint, compare=compare, fail_on=fail_on, input_shape=input_shape, inputs=inputs,
+                     static_only=static_only, select=select, ignore=ignore)
+        settings = resolve(target, flags, config=config, isolated=isolated)
+        check_paths(settings)
+        _say_config(settings.config, False)
+
+        from torchaudit.ci import GitHubEnv, run_ci
+
+        code = run_ci(target, settings, GitHubEnv.from_environ(os.environ), Path(output_dir), comment=comment,
+                      artifact=artifact_name, command=command, say=typer.echo)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        _fail(exc, debug)
+        return
+    raise typer.Exit(code)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["lint"]:
         code = _fast_lint(sys.argv[2:])
