@@ -25,7 +25,7 @@ import functools
 import inspect
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping
 
 import pytest
 
@@ -179,7 +179,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     function: Callable[..., Any] = pyfuncitem.obj
     wanted = inspect.signature(function).parameters
     result = function(**{k: v for k, v in pyfuncitem.funcargs.items() if k in wanted})
-    auditor: Auditor = pyfuncitem.funcargs["torchaudit"]
+    auditor = pyfuncitem.funcargs["torchaudit"]
+    assert isinstance(auditor, Auditor)
     if inspect.isgenerator(result):
         _drive(result, auditor, marker.kwargs, pyfuncitem.nodeid)
     else:
@@ -187,7 +188,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-def _drive(gen: Iterator[Any], auditor: Auditor, options: dict[str, Any], nodeid: str) -> None:
+def _drive(gen: Iterator[Any], auditor: Auditor, options: Mapping[str, Any], nodeid: str) -> None:
     try:
         yielded = next(gen)
     except StopIteration:
@@ -203,7 +204,7 @@ def _drive(gen: Iterator[Any], auditor: Auditor, options: dict[str, Any], nodeid
             pytest.fail(f"{nodeid} is marked torchaudit and yields more than once: yield one model", pytrace=False)
 
 
-def _scan_result(result: Any, auditor: Auditor, options: dict[str, Any], nodeid: str) -> None:
+def _scan_result(result: Any, auditor: Auditor, options: Mapping[str, Any], nodeid: str) -> None:
     import torch.nn as nn
 
     model, inputs = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
@@ -219,8 +220,8 @@ def _scan_result(result: Any, auditor: Auditor, options: dict[str, Any], nodeid:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     keep = item.config.getoption("torchaudit_reports")
     scans = item.stash.get(_SCANS, [])
     if keep and scans and report.when == "call" and report.failed:
