@@ -22,6 +22,7 @@ from torchaudit.analyzer.dtypes import model_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.paths import class_file, resolved
+from torchaudit.analyzer.sources import ClassKey, SourceFile, calls_by_line, class_defs, parse_source
 from torchaudit.analyzer.trace.graph import ModelGraph
 from torchaudit.report import ComparisonResult
 
@@ -29,17 +30,6 @@ if TYPE_CHECKING:
     from torchaudit.analyzer.compare.stage import ComparisonFailure
     from torchaudit.analyzer.load.checkpoint import Checkpoint, TensorEntry
     from torchaudit.analyzer.load.checkpoint_match import Alignment
-
-
-@dataclass
-class SourceFile:
-    path: Path
-    text: str
-    tree: ast.Module
-
-    @cached_property
-    def lines(self) -> list[str]:
-        return self.text.splitlines()
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +59,7 @@ class AuditContext:
         paths = self.target.source_files if self.target is not None else _files_of(self.model)
         for path in paths:
             try:
-                text = path.read_text(encoding="utf-8")
-                files.append(SourceFile(path, text, ast.parse(text, filename=str(path))))
+                files.append(parse_source(path, path.read_text(encoding="utf-8")))
             except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
                 continue
         return files
@@ -84,19 +73,12 @@ class AuditContext:
         return {resolved(s.path): s for s in self.sources}
 
     @cached_property
-    def class_defs(self) -> dict[tuple[Path, str], tuple[SourceFile, ast.ClassDef]]:
-        """Class definitions of the user's sources by (resolved file, class name); the first
-        one in ``ast.walk`` order where a file defines a name twice."""
-        out: dict[tuple[Path, str], tuple[SourceFile, ast.ClassDef]] = {}
-        for src in self.sources:
-            path = resolved(src.path)
-            for node in ast.walk(src.tree):
-                if isinstance(node, ast.ClassDef):
-                    out.setdefault((path, node.name), (src, node))
-        return out
+    def class_defs(self) -> dict[ClassKey, tuple[SourceFile, ast.ClassDef]]:
+        """Class definitions of the user's sources (``analyzer/sources.py``, ``class_defs``)."""
+        return class_defs(self.sources)
 
     @cached_property
-    def module_paths_by_class(self) -> dict[tuple[Path, str], list[str]]:
+    def module_paths_by_class(self) -> dict[ClassKey, list[str]]:
         """Module paths of the model by (resolved file of their class, class name), in
         ``named_modules`` order."""
         out: dict[tuple[Path, str], list[str]] = {}
@@ -109,15 +91,7 @@ class AuditContext:
     @cached_property
     def calls_by_line(self) -> dict[Path, dict[int, list[ast.Call]]]:
         """Call nodes of each user source file by the lines they start and end on."""
-        out: dict[Path, dict[int, list[ast.Call]]] = {}
-        for src in self.sources:
-            by_line = out.setdefault(resolved(src.path), {})
-            for n in ast.walk(src.tree):
-                if isinstance(n, ast.Call):
-                    by_line.setdefault(n.lineno, []).append(n)
-                    if n.end_lineno and n.end_lineno != n.lineno:
-                        by_line.setdefault(n.end_lineno, []).append(n)
-        return out
+        return calls_by_line(self.sources)
 
     @cached_property
     def checkpoint_alignment(self) -> tuple[Checkpoint, Alignment, dict[str, TensorEntry]] | None:

@@ -120,6 +120,11 @@ def sarif_dict(report: Report, base: Path | None = None) -> dict[str, Any]:
              "locations": [{"physicalLocation": {"artifactLocation": _artifact(f.path, base)}}]}
             for f in report.unreadable
         ]
+    if report.source_errors:  # `torchaudit lint`: files it could not read or parse (exit 2)
+        run["invocations"][0]["executionSuccessful"] = False
+        run["invocations"][0].setdefault("toolExecutionNotifications", []).extend(
+            {"level": "error", "message": {"text": line}} for line in report.source_errors
+        )
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 

@@ -182,9 +182,10 @@ def rules_table(rules: Iterable[RuleInfo]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("code")
     table.add_column("severity")
+    table.add_column("lint")
     table.add_column("title")
     for info in rules:
-        table.add_row(info.code, Text(info.severity.value, style=_STYLE[info.severity]), info.title)
+        table.add_row(info.code, Text(info.severity.value, style=_STYLE[info.severity]), "lint" if info.lint else "", info.title)
     return table
 
 

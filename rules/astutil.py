@@ -17,7 +17,8 @@ from torchaudit.report import Location
 if TYPE_CHECKING:
     import torch.nn as nn
 
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 @dataclass
@@ -27,6 +28,11 @@ class SourceIndex:
 
 
 _INDEX: dict[int, tuple[SourceFile, SourceIndex]] = {}
+
+
+def release(src: SourceFile) -> None:
+    """Forget a file's index (lint, after each file: the index holds the file's whole tree)."""
+    _INDEX.pop(id(src), None)
 
 
 def index(src: SourceFile) -> SourceIndex:
@@ -148,8 +154,9 @@ def class_method(node: ast.AST, src: SourceFile) -> tuple[ast.ClassDef, ast.Func
     return None
 
 
-def instances(ctx: AuditContext, src: SourceFile, cls: ast.ClassDef) -> list[str]:
-    """Module paths of the model whose class is ``cls`` of this file, in named_modules order."""
+def instances(ctx: SourceView, src: SourceFile, cls: ast.ClassDef) -> list[str]:
+    """Module paths of the model whose class is ``cls`` of this file, in named_modules order
+    (lint: the class's own name when it is an ``nn.Module`` subclass, ``rules/source_model.py``)."""
     return list(ctx.module_paths_by_class.get((resolved(src.path), cls.name), ()))
 
 
@@ -163,7 +170,7 @@ def location(src: SourceFile, node: ast.AST) -> Location:
     return Location(str(src.path), getattr(node, "lineno", None), getattr(node, "col_offset", -1) + 1 or None)
 
 
-def calls_at(ctx: AuditContext, loc: Location | None) -> Iterable[tuple[SourceFile, ast.Call]]:
+def calls_at(ctx: SourceView, loc: Location | None) -> Iterable[tuple[SourceFile, ast.Call]]:
     """Call nodes of the user's sources that sit on a graph node's source line."""
     if loc is None or loc.line is None:
         return []
@@ -231,7 +238,7 @@ def module_finding_args(ctx: AuditContext, path: str) -> ModuleFindingArgs:
     return {"module": path, "location": construction_site(ctx, path)}
 
 
-def owner_attribution(ctx: AuditContext, src: SourceFile, node: ast.AST) -> tuple[str | None, dict[str, list[str]]]:
+def owner_attribution(ctx: SourceView, src: SourceFile, node: ast.AST) -> tuple[str | None, dict[str, list[str]]]:
     """Module attribution for a source finding: the instances of the enclosing class, if any."""
     cls = enclosing_class(node, src)
     return attribution(instances(ctx, src, cls) if cls is not None else [])

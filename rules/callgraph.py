@@ -21,6 +21,10 @@ functions run with a given module as ``self``. The same walk from the set-up ent
 (``__init__``, ``reset_parameters``, ``_init_weights``, ...) gives set-up code. Calls it cannot
 resolve (``getattr(self, name)()``, a method of an element of a ``ModuleList``) are not
 followed; traced graph nodes are evidence of their own for that.
+
+The modules come from a :class:`ModuleTree`: the live model in a scan; in ``torchaudit lint``,
+with no model, every ``nn.Module`` subclass of the file stands for one module, named by its
+class, and its bases and submodules are read from the source (``rules/source_model.py``).
 """
 
 from __future__ import annotations
@@ -28,19 +32,85 @@ from __future__ import annotations
 import ast
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Hashable, Mapping, Protocol, cast
 
 from torchaudit.analyzer.paths import class_file
 from torchaudit.rules import astutil
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    import torch.nn as nn
+
+    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 FORWARD_ENTRIES = ("forward",)
 SETUP_ENTRIES = ("__init__", "__setstate__", "reset_parameters", "_reset_parameters", "_init_weights", "init_weights")
+
+
+class ModuleTree(Protocol):
+    """The modules a call graph starts from, and how their methods resolve: the live model in a
+    scan (:class:`LiveTree`), the ``nn.Module`` subclasses of a file in lint
+    (``rules/source_model.py``, ``StaticTree``). A module is a handle of the tree's own kind."""
+
+    @property
+    def modules(self) -> Mapping[str, Hashable]:
+        """Module paths (lint: class names) to their handles, in ``named_modules`` order."""
+        ...
+
+    def kind(self, module: Hashable) -> Hashable:
+        """What method resolution depends on (a live module's class)."""
+        ...
+
+    def resolve(self, kind: Hashable, name: str, after: Hashable | None) -> tuple[SourceFile, Function, Hashable] | None:
+        """The user's definition that ``module.name`` runs (``super().name`` past ``after``),
+        with the kind that defines it; ``None`` when it is a library's or unknown."""
+        ...
+
+    def child(self, path: str, module: Hashable, attr: str) -> tuple[str, Hashable] | None:
+        """The submodule ``self.<attr>`` of ``module`` (at ``path``), with its path."""
+        ...
+
+
+class LiveTree:
+    """The live model's module tree (a scan): classes and submodules as Python sees them."""
+
+    def __init__(self, ctx: AuditContext) -> None:
+        self.ctx = ctx
+        self.modules: dict[str, nn.Module] = dict(ctx.model.named_modules())
+
+    def kind(self, module: Hashable) -> Hashable:
+        return type(module)
+
+    def resolve(self, kind: Hashable, name: str, after: Hashable | None) -> tuple[SourceFile, Function, Hashable] | None:
+        """The user's definition that ``cls().name`` (``super().name`` past ``after``) runs."""
+        assert isinstance(kind, type)
+        mro = kind.__mro__
+        start = mro.index(after) + 1 if isinstance(after, type) and after in mro else 0
+        for k in mro[start:]:
+            if name not in vars(k):
+                continue
+            file = class_file(k)
+            found = self.ctx.class_defs.get((file, k.__name__)) if file is not None else None
+            if found is None:
+                return None  # torch's or a library's: not the user's code
+            src, cdef = found
+            defs = [f for f in astutil.methods(cdef) if f.name == name]
+            return (src, defs[-1], k) if defs else None
+        return None
+
+    def child(self, path: str, module: Hashable, attr: str) -> tuple[str, Hashable] | None:
+        sub = cast("nn.Module", module)._modules.get(attr)
+        return (f"{path}.{attr}" if path else attr, sub) if sub is not None else None
+
+
+def module_tree(ctx: SourceView) -> ModuleTree:
+    """The tree a context offers: the live model's, or (lint) the one read from the source."""
+    from torchaudit.rules.source_model import SourceContext
+
+    if isinstance(ctx, SourceContext):
+        return ctx.tree
+    return LiveTree(cast("AuditContext", ctx))  # every other context is a scan's
 
 
 @dataclass(frozen=True)
@@ -61,7 +131,7 @@ class _Visit:
     src: SourceFile
     fn: Function
     self_name: str | None  # the name ``self`` has in fn
-    owner: type | None  # the class that defines fn (for super())
+    owner: Hashable | None  # the class that defines fn (for super()): a kind of the tree
 
 
 @dataclass(frozen=True)
@@ -80,14 +150,14 @@ class CallGraph:
         return fn in self.setup and fn not in self.forward
 
 
-_GRAPHS: weakref.WeakKeyDictionary[AuditContext, CallGraph] = weakref.WeakKeyDictionary()
+_GRAPHS: weakref.WeakKeyDictionary[SourceView, CallGraph] = weakref.WeakKeyDictionary()
 
 
-def call_graph(ctx: AuditContext) -> CallGraph:
-    """The model's call graph, computed once per scan."""
+def call_graph(ctx: SourceView) -> CallGraph:
+    """The model's call graph, computed once per scan (per file in lint)."""
     graph = _GRAPHS.get(ctx)
     if graph is None:
-        walker = _Walker(ctx)
+        walker = _Walker(module_tree(ctx))
         forward = walker.walk(FORWARD_ENTRIES)
         order = {path: i for i, path in enumerate(walker.modules)}
         graph = CallGraph(
@@ -99,7 +169,7 @@ def call_graph(ctx: AuditContext) -> CallGraph:
     return graph
 
 
-def forward_paths(ctx: AuditContext, src: SourceFile, node: ast.AST) -> list[str]:
+def forward_paths(ctx: SourceView, src: SourceFile, node: ast.AST) -> list[str]:
     """Module paths whose ``forward`` runs the function holding ``node`` (a helper of the
     same file, or a submodule's method it calls, counts for the caller, as in a traced graph);
     empty when none does (set-up code, code nothing calls, or not part of this model)."""
@@ -107,23 +177,23 @@ def forward_paths(ctx: AuditContext, src: SourceFile, node: ast.AST) -> list[str
     return list(call_graph(ctx).forward.get(fn, ())) if fn is not None else []
 
 
-def setup_only(ctx: AuditContext, src: SourceFile, node: ast.AST) -> bool:
+def setup_only(ctx: SourceView, src: SourceFile, node: ast.AST) -> bool:
     """Whether ``node`` is in code that only set-up (``__init__`` and friends) runs."""
     fn = astutil.enclosing_function(node, src)
     return fn is not None and call_graph(ctx).setup_only(fn)
 
 
-def runs_as_self(ctx: AuditContext, path: str) -> list[Function]:
+def runs_as_self(ctx: SourceView, path: str) -> list[Function]:
     """The functions that some module's ``forward`` runs with module ``path`` as ``self``: its
     own ``forward`` and the methods it calls, and its methods a parent's ``forward`` calls."""
     return list(call_graph(ctx).forward_selves.get(path, ()))
 
 
 class _Walker:
-    def __init__(self, ctx: AuditContext) -> None:
-        self.ctx = ctx
-        self.modules: dict[str, nn.Module] = dict(ctx.model.named_modules())
-        self._methods: dict[tuple[type, str, type | None], tuple[SourceFile, Function, type] | None] = {}
+    def __init__(self, tree: ModuleTree) -> None:
+        self.tree = tree
+        self.modules = tree.modules
+        self._methods: dict[tuple[Hashable, str, Hashable | None], tuple[SourceFile, Function, Hashable] | None] = {}
         self._refs: dict[tuple[Function, str | None], _Refs] = {}
         self._top: dict[int, dict[str, Function]] = {}
 
@@ -156,39 +226,23 @@ class _Walker:
             out += [self._method(visit.runner, me, module, name) for name in refs.self_attrs]
             out += [self._method(visit.runner, me, module, name, after=visit.owner) for name in refs.super_attrs if visit.owner]
             for child, name in refs.child_attrs:
-                sub = module._modules.get(child)
+                sub = self.tree.child(me, module, child)
                 if sub is not None:
-                    out.append(self._method(visit.runner, f"{me}.{child}" if me else child, sub, name))
+                    out.append(self._method(visit.runner, sub[0], sub[1], name))
         top = self.top_level(visit.src)
         out += [_Visit(visit.runner, None, visit.src, top[name], None, None) for name in refs.names if name in top]
         return [v for v in out if v is not None]
 
-    def _method(self, runner: str, path: str, module: nn.Module, name: str, after: type | None = None) -> _Visit | None:
+    def _method(self, runner: str, path: str, module: Hashable, name: str, after: Hashable | None = None) -> _Visit | None:
         """``module.name`` (the module at ``path``) as run by ``runner``'s code, when it is the user's."""
-        key = (type(module), name, after)
+        key = (self.tree.kind(module), name, after)
         if key not in self._methods:
-            self._methods[key] = self._resolve(type(module), name, after)
+            self._methods[key] = self.tree.resolve(key[0], name, after)
         found = self._methods[key]
         if found is None:
             return None
         src, fn, owner = found
         return _Visit(runner, path, src, fn, _self_name(fn), owner)
-
-    def _resolve(self, cls: type, name: str, after: type | None) -> tuple[SourceFile, Function, type] | None:
-        """The user's definition that ``cls().name`` (``super().name`` past ``after``) runs."""
-        mro = cls.__mro__
-        start = mro.index(after) + 1 if after is not None and after in mro else 0
-        for k in mro[start:]:
-            if name not in vars(k):
-                continue
-            file = class_file(k)
-            found = self.ctx.class_defs.get((file, k.__name__)) if file is not None else None
-            if found is None:
-                return None  # torch's or a library's: not the user's code
-            src, cdef = found
-            defs = [f for f in astutil.methods(cdef) if f.name == name]
-            return (src, defs[-1], k) if defs else None
-        return None
 
     def top_level(self, src: SourceFile) -> dict[str, Function]:
         """The functions defined at the top level of a file, by name (the last definition wins)."""

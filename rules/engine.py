@@ -23,7 +23,7 @@ import pkgutil
 import re
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 
 from torchaudit.errors import exception_line
 from torchaudit.report import Finding, Location, RuleInfo, Severity, printable, printable_value
@@ -31,8 +31,10 @@ from torchaudit.report import Finding, Location, RuleInfo, Severity, printable, 
 if TYPE_CHECKING:
     import torch.nn as nn
 
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.sources import SourceFile, SourceView
     from torchaudit.analyzer.trace.graph import GraphNode
+    from torchaudit.rules.source_model import SourceContext
 
 DOC_HEADINGS = ("What it finds", "Why it matters", "Example", "Fix")
 _CODE = re.compile(r"^TA\d{3}$")
@@ -63,7 +65,9 @@ class Rule:
     # evidence the rule reads: "graph", "tree", "source", "checkpoint", "environment", "values",
     # "devices" (where tensors were built), "dynamic"; a scan that lacks one (no graph, --meta without values) skips the rule.
     # `torchaudit checkpoint` has no model: it runs the rules whose needs lie within CHECKPOINT_ALONE, so a
-    # checkpoint rule that reads the model (aligns keys with it) says "tree"
+    # checkpoint rule that reads the model (aligns keys with it) says "tree". `torchaudit lint` has only the
+    # Python source: it runs the rules whose needs lie within SOURCE_ALONE ({"source"}: such a rule reads the
+    # source through analyzer.sources.SourceView and nothing else, though in a scan it may also read the graph)
     needs: ClassVar[frozenset[str]] = frozenset()
     source_nodes: ClassVar[tuple[type[ast.AST], ...]] = (ast.Call,)
     docs: ClassVar[RuleDocs]
@@ -114,6 +118,8 @@ REGISTRY: dict[str, type[Rule]] = {}
 
 # what a checkpoint file alone offers the rules (`torchaudit checkpoint`): no model, graph or source
 CHECKPOINT_ALONE = frozenset({"checkpoint", "values", "environment"})
+# what a Python file alone offers the rules (`torchaudit lint`): its AST, no model, graph or torch
+SOURCE_ALONE = frozenset({"source"})
 
 
 def reads_only(rule_cls: type[Rule], evidence: frozenset[str]) -> bool:
@@ -177,13 +183,18 @@ def catalogue() -> dict[str, RuleInfo]:
     global _CATALOGUE
     if _CATALOGUE is None or len(_CATALOGUE) != len(REGISTRY):
         _CATALOGUE = {
-            code: RuleInfo(code, cls.__name__, cls.title, cls.severity, tuple(cls.docs.sections()))
-            for code, cls in load_rules().items()
+            code: rule_info(cls) for code, cls in load_rules().items()
         }
     return _CATALOGUE
 
 
 _CATALOGUE: dict[str, RuleInfo] | None = None
+
+
+def rule_info(cls: type[Rule]) -> RuleInfo:
+    """A rule as reports describe it (its docs travel with the report)."""
+    return RuleInfo(cls.code, cls.__name__, cls.title, cls.severity, tuple(cls.docs.sections()),
+                    lint=reads_only(cls, SOURCE_ALONE))
 
 
 def matches(code: str, patterns: Iterable[str]) -> bool:
@@ -237,32 +248,45 @@ def _call(rule: Rule, method: str, out: list[Finding], broken: set[str], *args: 
         out.append(_crash(rule, exc))
 
 
-def available(rule_cls: type[Rule], ctx: AuditContext) -> str | None:
-    """Why a rule cannot run on this scan, or ``None`` when it can."""
-    missing = {
-        "graph": ctx.graph is None,
-        "gm": ctx.graph is None or ctx.graph.gm is None,
-        "checkpoint": ctx.checkpoint is None,
-        "values": ctx.meta,
-        "devices": ctx.meta,  # --meta builds every tensor on one device
-        "dynamic": ctx.comparisons is None,
-    }
+_MISSING: dict[str, Callable[[AuditContext], bool]] = {
+    "graph": lambda ctx: ctx.graph is None,
+    "gm": lambda ctx: ctx.graph is None or ctx.graph.gm is None,
+    "checkpoint": lambda ctx: ctx.checkpoint is None,
+    "values": lambda ctx: ctx.meta,
+    "devices": lambda ctx: ctx.meta,  # --meta builds every tensor on one device
+    "dynamic": lambda ctx: ctx.comparisons is None,
+}
+
+
+def available(rule_cls: type[Rule], ctx: AuditContext | SourceContext) -> str | None:
+    """Why a rule cannot run on this scan, or ``None`` when it can. Lint's context offers the
+    source alone: a rule that needs more cannot run there."""
+    from torchaudit.rules.source_model import SourceContext
+
+    if isinstance(ctx, SourceContext):
+        return None if reads_only(rule_cls, SOURCE_ALONE) else "model"
     for need in sorted(rule_cls.needs):
-        if missing.get(need):
+        check = _MISSING.get(need)
+        if check is not None and check(ctx):
             return need
     return None
 
 
 def run_rules(
-    ctx: AuditContext, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+    ctx: AuditContext | SourceContext,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    registry: Mapping[str, type[Rule]] | None = None,
 ) -> tuple[list[Finding], dict[str, str]]:
-    """Run every selected rule that can run; return findings and ``{code: why skipped}``."""
+    """Run every selected rule that can run; return findings and ``{code: why skipped}``.
+    ``registry``: the rules to choose from (default: every rule; lint passes the source rules
+    alone, whose modules import no torch)."""
     from torchaudit.rules.config import codes
 
     select, ignore = codes(select, "select"), codes(ignore, "ignore")  # "TA1,TA20" strings or lists
     rules: list[Rule] = []
     skipped: dict[str, str] = {}
-    for code, cls in load_rules().items():
+    for code, cls in (registry if registry is not None else load_rules()).items():
         if not selected(code, select, ignore):
             continue
         why = available(cls, ctx)
@@ -281,7 +305,7 @@ def run_rules(
             for rule in node_rules:
                 _call(rule, "check_node", out, broken, node, ctx)
     module_rules = [r for r in rules if _overrides(r, "check_module")]
-    if module_rules:
+    if module_rules and ctx.model is not None:
         for path, module in ctx.model.named_modules():
             for rule in module_rules:
                 _call(rule, "check_module", out, broken, path, module, ctx)
@@ -321,7 +345,7 @@ def display(finding: Finding) -> Finding:
     return dataclasses.replace(finding, location=dataclasses.replace(loc, file=relative_file(loc.file)))
 
 
-def suppressed(finding: Finding, ctx: AuditContext) -> bool:
+def suppressed(finding: Finding, ctx: SourceView) -> bool:
     """``# torchaudit: ignore[TA101]`` (or ``ignore[TA1]``) on the finding's source line."""
     loc = finding.location
     if loc is None or loc.line is None:

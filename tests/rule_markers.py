@@ -5,7 +5,9 @@
 * ``# ok: TA101`` on a look-alike line: no TA101 finding at this line;
 * for evidence without a source line, module-level lists in the fixture:
   ``EXPECT = [("TA106", "")]`` and ``OK = [("TA106", "")]``;
-* ``CLEAN = True``: the model must produce no error or warning at all.
+* ``CLEAN = True``: the model must produce no error or warning at all;
+* ``# lint: graph-only`` on a line: its ``expect`` markers come from the traced graph alone, so
+  ``torchaudit lint`` (the source without a model) is not expected to report them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 _MARK = re.compile(r"#\s*(expect|ok):\s*([A-Za-z0-9@<>._, -]+?)\s*(?=#|$)")
 _ITEM = re.compile(r"^(TA\d{3})(?:@(\S+))?$")
+_GRAPH_ONLY = re.compile(r"#\s*lint:\s*graph-only\b")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Marker:
     line: int | None  # None: a module-level EXPECT/OK entry
     module: str | None = None
     has_module: bool = False
+    lint: bool = True  # False: only the traced graph shows it (``# lint: graph-only``)
 
 
 def _module(text: str | None) -> tuple[str | None, bool]:
@@ -44,7 +48,7 @@ def parse(path: Path) -> tuple[list[Marker], bool]:
                 assert m, f"{path.name}:{lineno}: bad marker {item!r}"
                 module, has = _module(m.group(2))
                 assert kind == "ok" or has, f"{path.name}:{lineno}: expect markers name the module (TA101@block)"
-                markers.append(Marker(kind, m.group(1), lineno, module, has))
+                markers.append(Marker(kind, m.group(1), lineno, module, has, lint=not _GRAPH_ONLY.search(line)))
     clean = False
     for node in ast.parse(text).body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):

@@ -72,3 +72,17 @@ def test_bench_checkpoint_security_prints_one_line_per_file_and_the_summary() ->
     assert lines[2].startswith("probes: ") and "/1 ok" in lines[2]
     assert re.fullmatch(r"\d/1 malicious flagged, 0 executed, \d internal errors, worst time \d+\.\d\d s \(\w+\), "
                         r"worst RSS \d+ MB \(\w+\)", lines[3]), lines[3]
+
+
+@pytest.mark.slow  # fresh interpreters, one per case
+def test_bench_lint_prints_time_per_file_without_torch() -> None:
+    out = _run("benchmarks/bench_lint.py", "--repeat", "1", "--json")
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = result["rows"]
+    assert rows[0]["files"] == 1 and rows[1]["files"] > 30
+    for r in rows:
+        assert r["torch_imported"] is False
+        assert r["per_file_s"] == pytest.approx(r["seconds"] / r["files"])
+    assert result["ok"] == all(r["per_file_s"] < result["target_s"] for r in rows)
+    assert out.returncode == (0 if result["ok"] else 1)

@@ -1,5 +1,6 @@
 """One parametrized test over every fixture in tests/fixtures/rules/: each marker's code,
-module and line (see tests/rule_markers.py)."""
+module and line (see tests/rule_markers.py), in a scan and, for the rules that read the source
+alone, in ``torchaudit lint``, which must report what the scan reports (code and line)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import torchaudit
-from tests.rule_markers import parse
+from tests.rule_markers import Marker, parse
+from torchaudit.lint import lint
+from torchaudit.rules.manifest import SOURCE_RULES
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "rules").glob("*.py"))
 
@@ -51,6 +54,42 @@ def test_fixture(path: Path) -> None:
     if clean:
         loud = [(f.rule, f.message) for f in findings if f.severity.value in ("error", "warning")]
         assert not loud, f"{path.name} should be clean: {loud}"
+    # lint reads the same source without a model: the source rules' findings at a line of this file are
+    # the scan's, line for line, except those only the traced graph shows (``# lint: graph-only``); a
+    # finding without a line comes from the environment (TA405: cuDNN's TF32 on a CUDA machine), which lint does not read
+    graph_only = {(m.code, m.line) for m in markers if not m.lint}
+    scanned = {(rule, line) for rule, line, _ in got if rule in SOURCE_RULES and line is not None} - graph_only
+    assert _linted(path) == scanned, f"{path.name}: lint {sorted(_linted(path))}, scan {sorted(scanned)}"
+
+
+def _linted(path: Path) -> set[tuple[str, int | None]]:
+    return {(f.rule, _line(f, path)) for f in lint(path).findings}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_fixture_in_lint(path: Path) -> None:
+    """The markers of the rules lint runs, checked against lint alone (it names modules by class,
+    so the code and the line are compared)."""
+    markers, clean = parse(path)
+    report = lint(path)
+    assert report.exit_code in (0, 1) and not report.source_errors
+    got = _linted(path)
+    mine = [m for m in markers if m.code in SOURCE_RULES and m.line is not None]
+    for m in mine:
+        if m.kind == "expect" and m.lint:
+            assert (m.code, m.line) in got, f"{path.name}:{m.line}: lint should report {m.code}; got {sorted(got)}"
+        elif m.kind == "ok":
+            assert (m.code, m.line) not in got, f"{path.name}:{m.line}: lint reports {m.code}"
+    expected = {(m.code, m.line) for m in mine if _expected(m)}
+    tested = {m.code for m in mine}
+    assert {g for g in got if g[0] in tested} <= expected, f"{path.name}: lint reports more than the markers: {sorted(got)}"
+    if clean:
+        loud = [(f.rule, f.message) for f in report.findings if f.severity.value in ("error", "warning")]
+        assert not loud, f"{path.name} should be clean in lint too: {loud}"
+
+
+def _expected(m: Marker) -> bool:
+    return m.kind == "expect" and m.lint
 
 
 # rules whose only evidence is the environment: their firing and silent cases are in test_rules_units.py

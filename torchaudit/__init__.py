@@ -10,10 +10,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "scan", "diff", "check_checkpoint", "compare", "assert_consistent"]
+__all__ = ["__version__", "scan", "diff", "check_checkpoint", "lint", "compare", "assert_consistent"]
 
 
-def __getattr__(name: str) -> Any:  # the lazily imported function (scan, diff, check_checkpoint, compare, assert_consistent)
+def __getattr__(name: str) -> Any:  # the lazily imported function (scan, diff, check_checkpoint, lint, compare, assert_consistent)
     if name == "scan":
         from torchaudit.api import scan
 
@@ -26,6 +26,10 @@ def __getattr__(name: str) -> Any:  # the lazily imported function (scan, diff, 
         from torchaudit.checkpoint_check import check_checkpoint
 
         return check_checkpoint
+    if name == "lint":  # imports no torch
+        from torchaudit.lint import lint
+
+        return lint
     if name in ("compare", "assert_consistent"):
         from torchaudit import consistency
 

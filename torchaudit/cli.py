@@ -277,7 +277,7 @@ def _say_config(path: str | None, to_stderr: bool) -> None:
 def rules_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
 ) -> None:
-    """List every rule: code, severity and title."""
+    """List every rule: code, severity, 'lint' where torchaudit lint runs it too (it reads the source alone), and title."""
     from torchaudit.rules.engine import catalogue
 
     registry = catalogue()
@@ -285,7 +285,7 @@ def rules_command(
         import json
 
         data = [
-            {"code": r.code, "severity": r.severity.value, "title": r.title, "docs": dict(r.sections)}
+            {"code": r.code, "severity": r.severity.value, "title": r.title, "lint": r.lint, "docs": dict(r.sections)}
             for r in registry.values()
         ]
         typer.echo(json.dumps(data, indent=2))
@@ -468,7 +468,165 @@ def checkpoint_command(
     raise typer.Exit(report.exit_code)
 
 
+LINT_EPILOG = ("Exit codes: 0 pass; 1 the gate failed (a finding at or above --fail-on); 2 a file could not be read or parsed "
+               "(one line on stderr each; the other files are still checked) or bad options. Settings: the select, ignore, "
+               "fail-on and output-format keys of \\[tool.torchaudit] in the nearest pyproject.toml (from the working directory) "
+               "or --config PATH; the command line wins.")
+
+
+@app.command("lint", epilog=LINT_EPILOG)
+def lint_command(
+    paths: Annotated[list[str], typer.Argument(metavar="PATH", help="Python files, or folders (every *.py below them).")],
+    select: Annotated[
+        Optional[list[str]],
+        typer.Option("--select", rich_help_panel="Rules and gate", metavar="CODES", help="Run only these rule codes or prefixes, e.g. TA1,TA5 (comma-separated, repeatable); rules that need a model are listed as skipped."),
+    ] = None,
+    ignore: Annotated[
+        Optional[list[str]],
+        typer.Option("--ignore", rich_help_panel="Rules and gate", metavar="CODES", help="Skip these rule codes or prefixes, e.g. TA103,TA5 (comma-separated, repeatable)."),
+    ] = None,
+    fail_on: Annotated[
+        Optional[str],
+        typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
+    ] = None,
+    output_format: Annotated[
+        Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel="Reports", metavar="", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", rich_help_panel="Reports", metavar="", help=VERBOSE_HELP)] = False,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """The rules that read the Python source alone, without importing torch: for pre-commit hooks and editors.
+
+    No model is built and no input is needed: functional dropout left on, literal training=True,
+    self.training branches, tensors made in forward without device=, hard-coded CUDA devices, NumPy
+    in forward, torch.load without weights_only=True, strict=False loads, ... ('torchaudit rules'
+    marks them 'lint'). Same codes, inline '# torchaudit: ignore[...]' comments, gate and output
+    formats as scan; a finding's module is the nn.Module class whose code it is."""
+    raise typer.Exit(_lint(paths, select, ignore, fail_on, output_format, quiet, verbose, config, isolated, debug))
+
+
+def _lint(paths: list[str], select: list[str] | None, ignore: list[str] | None, fail_on: str | None, output_format: str | None,
+          quiet: bool, verbose: bool, config: str | None, isolated: bool, debug: bool) -> int:
+    """``torchaudit lint`` once its options are parsed (by typer, or by :func:`_fast_lint`): the exit code."""
+    command = _command_line()
+    try:
+        from torchaudit.settings import resolve
+
+        flags = dict(select=select, ignore=ignore, fail_on=fail_on, output_format=output_format)
+        settings = resolve(None, flags, config=config, isolated=isolated)
+        detail = _detail(quiet, verbose)
+        to_stderr = settings.output_format == "json"
+        _say_config(settings.config, to_stderr)
+
+        from torchaudit.lint import lint
+
+        report = lint(paths, settings=settings, command=command)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        try:
+            _fail(exc, debug)
+        except typer.Exit as done:
+            return done.exit_code
+    if report.extras["lint"]["files"]:  # a PASS over no file at all would read as a verdict on it
+        _show(report, settings.output_format, False, detail)
+    for line in report.source_errors:
+        typer.echo(f"torchaudit: error: {line}", err=True)
+    return report.exit_code
+
+
+class _NotFast(Exception):
+    """The fast parser leaves this command line to typer (help, a usage error, anything unusual)."""
+
+
+def _fast_lint(argv: list[str]) -> int | None:
+    """``torchaudit lint ARGS`` parsed without typer, or ``None`` to let typer parse it.
+
+    typer coerces every option through pydantic, whose import alone costs about 0.2 s: more than
+    lint spends on a file (DESIGN.md: lint under 0.3 s per file, for pre-commit hooks). So the
+    console script parses a plain lint command line with argparse and calls the same
+    :func:`_lint`; ``--help``, a usage error or anything it does not know goes to typer, which
+    answers as for every command. ``tests/test_lint_cli.py`` checks that both take the same options
+    and give the same output."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # noqa: D102 - typer words usage errors
+            raise _NotFast(message)
+
+    if any(a in ("-h", "--help") for a in argv):
+        return None
+    parser = Parser(prog="torchaudit lint", add_help=False, allow_abbrev=False)
+    parser.add_argument("paths", nargs="+")
+    for name in ("--select", "--ignore"):
+        parser.add_argument(name, action="append")
+    for name in ("--fail-on", "--output-format", "--config"):
+        parser.add_argument(name)
+    for names in (("--quiet", "-q"), ("--verbose", "-v"), ("--isolated",), ("--debug",)):
+        parser.add_argument(*names, action="store_true")
+    try:
+        ns = parser.parse_args(argv)
+    except _NotFast:
+        return None
+    if any(p.startswith("-") for p in ns.paths):  # an option argparse took for a path: typer says what is wrong
+        return None
+    return _lint(ns.paths, ns.select, ns.ignore, ns.fail_on, ns.output_format, ns.quiet, ns.verbose, ns.config, ns.isolated,
+                 ns.debug)
+
+
+CI_EPILOG = ("Exit codes: as scan's (0 pass; 1 the gate failed; 2 could not run). Reads GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, "
+             "GITHUB_REPOSITORY, GITHUB_TOKEN, GITHUB_API_URL, GITHUB_SERVER_URL, GITHUB_RUN_ID, GITHUB_STEP_SUMMARY and "
+             "GITHUB_OUTPUT; settings as for scan (\\[tool.torchaudit] of the nearest pyproject.toml; the command line wins).")
+
+
+@app.command("ci", epilog=CI_EPILOG)
+def ci_command(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", metavar="PATH", help="Check this checkpoint against the model.")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", metavar="NAMES", help="Comparisons to run (comma-separated, repeatable; default auto).")] = None,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", metavar="LEVEL", help="Fail when a finding is at or above: error, warning, info or never.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", metavar="SHAPE", help="A random input of this shape, e.g. 1,3,224,224 (repeatable).")] = None,
+    inputs: Annotated[Optional[str], typer.Option("--inputs", metavar="PATH:FN", help="Example inputs from a function: path.py:fn.")] = None,
+    static_only: Annotated[Optional[bool], typer.Option("--static-only/--no-static-only", metavar="", help="Skip the dynamic stage.")] = None,
+    select: Annotated[Optional[list[str]], typer.Option("--select", metavar="CODES", help="Run only these rule codes or prefixes.")] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option("--ignore", metavar="CODES", help="Skip these rule codes or prefixes.")] = None,
+    output_dir: Annotated[str, typer.Option("--output-dir", metavar="DIR", help="Where the reports go: torchaudit.sarif, .html, .md, .json.")] = "torchaudit-report",
+    comment: Annotated[bool, typer.Option("--comment/--no-comment", metavar="", help="Post (or update) one comment on the pull request.")] = True,
+    artifact_name: Annotated[str, typer.Option("--artifact-name", metavar="NAME", help="The artifact the HTML is uploaded as (named in the comment).")] = "torchaudit-report",
+    config: Annotated[Optional[str], typer.Option("--config", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Scan for a GitHub workflow (what the torchaudit action runs): reports in --output-dir,
+    annotations, the job summary, step outputs, and one pull-request comment kept up to date."""
+    import os
+
+    command = _command_line()
+    try:
+        from torchaudit.settings import check_paths, resolve
+
+        flags = dict(checkpoint=checkpoint, compare=compare, fail_on=fail_on, input_shape=input_shape, inputs=inputs,
+                     static_only=static_only, select=select, ignore=ignore)
+        settings = resolve(target, flags, config=config, isolated=isolated)
+        check_paths(settings)
+        _say_config(settings.config, False)
+
+        from torchaudit.ci import GitHubEnv, run_ci
+
+        code = run_ci(target, settings, GitHubEnv.from_environ(os.environ), Path(output_dir), comment=comment,
+                      artifact=artifact_name, command=command, say=typer.echo)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        _fail(exc, debug)
+        return
+    raise typer.Exit(code)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["lint"]:
+        code = _fast_lint(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
     app()
 
 

@@ -84,14 +84,28 @@ def compare(
         return result_from(name, configs[0], configs[1], tol, run, state_diff=diffs)
 
 
+class InconsistentModels(AssertionError):
+    """What :func:`assert_consistent` raises: the message names the first divergent node, and
+    ``result`` is the whole :class:`ComparisonResult`."""
+
+    def __init__(self, result: ComparisonResult) -> None:
+        from torchaudit.reports.divergence_table import divergence_table
+
+        table = divergence_table(result)
+        super().__init__(describe(result) + (f"\n\n{table}" if table else ""))
+        self.result = result
+
+
 def assert_consistent(
     reference_model: nn.Module, candidate_model: nn.Module, example_inputs: Any, **options: Unpack[CompareOptions]
 ) -> ComparisonResult:
-    """Like :func:`compare`, for pytest: raises ``AssertionError`` naming the first divergent
-    node, its module and its source line (and the first NaN/Inf, if one appears)."""
+    """Like :func:`compare`, for pytest: raises ``AssertionError`` (:class:`InconsistentModels`)
+    naming the first divergent node, its module and its source line (and the first NaN/Inf, if
+    one appears), followed by a short table of that node's own (local), inherited and total error."""
+    __tracebackhide__ = True  # pytest shows the test's line, not this function's
     result = compare(reference_model, candidate_model, example_inputs, **options)
     if result.status in (Status.DIVERGED, Status.ACCUMULATED):
-        raise AssertionError(describe(result))
+        raise InconsistentModels(result)
     return result
 
 

@@ -441,6 +441,7 @@ class RuleInfo:
     title: str
     severity: Severity
     sections: tuple[tuple[str, str], ...] = ()  # (heading, text): What it finds, Why it matters, Example, Fix[, Fact]
+    lint: bool = False  # reads the Python source alone, so `torchaudit lint` runs it too
 
     @property
     def what(self) -> str:
@@ -528,6 +529,7 @@ class Report:
     module_types: Mapping[str, str] = field(default_factory=dict)  # qualified class name of each submodule, by dotted path
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)  # the rule catalogue, by code (docs for renderers)
     checkpoint_files: tuple[CheckpointFile, ...] = ()  # `torchaudit checkpoint`: each file checked, in order
+    source_errors: tuple[str, ...] = ()  # `torchaudit lint`: one line per file that could not be read or parsed
 
     @property
     def summary(self) -> Summary:
@@ -541,7 +543,7 @@ class Report:
     @property
     def exit_code(self) -> int:
         """2 when a file could not be read, else 1 when the gate failed, else 0: the worst wins."""
-        if self.unreadable:
+        if self.unreadable or self.source_errors:
             return 2
         return 1 if self.summary.verdict == "fail" else 0
 
@@ -560,6 +562,8 @@ class Report:
         }
         if self.checkpoint_files:
             data["checkpoint_files"] = [f.to_dict() for f in self.checkpoint_files]
+        if self.source_errors:
+            data["source_errors"] = list(self.source_errors)
         data.update(self.extras)
         return data
 

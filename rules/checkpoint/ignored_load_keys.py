@@ -10,7 +10,7 @@ from torchaudit.rules import astutil
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 def _discarded(call: ast.Call, src: SourceFile) -> bool:
@@ -52,8 +52,9 @@ class IgnoredLoadStateDictKeys(Rule):
     code = "TA308"
     severity = Severity.WARNING
     title = "strict=False load ignores its missing keys"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, ast.Call)
         if not (isinstance(node.func, ast.Attribute) and node.func.attr == "load_state_dict"):
             return

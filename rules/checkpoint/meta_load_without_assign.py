@@ -10,7 +10,7 @@ from torchaudit.rules import astutil
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 _META_CONTEXTS = {"torch.device", "accelerate.init_empty_weights", "init_empty_weights"}
 
@@ -90,8 +90,9 @@ class MetaLoadWithoutAssign(Rule):
     code = "TA309"
     severity = Severity.ERROR
     title = "Meta-device model loaded without assign=True"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, ast.Call)
         func = node.func
         if not (isinstance(func, ast.Attribute) and func.attr == "load_state_dict" and isinstance(func.value, ast.Name)):

@@ -10,7 +10,7 @@ from torchaudit.rules import astutil
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 @register
@@ -40,9 +40,10 @@ class CudnnBenchmark(Rule):
     code = "TA504"
     severity = Severity.INFO
     title = "cuDNN benchmark mode enabled"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
     source_nodes = (ast.Assign,)
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, ast.Assign)
         if not astutil.is_constant(node.value, True):
             return

@@ -11,7 +11,8 @@ from torchaudit.rules.device.common import factory_name
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.sources import SourceFile, SourceView
     from torchaudit.analyzer.trace.graph import GraphNode
 
 _GENERATED = ("_tensor_constant", "lifted_tensor_")
@@ -55,6 +56,7 @@ class FactoryWithoutDevice(Rule):
     code = "TA501"
     severity = Severity.WARNING
     title = "Tensor created in forward without device="
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
     def __init__(self) -> None:
         self.sites = sites.Sites()
@@ -74,7 +76,7 @@ class FactoryWithoutDevice(Rule):
             self.sites.add(node.location, [node.module] if node.module else [], node=node.name, target=node.target)
         return ()
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, ast.Call)
         name = astutil.call_name(node, source) or ""
         if not name.startswith("torch.") or factory_name(name) is None or astutil.argument(node, "device"):
@@ -90,7 +92,7 @@ class FactoryWithoutDevice(Rule):
             self.sites.add(loc, paths, target=name)
         return ()
 
-    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+    def finish(self, ctx: SourceView) -> Iterable[Finding]:
         for site in self.sites:
             if site.location is not None and not _in_forward_code(ctx, site):
                 continue
@@ -108,7 +110,7 @@ class FactoryWithoutDevice(Rule):
             )
 
 
-def _in_forward_code(ctx: AuditContext, site: sites.Site) -> bool:
+def _in_forward_code(ctx: SourceView, site: sites.Site) -> bool:
     """A graph hit whose line is in set-up code (a buffer built in ``__init__`` or a helper only
     set-up calls, run at forward time by a lazily built submodule) is not TA501's; a line the
     call graph does not reach from either side ran in forward: the trace saw it."""

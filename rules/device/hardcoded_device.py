@@ -5,14 +5,13 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING, Any, Iterable
 
-import torch
-
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil, callgraph, sites
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.context import AuditContext
+    from torchaudit.analyzer.sources import SourceFile, SourceView
     from torchaudit.analyzer.trace.graph import GraphNode
 
 FACTORIES = {"build_model", "get_model", "fresh_model"}
@@ -51,6 +50,8 @@ def hardcoded(call: ast.Call, src: SourceFile) -> str | None:
 
 def _cuda_value(value: Any) -> str | None:
     """A traced argument that names a CUDA device (``"cuda:0"``, ``torch.device("cuda")``)."""
+    import torch  # graph evidence exists only in a scan; lint imports this module without torch
+
     if isinstance(value, torch.device) and value.type == "cuda":
         return str(value)
     if isinstance(value, str) and value.split(":")[0] == "cuda":
@@ -112,6 +113,7 @@ class HardcodedDevice(Rule):
     code = "TA502"
     severity = Severity.WARNING
     title = "Hard-coded CUDA device"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
     def __init__(self) -> None:
         self.sites = sites.Sites()
@@ -123,7 +125,7 @@ class HardcodedDevice(Rule):
             self.sites.add(node.location, [node.module], node=node.name, code=what, forward="yes")
         return ()
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, ast.Call)
         what = hardcoded(node, source)
         if what is None:
@@ -147,7 +149,7 @@ class HardcodedDevice(Rule):
                        method=owner[1].name if owner is not None else "")
         return ()
 
-    def finish(self, ctx: AuditContext) -> Iterable[Finding]:
+    def finish(self, ctx: SourceView) -> Iterable[Finding]:
         for site in self.sites:
             what, method = site.data["code"], site.data.get("method", "")
             if site.data.get("guarded"):

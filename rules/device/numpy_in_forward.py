@@ -10,7 +10,7 @@ from torchaudit.rules import astutil, callgraph
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 @register
@@ -42,8 +42,9 @@ class NumpyInForward(Rule):
     code = "TA506"
     severity = Severity.INFO
     title = "NumPy in forward"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, ast.Call)
         name = astutil.call_name(node, source) or ""
         is_np = name.startswith("numpy.")

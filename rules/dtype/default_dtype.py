@@ -10,7 +10,7 @@ from torchaudit.rules import astutil
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 @register
@@ -40,8 +40,9 @@ class SetDefaultDtype(Rule):
     code = "TA404"
     severity = Severity.INFO
     title = "Process-wide default dtype set in source"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         if astutil.call_name(node, source) != "torch.set_default_dtype":
             return
         module, extra = astutil.owner_attribution(ctx, source, node)

@@ -10,7 +10,7 @@ from torchaudit.rules import astutil
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 _FLAGS = ("backends.cuda.matmul.allow_tf32", "backends.cudnn.allow_tf32")
 
@@ -64,9 +64,10 @@ class TF32Enabled(Rule):
     code = "TA405"
     severity = Severity.INFO
     title = "TF32 / reduced float32 precision"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
     source_nodes = (ast.Assign, ast.Call)
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         setting = _setting(node, source)
         if setting is None:
             return
@@ -79,7 +80,7 @@ class TF32Enabled(Rule):
             evidence={"setting": setting, **extra},
         )
 
-    def check(self, ctx: AuditContext) -> Iterable[Finding]:
+    def check(self, ctx: SourceView) -> Iterable[Finding]:
         flags = ctx.environment.get("flags", {})
         on = []
         if flags.get("allow_tf32_matmul"):
@@ -97,5 +98,5 @@ class TF32Enabled(Rule):
             )
 
 
-def _source_sets_tf32(ctx: AuditContext) -> bool:
+def _source_sets_tf32(ctx: SourceView) -> bool:
     return any(_setting(n, src) for src in ctx.sources for n in ast.walk(src.tree))

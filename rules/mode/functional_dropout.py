@@ -5,7 +5,7 @@ from __future__ import annotations
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil, sites
 from torchaudit.rules.engine import register
-from torchaudit.rules.mode.common import FunctionalTrainingRule
+from torchaudit.rules.mode.functional import FunctionalTrainingRule
 
 
 @register
@@ -44,6 +44,7 @@ class FunctionalDropoutDefault(FunctionalTrainingRule):
     code = "TA101"
     severity = Severity.ERROR
     title = "Functional dropout is always on"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
     kinds = frozenset({"missing", "expr", "module"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torchaudit.report import Finding, Severity
 from torchaudit.rules import astutil, sites
 from torchaudit.rules.engine import register
-from torchaudit.rules.mode.common import FunctionalTrainingRule
+from torchaudit.rules.mode.functional import FunctionalTrainingRule
 
 
 @register
@@ -36,6 +36,7 @@ class LiteralTrainingTrue(FunctionalTrainingRule):
     code = "TA102"
     severity = Severity.ERROR
     title = "Literal training=True in a functional call"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
     kinds = frozenset({"true"})
 

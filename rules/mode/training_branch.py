@@ -10,7 +10,7 @@ from torchaudit.rules import astutil, callgraph
 from torchaudit.rules.engine import Rule, register
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 @register
@@ -44,9 +44,10 @@ class TrainingControlFlow(Rule):
     code = "TA103"
     severity = Severity.INFO  # RULES.md: a mode branch is ordinary PyTorch; what the trace froze is worth knowing
     title = "self.training steers control flow"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
     source_nodes = (ast.If, ast.IfExp, ast.While)
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         assert isinstance(node, (ast.If, ast.IfExp, ast.While))
         if not any(astutil.is_self_attr(n, "training") for n in ast.walk(node.test)):
             return

@@ -11,7 +11,7 @@ from torchaudit.rules.engine import Rule, register
 from torchaudit.rules.security.common import is_torch_load, unsafe_fallback
 
 if TYPE_CHECKING:
-    from torchaudit.analyzer.context import AuditContext, SourceFile
+    from torchaudit.analyzer.sources import SourceFile, SourceView
 
 
 @register
@@ -44,8 +44,9 @@ class WeightsOnlyFallback(Rule):
     code = "TA603"
     severity = Severity.ERROR
     title = "Unsafe fallback to weights_only=False"
+    needs = frozenset({"source"})  # the Python source is enough: runs in lint too
 
-    def check_source(self, node: ast.AST, source: SourceFile, ctx: AuditContext) -> Iterable[Finding]:
+    def check_source(self, node: ast.AST, source: SourceFile, ctx: SourceView) -> Iterable[Finding]:
         if not is_torch_load(node, source):
             return
         assert isinstance(node, ast.Call)
