@@ -113,15 +113,20 @@ def deflate(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
-def zip_bytes(members: list[Member], *, central_order: list[int] | None = None) -> bytes:
-    """A zip whose central directory lists ``members`` (in ``central_order`` if given)."""
+def zip_bytes(members: list[Member], *, central_order: list[int] | None = None, prefix: bytes = b"", shift: int = 0,
+              gap: bytes = b"") -> bytes:
+    """A zip whose central directory lists ``members`` (in ``central_order`` if given).
+    ``prefix``: bytes before the archive, with every offset moved by ``shift`` (``-len(prefix)``:
+    written as if the prefix were absent, what ``zipfile`` corrects and miniz does not);
+    ``gap``: bytes between the central directory and its end record."""
     out, central, offsets = io.BytesIO(), [], []
+    out.write(prefix)
     for m in members:
         body = m.stored if m.stored is not None else (deflate(m.data) if m.method == 8 else m.data)
         crc = zlib.crc32(m.data) if m.crc is None else m.crc
         local = m.name if m.local_name is None else m.local_name
         size = len(m.data) if m.size is None else m.size
-        offsets.append(out.tell())
+        offsets.append(out.tell() + shift)
         out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, m.flags, m.method, 0, 0x21, crc, len(body), size,
                               len(local), 0) + local + body)
         central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, m.flags, m.method, 0, 0x21, crc, len(body),
@@ -130,8 +135,9 @@ def zip_bytes(members: list[Member], *, central_order: list[int] | None = None) 
     for i in central_order if central_order is not None else range(len(members)):
         out.write(central[i])
     size = out.tell() - start
+    out.write(gap)
     n = len(central_order) if central_order is not None else len(members)
-    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, size, start, 0))
+    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, size, start + shift, 0))
     return out.getvalue()
 
 

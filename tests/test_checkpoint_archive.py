@@ -12,12 +12,13 @@ import struct
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from tests.conftest import invoke_cli
-from tests.zip_craft import Entry, torch_members, write_zip
+from tests.crafting import Member, torch_members, zip_bytes
 from torchaudit.analyzer.load.checkpoint import load_checkpoint
 from torchaudit.analyzer.load.pickle_scan import MAX_GLOBALS, TOO_MANY, danger, scan_pickle
 from torchaudit.analyzer.load.zip_archive import read_zip
@@ -40,10 +41,13 @@ def _payload(canary: Path) -> bytes:
     return pickle.dumps({"x": _Reduce(os.system, (f"touch {canary}",))}, protocol=2)
 
 
-def _clean(tmp: Path) -> list[Entry]:
-    path = tmp / "clean.pt"
-    torch.save({"fc.weight": torch.ones(2, 2), "fc.bias": torch.zeros(2)}, path)
-    return torch_members(path)
+def _clean(tmp: Path) -> list[Member]:
+    """A clean torch.save zip's members under ``clean/``, data.pkl first."""
+    return torch_members({"fc.weight": torch.ones(2, 2), "fc.bias": torch.zeros(2)}, prefix="clean")
+
+
+def write_zip(path: Path, members: list[Member], **layout: Any) -> None:
+    path.write_bytes(zip_bytes(members, **layout))
 
 
 def _scan(tmp: Path, ckpt: Path) -> tuple[object, dict]:
@@ -54,18 +58,18 @@ def _scan(tmp: Path, ckpt: Path) -> tuple[object, dict]:
     return res, json.loads(report.read_text()) if report.exists() else {}
 
 
-def _with_decoy(tmp: Path, canary: Path, how: str) -> list[Entry]:
+def _with_decoy(tmp: Path, canary: Path, how: str) -> list[Member]:
     entries = _clean(tmp)
     pkl = next(e for e in entries if e.name.endswith(b"data.pkl"))
-    evil = Entry(pkl.name, _payload(canary))
+    evil = Member(pkl.name, _payload(canary))
     if how == "duplicate":  # zipfile returns the last of two equal names
         return [evil, *entries]
     if how == "case":
-        return [*entries, Entry(pkl.name.replace(b"data.pkl", b"DATA.PKL"), _payload(canary))]
+        return [*entries, Member(pkl.name.replace(b"data.pkl", b"DATA.PKL"), _payload(canary))]
     if how == "nul":  # zipfile cuts 'data.pkl\0x' to 'data.pkl'
-        return [*entries, Entry(pkl.name + b"\0x", _payload(canary))]
+        return [*entries, Member(pkl.name + b"\0x", _payload(canary))]
     if how == "local-name":
-        return [Entry(pkl.name, _payload(canary), local_name=pkl.name.replace(b"data", b"dat4")), *entries[1:]]
+        return [Member(pkl.name, _payload(canary), local_name=pkl.name.replace(b"data", b"dat4")), *entries[1:]]
     raise AssertionError(how)
 
 
@@ -147,7 +151,7 @@ def test_bad_crc_on_a_payload_still_names_it(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     entries = _clean(tmp_path)
     ckpt = tmp_path / "crc.pt"
-    write_zip(ckpt, [Entry(entries[0].name, _payload(canary), crc=1234), *entries[1:]])
+    write_zip(ckpt, [Member(entries[0].name, _payload(canary), crc=1234), *entries[1:]])
     with pytest.raises(zipfile.BadZipFile):  # what a zipfile-based scanner meets
         zipfile.ZipFile(ckpt).read(entries[0].name.decode())
     res, data = _scan(tmp_path, ckpt)
@@ -159,7 +163,7 @@ def test_bad_crc_on_a_payload_still_names_it(tmp_path: Path) -> None:
 def test_bad_crc_on_a_clean_pickle_is_one_line_exit_2(tmp_path: Path) -> None:
     entries = _clean(tmp_path)
     ckpt = tmp_path / "crc.pt"
-    write_zip(ckpt, [Entry(entries[0].name, entries[0].data, crc=1234), *entries[1:]])
+    write_zip(ckpt, [Member(entries[0].name, entries[0].data, crc=1234), *entries[1:]])
     res, _ = _scan(tmp_path, ckpt)
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "CRC" in res.stderr and "Traceback" not in res.stderr
@@ -185,9 +189,7 @@ def test_deflated_records_load_without_mmap(tmp_path: Path) -> None:
     """torch.load(mmap=True) hands back the compressed bytes of a deflated record as data."""
     src = tmp_path / "nan.pt"
     torch.save({"fc.weight": torch.full((2, 2), float("nan")), "fc.bias": torch.zeros(2)}, src)
-    entries = torch_members(src)
-    for e in entries:
-        e.deflate = True
+    entries = [Member(m.name, m.data, method=8) for m in torch_members(torch.load(src))]
     ckpt = tmp_path / "deflated.pt"
     write_zip(ckpt, entries)
     ck = load_checkpoint(ckpt)
@@ -199,7 +201,7 @@ def test_deflated_records_load_without_mmap(tmp_path: Path) -> None:
 def test_compression_bomb_is_refused_in_one_line(tmp_path: Path) -> None:
     entries = _clean(tmp_path)
     ckpt = tmp_path / "bomb.pt"
-    bomb = Entry(entries[0].name.replace(b"data.pkl", b"data/9"), b"\0" * (64 << 20), deflate=True)
+    bomb = Member(entries[0].name.replace(b"data.pkl", b"data/9"), b"\0" * (64 << 20), method=8)
     write_zip(ckpt, [*entries, bomb])
     assert ckpt.stat().st_size < 1 << 20
     with pytest.raises(CheckpointError, match="compression bomb"):
@@ -209,7 +211,7 @@ def test_compression_bomb_is_refused_in_one_line(tmp_path: Path) -> None:
 def test_unknown_compression_method_is_one_line(tmp_path: Path) -> None:
     entries = _clean(tmp_path)
     ckpt = tmp_path / "method.pt"
-    write_zip(ckpt, [Entry(entries[0].name, entries[0].data, method=99), *entries[1:]])
+    write_zip(ckpt, [Member(entries[0].name, entries[0].data, method=99), *entries[1:]])
     res, _ = _scan(tmp_path, ckpt)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "method 99" in res.stderr
 
@@ -220,14 +222,14 @@ def test_member_names_that_are_not_utf8_are_one_line(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     entries = _clean(tmp_path)
     with pytest.raises(UnicodeDecodeError):
-        write_zip(tmp_path / "probe.pt", [*entries, Entry(b"clean/\xff\xfe.bin", b"x", flags=0x800)])
+        write_zip(tmp_path / "probe.pt", [*entries, Member(b"clean/\xff\xfe.bin", b"x", flags=0x800)])
         zipfile.ZipFile(tmp_path / "probe.pt")
     ckpt = tmp_path / "names.pt"
-    write_zip(ckpt, [*entries, Entry(b"clean/\xff\xfe.bin", b"x", flags=0x800)])
+    write_zip(ckpt, [*entries, Member(b"clean/\xff\xfe.bin", b"x", flags=0x800)])
     with pytest.raises(CheckpointError, match="could not be loaded"):
         load_checkpoint(ckpt)
     evil = tmp_path / "evil.pt"
-    write_zip(evil, [Entry(entries[0].name, _payload(canary)), *entries[1:], Entry(b"clean/\xff.bin", b"x", flags=0x800)])
+    write_zip(evil, [Member(entries[0].name, _payload(canary)), *entries[1:], Member(b"clean/\xff.bin", b"x", flags=0x800)])
     assert f"{os.system.__module__}.system" in {g.name for g in load_checkpoint(evil).unsafe_globals}
 
 
@@ -373,7 +375,7 @@ def test_file_strings_in_errors_are_printable_and_cut(tmp_path: Path) -> None:
     entries = _clean(tmp_path)
     ckpt = tmp_path / "escapes.pt"
     evil_name = entries[0].name.replace(b"data.pkl", b"\x1b[1A\x1b[2K\x1b[32mPASS.pkl")
-    write_zip(ckpt, [*entries, Entry(evil_name, b"\x80\x02N")])  # a pickle member that breaks
+    write_zip(ckpt, [*entries, Member(evil_name, b"\x80\x02N")])  # a pickle member that breaks
     res, _ = _scan(tmp_path, ckpt)
     assert res.returncode == 2 and "\x1b" not in res.stderr and "\\x1b[32mPASS" in res.stderr
     big = tmp_path / "bigkey.pt"
