@@ -108,6 +108,14 @@ REPORT_HELP = {
 }
 
 
+# the gate option, the same in every command that gates
+FailOn = Annotated[
+    Optional[str],
+    typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL",
+                 help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
+]
+
+
 EPILOG = ("Exit codes: 0 pass; 1 the gate failed (a finding at or above --fail-on); 2 could not run (one line on stderr "
           "says why). Settings: \\[tool.torchaudit] of the nearest pyproject.toml (or --config PATH), every key like its flag; "
           "the command line wins.")
@@ -154,10 +162,7 @@ def scan(
         Optional[list[str]],
         typer.Option("--ignore", rich_help_panel="Rules and gate", metavar="CODES", help="Skip these rule codes or prefixes, e.g. TA107,TA20 (comma-separated, repeatable)."),
     ] = None,
-    fail_on: Annotated[
-        Optional[str],
-        typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
-    ] = None,
+    fail_on: FailOn = None,
     baseline: Annotated[
         Optional[str], typer.Option("--baseline", rich_help_panel="Rules and gate", metavar="PATH", help="Gate only on findings not in this baseline file.")
     ] = None,
@@ -322,9 +327,7 @@ def diff(
     atol: Annotated[Optional[float], typer.Option("--atol", rich_help_panel="Comparisons", metavar="FLOAT", help="Absolute tolerance of the comparison, >= 0.")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", rich_help_panel="Comparisons", metavar="FLOAT", help="Relative tolerance of the comparison, >= 0.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", rich_help_panel="Comparisons", metavar="INT", help="Seed of random ops in the comparison (default 0).")] = None,
-    fail_on: Annotated[
-        Optional[str], typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error).")
-    ] = None,
+    fail_on: FailOn = None,
     json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
     html_path: Annotated[Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])] = None,
     markdown_path: Annotated[Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])] = None,
@@ -401,10 +404,7 @@ def checkpoint_command(
         Optional[list[str]],
         typer.Option("--ignore", rich_help_panel="Rules and gate", metavar="CODES", help="Skip these rule codes or prefixes, e.g. TA310 (comma-separated, repeatable)."),
     ] = None,
-    fail_on: Annotated[
-        Optional[str],
-        typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
-    ] = None,
+    fail_on: FailOn = None,
     json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
     html_path: Annotated[Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])] = None,
     markdown_path: Annotated[Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])] = None,
@@ -485,10 +485,7 @@ def lint_command(
         Optional[list[str]],
         typer.Option("--ignore", rich_help_panel="Rules and gate", metavar="CODES", help="Skip these rule codes or prefixes, e.g. TA103,TA5 (comma-separated, repeatable)."),
     ] = None,
-    fail_on: Annotated[
-        Optional[str],
-        typer.Option("--fail-on", rich_help_panel="Rules and gate", metavar="LEVEL", help="Exit 1 when a finding is at or above: error, warning, info or never (default error; any case)."),
-    ] = None,
+    fail_on: FailOn = None,
     output_format: Annotated[
         Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)
     ] = None,
