@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Mapping
 
+import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.load.checkpoint import Checkpoint, LoadStatus, TensorEntry
@@ -130,7 +131,10 @@ def load_into_copy(model: nn.Module, ckpt: Checkpoint) -> tuple[nn.Module | None
         return None, LoadStatus(False, ckpt.not_loaded_reason or "the checkpoint was not unpickled")
     al = align(model_entries(model), ckpt.entries)
     fix = None
-    state: dict[str, object] = {k: ckpt.tensors[k] for k in ckpt.entries}
+    # load_state_dict(strict=True) only names the keys the model lacks, and fails on them: their
+    # values are never read, so they are not read from the file either (80,000 stray keys)
+    unread, stray = torch.empty(0), set(al.unexpected)
+    state: dict[str, object] = {k: unread if k in stray else ckpt.tensors[k] for k in ckpt.entries}
     state.update(ckpt.extra_state)
     if al.prefix:
         fix = f"{'strip' if al.prefix_side == 'checkpoint' else 'add'} {al.prefix!r}"
