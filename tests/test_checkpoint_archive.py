@@ -393,3 +393,13 @@ def test_checkpoint_command_on_only_unreadable_files_gives_no_verdict(tmp_path: 
     res = invoke_cli("checkpoint", str(ckpt))
     assert res.returncode == 2 and "PASS" not in res.stdout + res.stderr
     assert res.stderr.count("\n") == 1 and "encryption" in res.stderr
+
+
+def test_pre_04_tar_with_a_negative_storage_size_ends_as_damage(tmp_path: Path) -> None:
+    """A size that would seek back to the same record must not loop."""
+    record = pickle.dumps(("0", "cpu", torch.FloatStorage), protocol=2)
+    storages = pickle.dumps(3, protocol=2) + record + struct.pack("<q", -(len(record) + 8) // 4)
+    ckpt = tmp_path / "loop.tar.pt"
+    _tar(ckpt, {"storages": storages, "tensors": pickle.dumps(0, protocol=2), "pickle": pickle.dumps({}, protocol=2)})
+    with pytest.raises(CheckpointError, match="negative size"):
+        load_checkpoint(ckpt)

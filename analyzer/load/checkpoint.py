@@ -254,7 +254,7 @@ def _scan_stream(path: Path, kind: str) -> _Scanned:
             return _Scanned("pickle", found, f"the pickle breaks {first.broken}")
         legacy = first.value == _MAGIC_NUMBER
         damage = None
-        for n in range(2, 6 if legacy else 1_000_000):
+        for n in range(2, 6 if legacy else 2 + _MORE_PICKLES):
             if fh.tell() >= size:
                 break
             scan = scan_pickle(fh, size - fh.tell())
@@ -265,6 +265,9 @@ def _scan_stream(path: Path, kind: str) -> _Scanned:
                 break  # after a raw pickle: not a pickle torch or pickle.load would read
             found |= scan.globals
     return _Scanned("legacy" if legacy else "pickle", found, damage)
+
+
+_MORE_PICKLES = 1000  # pickles read after a raw one: neither torch.load nor pickle.load reads any of them
 
 
 _LEGACY_STORAGE_BYTES = {  # element sizes of torch's legacy storage classes (torch/storage.py _LegacyStorage)
@@ -324,9 +327,13 @@ def _scan_tar_member(name: str, fh: IO[bytes], size: int) -> tuple[set[str], str
                 if width is None:
                     raise _TarBreak("a storage of an unknown type")
                 (numel,) = struct.unpack("<q", fh.read(8))
+                if numel < 0:
+                    raise _TarBreak("a storage has a negative size")
                 fh.seek(numel * width, io.SEEK_CUR)
             else:
                 (ndim,) = struct.unpack("<i", fh.read(4))
+                if ndim < 0:
+                    raise _TarBreak("a tensor has a negative number of dimensions")
                 fh.seek(4 + 16 * ndim + 8, io.SEEK_CUR)
         if name == "storages":
             pickle_()  # the storage views

@@ -20,6 +20,7 @@ Members are read as bounded streams: memory never exceeds a buffer, whatever a h
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -217,8 +218,8 @@ def _with_local_header(fh: IO[bytes], member: Member, size: int) -> Member:
     local_name = fh.read(n)
     data_offset = member.header_offset + 30 + n + m
     if data_offset + member.compressed_size > size:
-        return Member(**{**member.__dict__, "local_name": local_name})
-    return Member(**{**member.__dict__, "local_name": local_name, "data_offset": data_offset})
+        return dataclasses.replace(member, local_name=local_name)
+    return dataclasses.replace(member, local_name=local_name, data_offset=data_offset)
 
 
 def _ambiguities(archive: ZipArchive) -> list[str]:
