@@ -115,6 +115,8 @@ def prepare(
         module, target, meta = load_model(model, meta)
         inputs = inputs_for(module, target, example_inputs, inputs_spec, input_shapes, meta)
     ckpt = None
+    if checkpoint is None and target is not None and target.weights is not None:
+        checkpoint = str(target.weights)  # a save_pretrained directory's own weights, read by our loader
     if checkpoint is not None:
         from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint
 

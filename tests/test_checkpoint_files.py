@@ -63,7 +63,7 @@ def _truncated_legacy(p: Path) -> None:
 BAD = {
     "missing": (lambda p: None, "checkpoint not found"),
     "empty": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
-    "directory": (lambda p: p.mkdir(), "is a directory, not a checkpoint file"),
+    "directory": (lambda p: p.mkdir(), "is a directory without weights"),
     "text": (lambda p: p.write_text("epoch,loss\n1,0.5\n2,0.4\n"), "is a text file, not a checkpoint"),
     "png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)), "is a PNG image, not a checkpoint"),
     "truncated-zip": (_truncated_zip, "is a truncated or damaged zip (torch.save) file"),

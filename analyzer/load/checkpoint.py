@@ -82,6 +82,7 @@ class Checkpoint:
     loaded_into_model: LoadStatus | None = None
     extra_state: Mapping[str, Any] = field(default_factory=dict, repr=False)  # non-tensor `*._extra_state`
     suffix_mismatch: str | None = None  # "named .pt but is a safetensors file" (checkpoint_files.suffix_note)
+    shards: tuple[Path, ...] = ()  # a sharded checkpoint's files, in the index's order (analyzer/load/sharded.py)
 
     @property
     def loaded(self) -> bool:
@@ -106,20 +107,32 @@ class Checkpoint:
             "archive_problems": list(self.archive_problems),
             "damage": self.damage,
             "suffix_mismatch": self.suffix_mismatch,
+            "shards": [p.name for p in self.shards],
             "strict_load": None
             if status is None
             else {"ok": status.ok, "error": status.error, "prefix_fix": status.prefix_fix},
         })
 
 
-def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, trust: bool = False, model: nn.Module | None = None, scan_only: bool = False
+) -> Checkpoint:
     """Read ``path`` as safely as its format allows (see the module docs).
 
     ``trust`` unpickles files that import globals outside the allowlist (a whole pickled
     module, or worse) with ``weights_only=False``. ``model``, when given, names the classes a
     pickled module of that model would import, so they count as TA310 rather than TA601.
+    ``scan_only`` stops before anything is unpickled: what the pickle scan found, and why the
+    file would not be loaded (``not_loaded_reason``), with no entries.
+
+    A directory (its single weights file, or its ``*.index.json``) and an index file are
+    sharded checkpoints: :func:`torchaudit.analyzer.load.sharded.load_sharded`.
     """
     path = Path(path)
+    if path.is_dir() or path.name.endswith(".index.json"):
+        from torchaudit.analyzer.load.sharded import load_sharded
+
+        return load_sharded(path, trust=trust, model=model)
     kind = sniff(path)
     if kind == "safetensors":
         return _load_safetensors(path)
@@ -146,6 +159,8 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, model: nn.Module |
         )
     if classes and not trust:
         return dataclasses.replace(base, not_loaded_reason="not unpickled: it is a whole pickled module (--trust-checkpoint loads it, for files you made)")
+    if scan_only:
+        return base
     obj = _unpickle(path, kind, weights_only=not (unsafe or classes), mmap=kind == "zip" and not scanned.compressed)
     state, wrapper, producer, is_module = unwrap(obj, path)
     entries = {k: TensorEntry(tuple(v.shape), v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -4,6 +4,8 @@
 2. ``--input-shape 1,3,224,224`` (repeatable, optional ``:dtype`` suffix, e.g. ``8,128:int64``)
 3. a function ``example_inputs()`` in the target file
 4. the model's ``example_input_array`` attribute (PyTorch Lightning's convention)
+5. for a transformers model: synthesized from its ``main_input_name`` and config
+   (analyzer/load/transformers_inputs.py)
 """
 
 from __future__ import annotations
@@ -147,6 +149,11 @@ def resolve_inputs(
     example = getattr(model, "example_input_array", None)
     if example is not None:
         return from_value(example, "the model's example_input_array")
+    from torchaudit.analyzer.load.transformers_inputs import transformers_inputs
+
+    synthesized = transformers_inputs(model)
+    if synthesized is not None:
+        return ExampleInputs((), synthesized[0], synthesized[1])
     return None
 
 

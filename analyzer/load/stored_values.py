@@ -18,6 +18,7 @@ from typing import Iterator, Mapping
 import torch
 
 from torchaudit.analyzer.load.safetensors_file import LazySafetensors
+from torchaudit.analyzer.load.sharded import ShardedTensors
 
 CHUNK = 1 << 22  # elements per reduction step: a 4 MiB mask, a 32 MiB float64 copy
 
@@ -115,7 +116,11 @@ def blocks(tensors: Mapping[str, torch.Tensor]) -> Iterator[StoredBlock]:
     A safetensors file's tensors tile its data section, so no two share a byte: each is its own
     block, read when its turn comes. A ``torch.save`` file's tensors (all loaded already) are
     grouped by storage: views whose spans overlap form one block (tied weights, a weight and its
-    expanded view), read once."""
+    expanded view), read once. A sharded checkpoint's shards are read one after another."""
+    if isinstance(tensors, ShardedTensors):
+        for part in tensors.parts:
+            yield from blocks(part)
+        return
     if isinstance(tensors, LazySafetensors):
         for key in tensors:
             t = tensors[key]
@@ -142,6 +147,10 @@ def nonfinite(tensors: Mapping[str, torch.Tensor]) -> Iterator[tuple[StoredBlock
 
     A safetensors file is read a stretch of same-dtype tensors at a time (its 80,000 tensors are
     a few reductions, not 80,000), and the NaN and Inf found are traced back to their tensors."""
+    if isinstance(tensors, ShardedTensors):
+        for part in tensors.parts:
+            yield from nonfinite(part)
+        return
     if isinstance(tensors, LazySafetensors):
         for keys, starts, values in tensors.runs():
             if _floating(values):

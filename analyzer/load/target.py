@@ -1,4 +1,5 @@
-"""Resolve a TARGET (``model.py``, ``model.py:NAME``, ``package.module:NAME``) to a model.
+"""Resolve a TARGET (``model.py``, ``model.py:NAME``, ``package.module:NAME``, or a
+``save_pretrained`` directory: analyzer/load/transformers_dir.py) to a model.
 
 Discovery for a bare ``model.py`` (DESIGN.md): a factory named ``build_model`` or
 ``get_model`` wins; else the single ``nn.Module`` subclass defined in that file that needs no
@@ -39,6 +40,7 @@ class LoadedTarget:
 
     user_files: tuple[Path, ...] = ()  # the user's files the target imported (see _user_files)
     construction: Construction | None = None  # the constructor call that built ``model`` inside the factory
+    weights: Path | None = None  # a save_pretrained directory's weights: its checkpoint unless --checkpoint names one
 
     @property
     def source_files(self) -> list[Path]:
@@ -232,6 +234,10 @@ def load_target(spec: str, build_context: Callable[[], ContextManager[object]] |
     ``build_context`` makes a context manager that every build (the first and each
     ``factory()`` call) runs in; ``--meta`` passes a ``FakeTensorMode`` (analyzer/load/meta.py).
     """
+    if Path(spec).is_dir():
+        from torchaudit.analyzer.load.transformers_dir import load_transformers_dir
+
+        return load_transformers_dir(spec, build_context)
     path_part, _, name = spec.partition(":")
     if ":" in spec and spec.count(":") == 1 and len(path_part) == 1 and spec[1:3] in (":\\", ":/"):
         path_part, name = spec, ""  # a Windows drive letter, not a NAME
