@@ -127,3 +127,15 @@ def test_architecture_not_in_transformers(saved: Path, tmp_path: Path) -> None:
     config["architectures"] = ["NoSuchModelForEverything"]
     (folder / "config.json").write_text(json.dumps(config))
     assert "'NoSuchModelForEverything', which transformers" in _one_line_exit_2(str(folder))
+
+
+def test_checkpoint_command_reads_an_index_as_one_checkpoint(saved: Path, tmp_path: Path) -> None:
+    """`torchaudit checkpoint INDEX` reports the sharded checkpoint as one file: every shard's
+    tensors, every .bin shard's globals, one verdict."""
+    report = tmp_path / "c.json"
+    for index in ("llama/model.safetensors.index.json", "llama_bin/pytorch_model.bin.index.json"):
+        res = invoke_cli("checkpoint", str(saved / index), "--json", str(report))
+        assert res.returncode == 0, res.stderr
+        (entry,) = json.loads(report.read_text())["checkpoint_files"]
+        model = transformers.LlamaForCausalLM.from_pretrained(saved / index.split("/")[0])
+        assert entry["tensors"] == len(model.state_dict()) and entry["verdict"] == "loads"
