@@ -30,7 +30,7 @@ from typing import IO, Any, Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from torchaudit.analyzer.load.checkpoint_files import EXPECTED, sniff, suffix_note, truncated
+from torchaudit.analyzer.load.checkpoint_files import EXPECTED, not_a_checkpoint, sniff, suffix_note, truncated
 from torchaudit.analyzer.load.pickle_scan import PickleGlobal, allowed_globals, classify, is_module_class, scan_pickle
 from torchaudit.analyzer.load.safetensors_file import LazySafetensors, read_header
 from torchaudit.analyzer.load.zip_archive import Member, ZipArchive, read_zip
@@ -265,7 +265,9 @@ def _scan_stream(path: Path, kind: str) -> _Scanned:
     with open(path, "rb") as fh:
         first = scan_pickle(fh, size)
         found |= first.globals
-        if first.broken:
+        if first.broken and not first.globals:  # no pickle (one that imports nothing cannot run anything)
+            raise not_a_checkpoint(path)
+        if first.broken:  # a "broken" pickle is still a pickle: unpickling runs it up to the break
             return _Scanned("pickle", found, f"the pickle breaks {first.broken}")
         legacy = first.value == _MAGIC_NUMBER
         damage = None

@@ -29,7 +29,8 @@ _MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
 
 
 def sniff(path: Path) -> str:
-    """``"safetensors"``, ``"zip"`` or ``"pickle"``; anything else raises CheckpointError."""
+    """``"safetensors"``, ``"zip"``, ``"tar"`` or ``"pickle"`` (a stream to scan); a missing,
+    empty or directory path raises CheckpointError."""
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}", "check the path")
     if path.is_dir():
@@ -47,9 +48,10 @@ def sniff(path: Path) -> str:
         return "safetensors"
     if _is_tar(path):
         return "tar"  # torch's _legacy_load tries a tar before a pickle stream
-    if _is_pickle(path):  # anything torch.load would unpickle is scanned, whatever its first bytes
-        return "pickle"   # (protocol 0 led by N0, FRAME without PROTO, long protocol 1 prefixes)
-    raise not_a_checkpoint(path, head)
+    # Anything else may be a pickle, whatever its first bytes (protocol 0 led by N0, FRAME without
+    # PROTO, long protocol 1 prefixes): the opcode scan of the stream decides, and calls a file
+    # whose first pickle breaks before importing anything no checkpoint (not_a_checkpoint).
+    return "pickle"
 
 
 def _is_tar(path: Path) -> bool:
@@ -61,17 +63,6 @@ def _is_tar(path: Path) -> bool:
             return True
     except (tarfile.TarError, OSError, ValueError):
         return False
-
-
-def _is_pickle(path: Path) -> bool:
-    """Whether the file opens with a pickle, as ``pickle.load`` would read it: opcodes up to
-    a STOP, or opcodes that import a global before they break (unpickling would have run
-    them: a "broken" pickle is still a pickle). The opcode scan decides, not the first bytes."""
-    from torchaudit.analyzer.load.pickle_scan import scan_pickle
-
-    with open(path, "rb") as fh:
-        scan = scan_pickle(fh, path.stat().st_size)
-    return not scan.broken or bool(scan.globals)
 
 
 def not_a_checkpoint(path: Path, head: bytes | None = None) -> CheckpointError:
