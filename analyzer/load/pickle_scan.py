@@ -327,10 +327,10 @@ def _argument(op: pickletools.OpcodeInfo, reader: _Reader) -> object:
     raise AssertionError(f"{op.name} is read by _pushed_argument")
 
 
-def _pushed_argument(code: int, spec: tuple[str, int, bool], reader: _Reader) -> object:
+def _pushed_argument(code: int, spec: tuple[str, int], reader: _Reader) -> object:
     """The value a length-prefixed push (strings, bytes, LONG1/4) puts on the stack: kept
-    only for strings and ints short enough to name a global or be a magic number."""
-    fmt, width, _keep = spec
+    only for strings and ints (``_DECODE``) short enough to name a global or be a magic number."""
+    fmt, width = spec
     (n,) = struct.unpack(fmt, reader.read(width))
     if n < 0:
         raise _Broken(f"opcode {chr(code)!r} has a negative length")
@@ -365,13 +365,12 @@ _DECODE: dict[int, Callable[[bytes], object]] = {  # what a kept length-prefixed
 _MARK = pickletools.markobject
 _SIMPLE: dict[int, tuple[int, bool]] = {}  # no argument, no MARK: (pops, pushes)
 _TO_MARK: dict[int, tuple[int, bool]] = {}  # no argument, pops to a MARK: (items below the MARK, pushes)
-_PUSH_ARG: dict[int, tuple[str, int, bool]] = {}  # pushes a length-prefixed argument: (length format, width, keep it)
+_PUSH_ARG: dict[int, tuple[str, int]] = {}  # pushes a length-prefixed argument: (length format, width)
 _GENERAL: dict[int, pickletools.OpcodeInfo] = {}  # everything else
 for _op in pickletools.opcodes:
     _code = ord(_op.code)
     if _op.arg is not None and _op.arg.n in _LENGTH and not _op.stack_before:
-        _fmt, _width = _LENGTH[_op.arg.n]
-        _PUSH_ARG[_code] = (_fmt, _width, _op.name in _STRINGS or _op.name in _INTS)
+        _PUSH_ARG[_code] = _LENGTH[_op.arg.n]
     elif _op.name in ("POP", "DUP", "MARK", "MEMOIZE", "STACK_GLOBAL", "STOP") or _op.arg is not None:
         _GENERAL[_code] = _op
     elif _MARK in _op.stack_before:
@@ -551,18 +550,6 @@ def _step(op: pickletools.OpcodeInfo, arg: object, stack: list[object], marks: l
 
 
 _PUTS_AND_MEMOIZE = {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"}
-
-
-def scan_stream(data: IO[bytes]) -> tuple[set[str], object]:
-    """Globals of ONE pickle read from a seekable ``data``, and the integer it returns;
-    ``ValueError`` when it is not a well-formed pickle. (:func:`scan_pickle` says more.)"""
-    here = data.tell()
-    size = data.seek(0, io.SEEK_END) - here
-    data.seek(here)
-    scan = scan_pickle(data, size)
-    if scan.broken:
-        raise ValueError(f"not a well-formed pickle: {scan.broken}")
-    return scan.globals, scan.value
 
 
 def classify(names: set[str], allowed: set[str] | None = None) -> list[PickleGlobal]:
