@@ -48,7 +48,7 @@ def test_sharded_directory_is_a_target(saved: Path, tmp_path: Path, name: str, i
     target = report["target"]
     assert target["model_class"] == "LlamaForCausalLM"
     assert target["inputs_source"].startswith("synthesized from LlamaForCausalLM's config (input_ids")
-    assert "input_ids=Tensor[1,16]:int64" in target["inputs"] and "attention_mask=" in target["inputs"]
+    assert "input_ids=Tensor[2,16]:int64" in target["inputs"] and "attention_mask=" in target["inputs"]
     info = target["checkpoint_info"]
     assert Path(info["path"]).name == index and len(info["shards"]) == 3
     assert info["strict_load"]["ok"] is True
@@ -59,7 +59,7 @@ def test_image_model_gets_pixel_values(saved: Path, tmp_path: Path) -> None:
     code, report, err = _scan(tmp_path, str(saved / "vit"))
     assert code == 0, err
     assert report["target"]["model_class"] == "ViTForImageClassification"
-    assert report["target"]["inputs"] == "pixel_values=Tensor[1,3,32,32]:float32"
+    assert report["target"]["inputs"] == "pixel_values=Tensor[2,3,32,32]:float32"
 
 
 def test_input_shape_wins(saved: Path, tmp_path: Path) -> None:
@@ -139,3 +139,12 @@ def test_checkpoint_command_reads_an_index_as_one_checkpoint(saved: Path, tmp_pa
         (entry,) = json.loads(report.read_text())["checkpoint_files"]
         model = transformers.LlamaForCausalLM.from_pretrained(saved / index.split("/")[0])
         assert entry["tensors"] == len(model.state_dict()) and entry["verdict"] == "loads"
+
+
+def test_synthesized_inputs_let_the_batch_comparison_run(saved: Path, tmp_path: Path) -> None:
+    """Two samples, so each sample alone can be compared with the batch: not skipped."""
+    report = tmp_path / "b.json"
+    res = invoke_cli("scan", str(saved / "llama"), "--compare", "batch", "--json", str(report))
+    assert res.returncode == 0, res.stderr
+    (batch,) = json.loads(report.read_text())["comparisons"]
+    assert batch["name"] == "batch" and batch["status"] == "matched", batch.get("reason")

@@ -1,12 +1,12 @@
 """Example inputs for a transformers model, synthesized from the model itself: its
 ``main_input_name`` and its config (the last source in inputs.py's order; ``--inputs`` and
-``--input-shape`` win).
+``--input-shape`` win). A batch of two samples, so that the batch comparison can run.
 
-* ``input_ids``: 1 x 16 token ids drawn within ``vocab_size`` (the global RNG, seeded by
+* ``input_ids``: 2 x 16 token ids drawn within ``vocab_size`` (the global RNG, seeded by
   ``--seed``); ``decoder_input_ids`` too for an encoder-decoder model;
-* ``pixel_values``: 1 x ``num_channels`` x ``image_size`` x ``image_size``, ``randn``;
-* ``input_values`` (audio): 1 x 16,000 samples, one second at 16 kHz; ``input_features``:
-  1 x ``num_mel_bins`` x (2 x ``max_source_positions``) frames, as Whisper's encoder expects;
+* ``pixel_values``: 2 x ``num_channels`` x ``image_size`` x ``image_size``, ``randn``;
+* ``input_values`` (audio): 2 x 16,000 samples, one second at 16 kHz; ``input_features``:
+  2 x ``num_mel_bins`` x (2 x ``max_source_positions``) frames, as Whisper's encoder expects;
 * ``attention_mask`` of ones where the forward takes one, and ``use_cache=False`` where it
   takes that (a cache object is no activation to compare).
 """
@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from torchaudit.analyzer.dtypes import model_dtype
 
+BATCH = 2  # samples: two, so the batch comparison (each sample alone vs the batch) can run
 SEQUENCE = 16  # tokens
 AUDIO = 16_000  # samples
 
@@ -38,20 +39,20 @@ def _main_input(config: Any, name: str, dtype: torch.dtype) -> tuple[torch.Tenso
         vocab = _config_value(config, "vocab_size")
         if not isinstance(vocab, int) or vocab < 1:
             return None
-        return torch.randint(0, vocab, (1, SEQUENCE)), f"{SEQUENCE} token ids within vocab_size {vocab}"
+        return torch.randint(0, vocab, (BATCH, SEQUENCE)), f"{SEQUENCE} token ids within vocab_size {vocab}"
     if name == "pixel_values":
         size, channels = _config_value(config, "image_size"), _config_value(config, "num_channels") or 3
         hw = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
         if len(hw) != 2 or not all(isinstance(s, int) and s > 0 for s in hw):
             return None
-        return torch.randn(1, channels, *hw).to(dtype), f"image_size {size}, num_channels {channels}"
+        return torch.randn(BATCH, channels, *hw).to(dtype), f"image_size {size}, num_channels {channels}"
     if name == "input_values":
-        return torch.randn(1, AUDIO).to(dtype), f"{AUDIO} audio samples"
+        return torch.randn(BATCH, AUDIO).to(dtype), f"{AUDIO} audio samples"
     if name == "input_features":
         bins, positions = _config_value(config, "num_mel_bins"), _config_value(config, "max_source_positions")
         if not isinstance(bins, int) or not isinstance(positions, int):
             return None
-        return torch.randn(1, bins, 2 * positions).to(dtype), f"num_mel_bins {bins}, {2 * positions} frames"
+        return torch.randn(BATCH, bins, 2 * positions).to(dtype), f"num_mel_bins {bins}, {2 * positions} frames"
     return None
 
 
