@@ -41,6 +41,7 @@ class Prepared:
     graph: ModelGraph | None
     trace_failures: tuple[str, ...]  # why each tracer failed, when none could trace the model
     meta: bool  # no tensor values: rules that need them are skipped, comparisons do not run
+    skeleton: nn.Module | None = None  # --stream-weights: the model with parameters on meta, buffers real
 
     def context(
         self,
@@ -101,6 +102,7 @@ def prepare(
     meta: bool = False,
     traced: bool = True,
     seed: int = 0,
+    stream: bool = False,
 ) -> Prepared:
     """Load the target (an ``nn.Module`` or a TARGET string), find and check its example
     inputs, read ``checkpoint`` safely (loading it into a copy where it loads with
@@ -109,10 +111,19 @@ def prepare(
     ``meta=True`` builds the model without weight memory (fake tensors, ``analyzer/load/meta.py``)
     and never reads checkpoint data; a model whose tensors have no values is treated the same.
 
-    Building the model and drawing its inputs run with the global RNGs seeded by ``seed`` (and
-    restored after): the same command scans the same weights and inputs every time."""
+    Building the model and drawing its inputs each run with the global RNGs seeded by ``seed``
+    (and restored after): the same command scans the same weights and inputs every time.
+
+    ``stream=True`` prepares as ``meta=True`` does and also keeps the model's skeleton
+    (``analyzer/load/skeleton.py``), which comparisons on streamed weights run."""
+    skeleton = None
     with seeded(seed):
-        module, target, meta = load_model(model, meta)
+        if stream:
+            module, target, skeleton = load_skeleton(model)
+            meta = True
+        else:
+            module, target, meta = load_model(model, meta)
+    with seeded(seed):  # the same inputs however the model was built (a skeleton draws no initial weights)
         inputs = inputs_for(module, target, example_inputs, inputs_spec, input_shapes, meta)
     ckpt = None
     if checkpoint is None and target is not None and target.weights is not None:
@@ -123,7 +134,19 @@ def prepare(
         with preserved_rng():
             ckpt, module = prepare_checkpoint(module, str(checkpoint), trust=trust_checkpoint)
     graph, failures = trace(module, inputs) if traced else (None, ())
-    return Prepared(module, target, inputs, ckpt, graph, failures, meta)
+    return Prepared(module, target, inputs, ckpt, graph, failures, meta, skeleton)
+
+
+def load_skeleton(model: nn.Module | str) -> tuple[nn.Module, LoadedTarget | None, nn.Module]:
+    """The module the rules read (fake tensors, as ``--meta``), its target, and its skeleton."""
+    from torchaudit.analyzer.load.skeleton import load_skeleton_target, skeleton_of
+
+    if isinstance(model, str):
+        target, skeleton = load_skeleton_target(model)
+        return target.model, target, skeleton
+    if isinstance(model, nn.Module):
+        return as_meta_model(model), None, skeleton_of(model)
+    raise OptionError(f"expected an nn.Module or a TARGET string, not {type(model).__name__}", "pass the model")
 
 
 def load_model(model: nn.Module | str, meta: bool) -> tuple[nn.Module, LoadedTarget | None, bool]:

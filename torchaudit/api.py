@@ -16,6 +16,7 @@ from torchaudit.settings import Settings
 
 if TYPE_CHECKING:
     from torchaudit.analyzer.compare.stage import ComparisonFailure
+    from torchaudit.analyzer.compare.streaming import Streaming
 
 
 def scan(
@@ -40,6 +41,7 @@ def scan(
     checkpoint: str | None = None,
     trust_checkpoint: bool | None = None,
     meta: bool | None = None,
+    stream_weights: bool | None = None,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
@@ -54,23 +56,37 @@ def scan(
     ``trust_checkpoint`` allows unpickling with ``weights_only=False``.
     ``meta=True`` builds the model without weight memory (fake tensors, see
     analyzer/load/meta.py), skips the rules that need tensor values and never loads checkpoint data.
+    ``stream_weights=True`` also does, and runs the comparisons on weights read from the
+    safetensors checkpoint as each module needs them (``analyzer/compare/streaming.py``);
+    ``None`` (the default) does so when the weights exceed half of the available memory.
     """
     s = (settings or Settings()).replace(
         input_shape=input_shapes, inputs=inputs_spec, select=select, ignore=ignore, fail_on=fail_on, compare=compare,
         reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
-        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta,
+        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, stream_weights=stream_weights,
     )
     check_selectors(s.select, s.ignore)
+    from torchaudit.analyzer.load.weight_files import streaming_plan
+
+    plan = streaming_plan(model, s.checkpoint, s.stream_weights)
     prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs,
-                       checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed)
+                       checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed,
+                       stream=plan is not None)
     comparisons: list[ComparisonResult] | None = None
     failures: list[ComparisonFailure] = []
-    if not s.static_only and not prepared.meta:  # the dynamic stage needs tensor values
+    streaming = None
+    if plan is not None and prepared.skeleton is not None:
+        from torchaudit.analyzer.compare.streaming import Streaming
+        from torchaudit.analyzer.load.weight_files import WeightFiles
+
+        streaming = Streaming(prepared.skeleton, WeightFiles(plan[0]), plan[1])
+    if not s.static_only and (not prepared.meta or streaming is not None):  # the dynamic stage needs tensor values
         from torchaudit.analyzer.compare.stage import scan_comparisons
 
         comparisons, failures = scan_comparisons(
-            prepared.model, prepared.inputs, prepared.target, s.compare, reference=s.reference, candidate=s.candidate,
-            atol=s.atol, rtol=s.rtol, seed=s.seed, progress=progress, graph=prepared.graph,
+            streaming.skeleton if streaming is not None else prepared.model, prepared.inputs, prepared.target, s.compare,
+            reference=s.reference, candidate=s.candidate, atol=s.atol, rtol=s.rtol, seed=s.seed, progress=progress,
+            graph=prepared.graph if streaming is None else None, streaming=streaming,
         )
     ctx = prepared.context(comparisons, failures)
     findings, skipped = run_rules(ctx, s.select, s.ignore)
@@ -82,16 +98,18 @@ def scan(
         comparisons=comparisons or [],
         fail_on=s.fail_on,
         command=command,
-        extras=_extras(skipped, prepared.meta),
+        extras=_extras(skipped, prepared.meta, streaming),
         graph_outline=prepared.graph.outline() if prepared.graph is not None else (),
         module_types=prepared.module_types(),
         rules=catalogue(),
     )
 
 
-def _extras(skipped: dict[str, str], meta: bool) -> dict[str, Any]:
+def _extras(skipped: dict[str, str], meta: bool, streaming: Streaming | None = None) -> dict[str, Any]:
     extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped)} if skipped else {}
-    if meta:
+    if streaming is not None:
+        extras["streamed_weights"] = streaming.to_dict()
+    elif meta:
         extras["meta"] = {"built_with": META_HOW, "values": False, "comparisons": "not run: they need tensor values"}
     return extras
 

@@ -123,6 +123,11 @@ OUTPUT_FORMAT_HELP = ("What the terminal shows: text (default, grouped by severi
                       "json (the JSON report on stdout) or github (GitHub Actions annotations).")
 
 
+STREAM_HELP = ("Compare on weights read from the safetensors files module by module, freed after use, instead of whole "
+               "copies in memory (a save_pretrained directory, an index of shards, or --checkpoint FILE.safetensors). "
+               "Default: on when the weights exceed half of the available memory; the report says so.")
+
+
 @app.command(epilog=EPILOG)
 def scan(
     target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
@@ -141,6 +146,9 @@ def scan(
     ] = None,
     meta: Annotated[
         Optional[bool], typer.Option("--meta/--no-meta", rich_help_panel="Checkpoint", metavar="", help="Build the model without weight memory (fake tensors); skip rules that need values.")
+    ] = None,
+    stream_weights: Annotated[
+        Optional[bool], typer.Option("--stream-weights/--no-stream-weights", rich_help_panel="Checkpoint", metavar="", help=STREAM_HELP)
     ] = None,
     compare: Annotated[
         Optional[list[str]],
@@ -202,7 +210,8 @@ def scan(
         flags = dict(inputs=inputs, input_shape=input_shape, json=json_path, html=html_path, markdown=markdown_path,
                      sarif=sarif_path, fail_on=fail_on, select=select, ignore=ignore, baseline=baseline, compare=compare,
                      reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
-                     checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, output_format=output_format)
+                     checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, stream_weights=stream_weights,
+                     output_format=output_format)
         settings = resolve(target, flags, config=config, isolated=isolated)
         detail = _detail(quiet, verbose)
         check_paths(settings)

@@ -33,6 +33,7 @@ _CODE = re.compile(r"^TA\d{0,3}$")
 # "codes" (a list or a comma list of rule codes), "names" (a list or comma list), "shapes" (a list)
 KEYS: dict[str, str] = {
     "inputs": "inputs", "input-shape": "shapes", "checkpoint": "path", "trust-checkpoint": "bool", "meta": "bool",
+    "stream-weights": "bool",
     "compare": "names", "reference": "str", "candidate": "str", "static-only": "bool",
     "atol": "float", "rtol": "float", "seed": "int",
     "select": "codes", "ignore": "codes", "fail-on": "str", "baseline": "path",
@@ -49,6 +50,7 @@ class Settings:
     checkpoint: str | None = None
     trust_checkpoint: bool = False
     meta: bool = False
+    stream_weights: bool | None = None  # None: stream when the weights exceed half of the available memory
     compare: tuple[str, ...] = ("auto",)
     reference: str | None = None
     candidate: str | None = None

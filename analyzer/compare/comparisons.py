@@ -17,6 +17,7 @@ Every comparison works on copies of the user's model. One that cannot run here r
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -30,6 +31,8 @@ from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.compare.lockstep import LockstepResult
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import SideSpec, run_pair
+from torchaudit.analyzer.compare.streaming import SideWeights, Streaming, placed_skeleton
+from torchaudit.analyzer.load.weight_files import WeightFiles
 from torchaudit.analyzer.values import map_tensors
 from torchaudit.report import DTYPE_ALIASES, ComparisonResult, Config, Contribution, Status
 
@@ -52,6 +55,7 @@ class Options:
     reference: Config | None = None
     candidate: Config | None = None
     graph: ModelGraph | None = None  # the scan's own trace of the model (eval, its dtype and device)
+    streaming: Streaming | None = None  # --stream-weights: the model is a skeleton, weights come from files
 
 
 def convert_inputs(inputs: ExampleInputs, device: str, dtype: torch.dtype | None) -> ExampleInputs:
@@ -78,6 +82,19 @@ def side_inputs(inputs: ExampleInputs, cfg: Config, own: torch.dtype) -> Example
     """The inputs on ``cfg``'s device, floating ones in its dtype (left as given in the model's own)."""
     dtype = DTYPES[cfg.dtype]
     return convert_inputs(inputs, cfg.device, None if dtype == own else dtype)
+
+
+def side_spec(model: nn.Module, inputs: ExampleInputs, cfg: Config, own: torch.dtype, seed: int, opts: Options,
+              weights: WeightFiles | None = None) -> SideSpec:
+    """One side of a comparison in configuration ``cfg``: a placed copy of the model and its
+    inputs; with streamed weights, a placed copy of the skeleton that reads ``weights`` (by
+    default the run's checkpoint) per use."""
+    if opts.streaming is None:
+        return SideSpec(placed(model, cfg, own), side_inputs(inputs, cfg, own), cfg.mode, seed, cfg.device,
+                        graph=as_scanned(model, inputs, cfg, opts))
+    work = placed_skeleton(model, cfg.device, DTYPES[cfg.dtype], own, cfg.mode)
+    source = SideWeights(model, work, weights or opts.streaming.weights, cfg.device)
+    return SideSpec(work, side_inputs(inputs, cfg, own), cfg.mode, seed, cfg.device, weights=source)
 
 
 def as_scanned(model: nn.Module, inputs: ExampleInputs, cfg: Config, opts: Options) -> ModelGraph | None:
@@ -150,10 +167,8 @@ def compare_configs(name: str, model: nn.Module, inputs: ExampleInputs, ref: Con
     tol = Tolerance.for_dtype(cand_dtype, opts.atol, opts.rtol)
     s_ref, s_cand = seeds or (opts.seed, opts.seed)
     own = model_dtype(model, inputs)
-    a = SideSpec(placed(model, ref, own), side_inputs(inputs, ref, own), ref.mode, s_ref, ref.device,
-             graph=as_scanned(model, inputs, ref, opts))
-    b = SideSpec(placed(model, cand, own), side_inputs(inputs, cand, own), cand.mode, s_cand, cand.device,
-             graph=as_scanned(model, inputs, cand, opts))
+    a = side_spec(model, inputs, ref, own, s_ref, opts)
+    b = side_spec(model, inputs, cand, own, s_cand, opts)
     run, _ = run_pair(a, b, tol, cand_dtype, explain=more_precise(DTYPES[ref.dtype], cand_dtype),
                       arbiter=ref.dtype == "float64" and cand.dtype != "float64", progress=progress_for(opts, name))
     return result_from(name, ref, cand, tol, run)
@@ -215,14 +230,18 @@ def compare_batch(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Com
         raise Skip("needs example inputs whose tensors share a batch of at least 2 along dim 0; "
                    "pass e.g. --input-shape 4,16")
     tol = Tolerance.for_dtype(dt, opts.atol, opts.rtol)
-    a = SideSpec(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, samples=samples)
-    b = SideSpec(placed(model, cfg, dt), inputs.clone(), "eval", opts.seed, graph=as_scanned(model, inputs, cfg, opts))
+    a = side_spec(model, inputs, cfg, dt, opts.seed, opts)
+    a = dataclasses.replace(a, graph=None, samples=samples)
+    b = side_spec(model, inputs, cfg, dt, opts.seed, opts)
     run, _ = run_pair(a, b, tol, dt, progress=progress_for(opts, "batch"))
     ref_cfg = Config("cpu", cfg.dtype, "eval")
     return result_from("batch", ref_cfg, cfg, tol, run)
 
 
 def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    if opts.streaming is not None:
+        raise Skip("it saves and reloads the whole state_dict, which needs the weights in memory; "
+                   "run it without --stream-weights")
     from torchaudit.analyzer.compare.reload import compare_reload as run_reload
 
     return run_reload(model, inputs, opts)

@@ -22,6 +22,7 @@ from torchaudit.analyzer.trace.graph import ModelGraph
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.compare.lockstep import Explain, GraphsDiffer, LockstepResult, cast_like, lockstep, record
 from torchaudit.analyzer.compare.metrics import Tolerance, compare_values, fan_in
+from torchaudit.analyzer.compare.streaming import SideWeights
 from torchaudit.analyzer.compare.sides import FxSide, PerSampleSide, RngStream, Side, join_samples
 from torchaudit.analyzer.trace.hooks_graph import HookGraph, call_name, leaf_modules
 from torchaudit.analyzer.trace.tracing import TraceError, rebind, trace_model
@@ -39,6 +40,7 @@ class SideSpec:
     device: str = "cpu"
     samples: list[ExampleInputs] | None = None  # per-sample reference of ``batch``
     graph: ModelGraph | None = None  # the scan's own trace, when this side is a fresh copy in its config
+    weights: SideWeights | None = None  # --stream-weights: ``model`` is a skeleton, its weights are read per use
 
 
 def run_pair(
@@ -94,7 +96,10 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _graphs(ref: SideSpec, cand: SideSpec, run_check: bool) -> tuple[ModelGraph, ModelGraph, bool]:
-    """Both sides' graphs, and whether both are known to run (checked or the scan's own)."""
+    """Both sides' graphs, and whether both are known to run (checked or the scan's own).
+    A streamed side's graph is traced from a fake copy of its skeleton, in its configuration."""
+    if cand.weights is not None or ref.weights is not None:
+        return _streamed_graph(ref), _streamed_graph(cand), True
     g_cand = rebind(cand.graph, cand.model, cand.mode) if cand.graph is not None else None
     g_ref = rebind(ref.graph, ref.model, ref.mode) if ref.graph is not None and not ref.samples else None
     checked = run_check or (g_cand is not None and g_ref is not None)
@@ -105,6 +110,28 @@ def _graphs(ref: SideSpec, cand: SideSpec, run_check: bool) -> tuple[ModelGraph,
     return g_ref, g_cand, checked
 
 
+def _streamed_graph(side: SideSpec) -> ModelGraph:
+    """Traced with the tracers' run check: on fake tensors it costs no arithmetic, and a graph
+    that traces but does not run must not reach a run that reads gigabytes first."""
+    from torchaudit.analyzer.load.meta import fake_copy
+
+    graph = _quiet_trace(fake_copy(side.model), side.samples[0] if side.samples else side.inputs, side.mode, True,
+                         locations=side.samples is None)
+    if graph.gm is None:
+        raise NotStreamed("only the forward-hook fallback could trace the model, and streamed weights need an fx graph")
+    assert side.weights is not None
+    missing = side.weights.missing(graph.gm)
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise NotStreamed(f"these tensors could not be materialised from the checkpoint or their modules: "
+                          f"{', '.join(missing[:5])}{more}")
+    return graph
+
+
+class NotStreamed(Exception):
+    """A comparison that cannot run on streamed weights; the reason says why."""
+
+
 def _run(
     ref: SideSpec, cand: SideSpec, g_ref: ModelGraph, g_cand: ModelGraph, tol: Tolerance, cand_dtype: torch.dtype,
     explain: bool, arbiter: bool, progress: Callable[[int, int], None] | None,
@@ -112,10 +139,10 @@ def _run(
     if g_cand.gm is None or g_ref.gm is None:
         return hook_pair(ref, cand, tol, cand_dtype, arbiter=arbiter)
     ref_rng, cand_rng = RngStream(ref.seed, ref.device), RngStream(cand.seed, cand.device)
-    b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward)
+    b = FxSide(g_cand, cand.inputs, cand_rng, cand.model.forward, weights=cand.weights)
     notes: list[str] = []
     if ref.samples:
-        a: Side = PerSampleSide(g_ref, ref.samples, ref_rng, ref.model.forward)
+        a: Side = PerSampleSide(g_ref, ref.samples, ref_rng, ref.model.forward, weights=ref.weights)
     else:
         alias = align(g_ref, g_cand)
         if alias:
@@ -124,13 +151,15 @@ def _run(
             notes.append(f"the two sides' graphs differ ({len(g_ref)} and {len(g_cand)} nodes): nodes were matched by "
                          f"module, op and occurrence in the module ({moved} renamed, {only} of the reference's and "
                          f"{len(g_cand) - (len(g_ref) - only)} of the candidate's without a counterpart, not compared)")
-        a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward, alias=alias)
+        a = FxSide(g_ref, ref.inputs, ref_rng, ref.model.forward, alias=alias, weights=ref.weights)
     explain_rounding = explainer(cand_dtype) if explain else None
     try:
         run = lockstep(a, b, tol, cand_dtype, g_cand, explain=explain_rounding, progress=progress, arbiter=arbiter)
         run.notes[:0] = notes
         return run
     except GraphsDiffer as exc:  # the sides' graphs part where a region must run whole: module by module
+        if ref.weights is not None or cand.weights is not None:
+            raise NotStreamed(f"{exc}; comparing module by module needs the weights in memory") from None
         result = hook_pair(ref, cand, tol, cand_dtype, arbiter=arbiter)
         result.notes.append(f"compared module by module: {exc}")
         return result

@@ -17,6 +17,7 @@ import torch.fx
 from torch.fx.graph import inplace_methods
 from torch.fx.node import map_arg
 
+from torchaudit.analyzer.compare.streaming import SideWeights, weight_targets
 from torchaudit.analyzer.trace.graph import ModelGraph, fx_op_name, location_from_stack
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.values import zip_map
@@ -180,15 +181,19 @@ class FxSide:
     """A graph bound to one model instance, run one node at a time."""
 
     def __init__(self, graph: ModelGraph, inputs: ExampleInputs, rng: RngStream,
-                 model_forward: Callable[..., Any] | None = None, alias: Mapping[str, str] | None = None) -> None:
-        """``alias`` renames nodes (``align``: the other side's name for the same op)."""
+                 model_forward: Callable[..., Any] | None = None, alias: Mapping[str, str] | None = None,
+                 weights: SideWeights | None = None) -> None:
+        """``alias`` renames nodes (``align``: the other side's name for the same op);
+        ``weights``: read every weight from there when a node needs it (``--stream-weights``)."""
         assert graph.gm is not None
         self.gm = graph.gm
         self.graph = graph
         self.interp = torch.fx.Interpreter(self.gm, garbage_collect_values=False)
         self.alias = dict(alias or {})
         self.nodes: dict[str, torch.fx.Node] = {self.alias.get(n.name, n.name): n for n in self.gm.graph.nodes}
-        self.order = list(self.nodes)
+        self.order = [self._name(n) for n in at_first_use(list(self.gm.graph.nodes))]
+        self.weights = weights
+        self.streamed = weight_targets(self.gm) if weights is not None else set()
         self.env: dict[str, Any] = {}
         self.rng = rng
         if model_forward is not None:  # placeholder_values binds inputs by forward's signature
@@ -214,6 +219,12 @@ class FxSide:
             return self.inputs[n.name]
         if n.op == "output":
             return args[0]
+        if self.weights is not None:
+            if n.op == "get_attr" and n.target in self.streamed:
+                return self.weights.read(str(n.target))
+            if n.op == "call_module":
+                with self.weights.materialised(self.gm.get_submodule(str(n.target)), str(n.target)):
+                    return self.interp.call_module(n.target, args, kwargs)
         return getattr(self.interp, n.op)(n.target, args, kwargs)
 
     def own_args(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -260,6 +271,26 @@ class FxSide:
         return list(self.gm.get_submodule(str(n.target)).parameters(recurse=False))
 
 
+def at_first_use(nodes: list[torch.fx.Node]) -> list[torch.fx.Node]:
+    """The graph's nodes in execution order, each ``get_attr`` moved to just before its first
+    user. ``torch.export`` graphs fetch every weight first; run in that order, every weight
+    would be alive from the start. A ``get_attr`` reads no other node, so this order runs
+    the same ops on the same values, and the first node to diverge is the first in data flow."""
+    pending: dict[torch.fx.Node, None] = {}
+    out: list[torch.fx.Node] = []
+    for n in nodes:
+        if n.op == "get_attr" and n.users:
+            pending[n] = None
+            continue
+        for m in n.all_input_nodes:
+            if m in pending:
+                del pending[m]
+                out.append(m)
+        out.append(n)
+    out.extend(pending)
+    return out
+
+
 class NotRunnable:
     """A per-sample value that could not be computed: the op needs more than one sample."""
 
@@ -272,8 +303,8 @@ class PerSampleSide:
     """The reference of ``batch``: one graph run per sample; values joined on demand."""
 
     def __init__(self, graph: ModelGraph, samples: list[ExampleInputs], rng: RngStream,
-                 model_forward: Callable[..., Any] | None = None) -> None:
-        self.sides = [FxSide(graph, s, rng, model_forward) for s in samples]
+                 model_forward: Callable[..., Any] | None = None, weights: SideWeights | None = None) -> None:
+        self.sides = [FxSide(graph, s, rng, model_forward, weights=weights) for s in samples]
         self.nodes = self.sides[0].nodes
         self.order = self.sides[0].order
         self.graph = graph

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.compare.comparisons import AUTO, COMPARISONS, Options, Skip, planned, skipped
+from torchaudit.analyzer.compare.pair import NotStreamed
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load.target import LoadedTarget
 from torchaudit.analyzer.trace.graph import ModelGraph
@@ -32,6 +33,8 @@ from torchaudit.errors import OptionError, exception_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+    from torchaudit.analyzer.compare.streaming import Streaming
 
 NO_INPUTS = ("no example inputs, so nothing could be run; pass --input-shape (e.g. --input-shape 8,16) or "
              "--inputs path.py:fn, or define example_inputs() in the model file")
@@ -82,7 +85,7 @@ def run_comparisons(
     chosen, explicit = resolve_names(names, opts)
     results: list[ComparisonResult] = []
     failures: list[ComparisonFailure] = []
-    valueless = _valueless(model)
+    valueless = _valueless(model) if opts.streaming is None else None
     for name in chosen:
         configs = planned(name, model, inputs, opts) or (Config(), Config())
         if inputs is None:
@@ -94,7 +97,7 @@ def run_comparisons(
         try:
             with untouched(model):
                 results.append(COMPARISONS[name](model, inputs, opts))
-        except Skip as why:
+        except (Skip, NotStreamed) as why:
             results.append(skipped(name, str(why), *configs))
             if name in explicit:
                 failures.append(ComparisonFailure(name, "skipped", str(why), explicit=True))
@@ -209,11 +212,12 @@ def scan_comparisons(
     seed: int = 0,
     progress: bool = False,
     graph: ModelGraph | None = None,
+    streaming: Streaming | None = None,
 ) -> tuple[list[ComparisonResult], list[ComparisonFailure]]:
     """What ``scan`` runs: parse the options, then every requested comparison. ``graph`` is the
     scan's own trace of ``model``: sides in the configuration it was traced in run it."""
     opts = Options(
-        seed=seed, atol=atol, rtol=rtol, target=target, graph=graph,
+        seed=seed, atol=atol, rtol=rtol, target=target, graph=graph, streaming=streaming,
         reference=Config.parse(reference, "--reference") if reference else None,
         candidate=Config.parse(candidate, "--candidate") if candidate else None,
     )
