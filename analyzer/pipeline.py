@@ -133,8 +133,15 @@ def prepare(
 
         with preserved_rng():
             ckpt, module = prepare_checkpoint(module, str(checkpoint), trust=trust_checkpoint)
+        if stream:
+            from torchaudit.analyzer.load.checkpoint_match import LoadStatus
+
+            ckpt = dataclasses.replace(ckpt, loaded_into_model=LoadStatus(False, STREAMED))
     graph, failures = trace(module, inputs) if traced else (None, ())
     return Prepared(module, target, inputs, ckpt, graph, failures, meta, skeleton)
+
+
+STREAMED = "not loaded whole: --stream-weights reads it module by module in the comparisons"
 
 
 def load_skeleton(model: nn.Module | str) -> tuple[nn.Module, LoadedTarget | None, nn.Module]:

@@ -90,6 +90,9 @@ def render_markdown(report: Report) -> str:
         + (escape(", ".join(f"{c.name} {w.status_label(c)}" for c in report.comparisons)) or "none")
         + " |",
     ]
+    streamed = w.streamed_sentence(report)
+    if streamed:
+        lines += ["", f"_{escape(streamed, 400)}_"]
     comparisons = _comparison_lines(report)
     command = "diff" if "tensor_diff" in report.extras else "checkpoint" if report.checkpoint_files else "scan"
     tail = ((["", "**Comparisons**", "", *comparisons] if comparisons else []) + _tensor_lines(report)

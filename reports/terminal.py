@@ -92,6 +92,9 @@ def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal
     baseline = report.extras.get("baseline")
     if baseline:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))
+    streamed = w.streamed_sentence(report)
+    if streamed:
+        console.print(Text(streamed, style="dim"))
     meta = report.extras.get("meta")
     if meta:
         console.print(Text(f"meta scan ({meta.get('built_with')}): no tensor values were materialized; comparisons did not run", style="dim"))

@@ -262,6 +262,9 @@ def page_view(report: Report) -> PageView:
         target_rows.append(("checkpoint format", f"{note}: read as such"))
     for label, path in zip(("checkpoint A", "checkpoint B"), report.target.get("checkpoints") or ()):
         target_rows.append((label, w.display_path(path)))
+    streamed = w.streamed_sentence(report)
+    if streamed:
+        target_rows.append(("weights", streamed))
     graph_rows: list[tuple[str, str]] = []
     if report.graph is not None:
         g = report.graph

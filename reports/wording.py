@@ -240,3 +240,20 @@ def rel_or_abs(path: str, base: Path) -> str:
         return Path(path).resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return ""
+
+
+def streamed_sentence(report: Report) -> str | None:
+    """How the comparisons got their weights, when they were streamed from disk (else ``None``)."""
+    st = report.extras.get("streamed_weights")
+    if not st:
+        return None
+    where = ", ".join(display_path(p) for p in st.get("checkpoints") or ())
+    return (f"weights streamed from {where} ({size_text(st.get('bytes', 0))}; the comparisons read "
+            f"{size_text(st.get('bytes_read', 0))}), because {st.get('reason')}")
+
+
+def size_text(n: int) -> str:
+    """``4.40 GB``, ``12.3 MB``, ``99 kB``: bytes in decimal units."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"

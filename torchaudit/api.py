@@ -106,7 +106,7 @@ def scan(
 
 
 def _extras(skipped: dict[str, str], meta: bool, streaming: Streaming | None = None) -> dict[str, Any]:
-    extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped)} if skipped else {}
+    extras: dict[str, Any] = {"skipped_rules": describe_skips(skipped, streaming is not None)} if skipped else {}
     if streaming is not None:
         extras["streamed_weights"] = streaming.to_dict()
     elif meta:

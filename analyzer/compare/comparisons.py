@@ -93,7 +93,7 @@ def side_spec(model: nn.Module, inputs: ExampleInputs, cfg: Config, own: torch.d
         return SideSpec(placed(model, cfg, own), side_inputs(inputs, cfg, own), cfg.mode, seed, cfg.device,
                         graph=as_scanned(model, inputs, cfg, opts))
     work = placed_skeleton(model, cfg.device, DTYPES[cfg.dtype], own, cfg.mode)
-    source = SideWeights(model, work, weights or opts.streaming.weights, cfg.device)
+    source = SideWeights(model, work, weights or opts.streaming.weights, cfg.device, opts.streaming.modules_read)
     return SideSpec(work, side_inputs(inputs, cfg, own), cfg.mode, seed, cfg.device, weights=source)
 
 

@@ -170,10 +170,14 @@ def untouched(model: nn.Module) -> Iterator[None]:
 
 
 class ProgressBar:
-    """A ``rich`` progress bar on stderr, one task per comparison (only for big models on a TTY)."""
+    """A ``rich`` progress bar on stderr, one task per comparison (only for big models on a TTY).
 
-    def __init__(self, enabled: bool) -> None:
+    With streamed weights it counts the modules whose weights were read, of all that hold
+    weights, and the gigabytes read so far."""
+
+    def __init__(self, enabled: bool, streaming: Streaming | None = None) -> None:
         self.enabled = enabled and sys.stderr.isatty()
+        self.streaming = streaming
         self.tasks: dict[str, TaskID] = {}
         self.progress: Progress | None = None
 
@@ -183,16 +187,22 @@ class ProgressBar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self.progress = Progress(TextColumn("comparing {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     console=Console(stderr=True), transient=True)
+                                     TextColumn("{task.fields[unit]}"), console=Console(stderr=True), transient=True)
             self.progress.__enter__()
         return self
 
     def __call__(self, name: str, done: int, total: int) -> None:
         if self.progress is None:
             return
+        unit = "nodes"
+        if self.streaming is not None:
+            if name not in self.tasks:
+                self.streaming.modules_read.clear()
+            done, total = len(self.streaming.modules_read), self.streaming.modules_total
+            unit = f"modules, {self.streaming.bytes_read / 1e9:.1f} GB read"
         if name not in self.tasks:
-            self.tasks[name] = self.progress.add_task(name, total=total)
-        self.progress.update(self.tasks[name], completed=done, total=total)
+            self.tasks[name] = self.progress.add_task(name, total=total, unit=unit)
+        self.progress.update(self.tasks[name], completed=done, total=total, unit=unit)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self.progress is not None:
@@ -222,6 +232,6 @@ def scan_comparisons(
         candidate=Config.parse(candidate, "--candidate") if candidate else None,
     )
     big = sum(p.numel() for p in model.parameters()) > 1_000_000
-    with ProgressBar(progress and big) as bar:
+    with ProgressBar(progress and big, streaming) as bar:
         opts.progress = bar if bar.enabled else None
         return run_comparisons(model, inputs, names, opts)

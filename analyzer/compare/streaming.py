@@ -47,9 +47,12 @@ class Streaming:
     reason: str
     other: WeightFiles | None = None
     files: list[WeightFiles] = field(default_factory=list)  # every source, for the bytes read
+    modules_read: set[str] = field(default_factory=set)  # modules whose weights were read, for progress
+    modules_total: int = 0  # modules holding a weight of the checkpoint
 
     def __post_init__(self) -> None:
         self.files = [w for w in (self.weights, self.other) if w is not None]
+        self.modules_total = len({key.rpartition(".")[0] for key in self.weights.keys()})
 
     @property
     def bytes_read(self) -> int:
@@ -82,8 +85,11 @@ def placed_skeleton(skeleton: nn.Module, device: str, dtype: torch.dtype, own: t
 class SideWeights:
     """One side's weights: the tensors of ``weights`` as the side's model holds them."""
 
-    def __init__(self, skeleton: nn.Module, model: nn.Module, weights: WeightFiles, device: str) -> None:
+    def __init__(self, skeleton: nn.Module, model: nn.Module, weights: WeightFiles, device: str,
+                 read_by: set[str] | None = None) -> None:
+        """``read_by`` collects the modules whose weights this side reads (for progress)."""
         self.skeleton, self.model, self.weights, self.device = skeleton, model, weights, torch.device(device)
+        self.read_by = read_by if read_by is not None else set()
         self._key: dict[str, str | None] = {}
         tied: dict[int, list[str]] = {}
         for name, t in list(skeleton.named_parameters(remove_duplicate=False)) + list(skeleton.named_buffers(remove_duplicate=False)):
@@ -110,6 +116,7 @@ class SideWeights:
                 return placed
             raise KeyError(f"{name}: in no checkpoint file, and not built by its module")
         value = self.weights.read(key)
+        self.read_by.add(key.rpartition(".")[0])
         own = _attr(self.skeleton, name)
         if isinstance(own, torch.Tensor):
             value = value.to(own.dtype)  # load_state_dict copies into the model's own dtype

@@ -153,6 +153,14 @@ def needs_values(exc: BaseException | None) -> bool:
     return False
 
 
-def describe_skips(skipped: dict[str, str]) -> dict[str, str]:
-    """``{code: need}`` from the rule engine -> ``{code: why, in words}``."""
-    return {code: SKIP_REASONS.get(need, f"needs {need}") for code, need in skipped.items()}
+STREAMED_SKIP_REASONS = {
+    "values": "needs the model's tensor values in memory; --stream-weights reads them module by module for the comparisons only",
+    "devices": "needs the devices tensors were built on; --stream-weights builds every parameter on the meta device",
+}
+
+
+def describe_skips(skipped: dict[str, str], streamed: bool = False) -> dict[str, str]:
+    """``{code: need}`` from the rule engine -> ``{code: why, in words}`` (``streamed``: the
+    scan streamed its weights, which is why there are no values)."""
+    reasons = {**SKIP_REASONS, **STREAMED_SKIP_REASONS} if streamed else SKIP_REASONS
+    return {code: reasons.get(need, f"needs {need}") for code, need in skipped.items()}

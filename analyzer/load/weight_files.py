@@ -147,7 +147,7 @@ def streaming_plan(model: object, checkpoint: str | None, requested: bool | None
         return None
     if requested:
         safetensors_files(path)  # a .bin or missing checkpoint: one line, exit 2
-        return path, "--stream-weights"
+        return path, "--stream-weights was passed"
     try:
         size = checkpoint_bytes(path)
         available = available_memory()
