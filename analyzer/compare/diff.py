@@ -22,11 +22,12 @@ from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load import stored_values
 from torchaudit.analyzer.load.stored_values import chunks, distinct
 from torchaudit.analyzer.compare.metrics import Tolerance
-from torchaudit.analyzer.compare.pair import SideSpec, run_pair
+from torchaudit.analyzer.compare.pair import NotStreamed, SideSpec, run_pair
 from torchaudit.errors import CheckpointError
 from torchaudit.report import ComparisonResult, Config
 
 if TYPE_CHECKING:
+    from torchaudit.analyzer.compare.streaming import Streaming
     from torchaudit.analyzer.load.checkpoint import Checkpoint
 
 
@@ -163,4 +164,31 @@ def compare_checkpoints(
     a = SideSpec(model_a.eval(), inputs.clone(), "eval", seed)
     b = SideSpec(model_b.eval(), inputs.clone(), "eval", seed)
     run, _ = run_pair(a, b, tol, dt)
+    return result_from("checkpoints", cfg, cfg, tol, run)
+
+
+def compare_streamed(
+    streaming: Streaming, inputs: ExampleInputs | None, *, atol: float | None = None, rtol: float | None = None,
+    seed: int = 0,
+) -> ComparisonResult:
+    """The ``checkpoints`` comparison on streamed weights: one skeleton, A's tensors read for the
+    reference and B's for the candidate as each node needs them (``analyzer/compare/streaming.py``)."""
+    from torchaudit.analyzer.compare.comparisons import Options, side_spec
+
+    skeleton = streaming.skeleton
+    dt = model_dtype(skeleton, inputs)
+    cfg = Config("cpu", dtype_name(dt), "eval")
+    if inputs is None:
+        from torchaudit.analyzer.compare.stage import NO_INPUTS
+
+        return skipped("checkpoints", NO_INPUTS, cfg, cfg)
+    assert streaming.other is not None
+    opts = Options(seed=seed, atol=atol, rtol=rtol, streaming=streaming)
+    tol = Tolerance.for_dtype(dt, atol, rtol)
+    a = side_spec(skeleton, inputs, cfg, dt, seed, opts, weights=streaming.weights)
+    b = side_spec(skeleton, inputs, cfg, dt, seed, opts, weights=streaming.other)
+    try:
+        run, _ = run_pair(a, b, tol, dt)
+    except NotStreamed as exc:
+        return skipped("checkpoints", str(exc), cfg, cfg)
     return result_from("checkpoints", cfg, cfg, tol, run)

@@ -115,7 +115,7 @@ def _streamed_graph(side: SideSpec) -> ModelGraph:
     that traces but does not run must not reach a run that reads gigabytes first."""
     from torchaudit.analyzer.load.meta import fake_copy
 
-    graph = _quiet_trace(fake_copy(side.model), side.samples[0] if side.samples else side.inputs, side.mode, True,
+    graph = _quiet_trace(fake_copy(side.model, device=side.device), side.samples[0] if side.samples else side.inputs, side.mode, True,
                          locations=side.samples is None)
     if graph.gm is None:
         raise NotStreamed("only the forward-hook fallback could trace the model, and streamed weights need an fx graph")

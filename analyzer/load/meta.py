@@ -83,12 +83,12 @@ def shared_state(model: nn.Module) -> dict[int, Any]:
     return {id(t): t for t in _module_tensors(model) if is_valueless(t)}
 
 
-def _to_fake(t: torch.Tensor, mode: FakeTensorMode) -> torch.Tensor:
+def _to_fake(t: torch.Tensor, mode: FakeTensorMode, device: torch.device) -> torch.Tensor:
     if isinstance(t, FakeTensor):
         return t
     fake: torch.Tensor
-    if t.is_meta:  # no data to convert: wrap the meta tensor as a fake one on the CPU
-        fake = FakeTensor(mode, t.detach(), torch.device("cpu"))
+    if t.is_meta:  # no data to convert: wrap the meta tensor as a fake one on ``device``
+        fake = FakeTensor(mode, t.detach(), device)
     else:
         fake = mode.from_tensor(t)
     if isinstance(t, nn.Parameter):
@@ -96,17 +96,19 @@ def _to_fake(t: torch.Tensor, mode: FakeTensorMode) -> torch.Tensor:
     return fake
 
 
-def fake_copy(model: nn.Module, mode: FakeTensorMode | None = None) -> nn.Module:
+def fake_copy(model: nn.Module, mode: FakeTensorMode | None = None, device: str = "cpu") -> nn.Module:
     """A copy of ``model`` whose parameters, buffers and tensor attributes are fake tensors.
 
-    Real tensors are converted without copying their data, meta tensors are wrapped, fake
-    ones are shared; tied weights stay tied (one memo entry per tensor object).
+    Real tensors are converted without copying their data (keeping their device), meta tensors
+    are wrapped as fake tensors on ``device``, fake ones are shared; tied weights stay tied
+    (one memo entry per tensor object).
     """
     mode = mode or new_mode()
     memo: dict[int, Any] = {}
+    where = torch.device(device)
     for t in _module_tensors(model):
         if id(t) not in memo:
-            memo[id(t)] = _to_fake(t, mode)
+            memo[id(t)] = _to_fake(t, mode, where)
     return copy.deepcopy(model, memo)
 
 
