@@ -68,7 +68,8 @@ def scan(
     check_selectors(s.select, s.ignore)
     from torchaudit.analyzer.load.weight_files import streaming_plan
 
-    plan = streaming_plan(model, s.checkpoint, s.stream_weights)
+    automatic = s.stream_weights is None and not s.static_only  # streaming is for the comparisons
+    plan = streaming_plan(model, s.checkpoint, None if automatic else bool(s.stream_weights))
     prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs,
                        checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed,
                        stream=plan is not None)
