@@ -40,6 +40,7 @@ def scan(
     checkpoint: str | None = None,
     trust_checkpoint: bool | None = None,
     meta: bool | None = None,
+    against: str | None = None,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
@@ -54,15 +55,22 @@ def scan(
     ``trust_checkpoint`` allows unpickling with ``weights_only=False``.
     ``meta=True`` builds the model without weight memory (fake tensors, see
     analyzer/load/meta.py), skips the rules that need tensor values and never loads checkpoint data.
+    ``against`` (a folder written by ``torchaudit record``) adds the ``record`` comparison: the
+    recording against the live model; one of another model, graph or inputs is refused.
     """
     s = (settings or Settings()).replace(
         input_shape=input_shapes, inputs=inputs_spec, select=select, ignore=ignore, fail_on=fail_on, compare=compare,
         reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
-        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta,
+        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, against=against,
     )
     check_selectors(s.select, s.ignore)
     prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs,
                        checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed)
+    recording = None
+    if s.against is not None:  # a recording of another model, graph or inputs: exit 2 before anything runs
+        from torchaudit.recording import check_against
+
+        recording = check_against(s.against, prepared, s)
     comparisons: list[ComparisonResult] | None = None
     failures: list[ComparisonFailure] = []
     if not s.static_only and not prepared.meta:  # the dynamic stage needs tensor values
@@ -70,7 +78,7 @@ def scan(
 
         comparisons, failures = scan_comparisons(
             prepared.model, prepared.inputs, prepared.target, s.compare, reference=s.reference, candidate=s.candidate,
-            atol=s.atol, rtol=s.rtol, seed=s.seed, progress=progress, graph=prepared.graph,
+            atol=s.atol, rtol=s.rtol, seed=s.seed, progress=progress, graph=prepared.graph, against=s.against,
         )
     ctx = prepared.context(comparisons, failures)
     findings, skipped = run_rules(ctx, s.select, s.ignore)
@@ -82,7 +90,7 @@ def scan(
         comparisons=comparisons or [],
         fail_on=s.fail_on,
         command=command,
-        extras=_extras(skipped, prepared.meta),
+        extras=_extras(skipped, prepared.meta) | ({"recording": recording} if recording else {}),
         graph_outline=prepared.graph.outline() if prepared.graph is not None else (),
         module_types=prepared.module_types(),
         rules=catalogue(),
