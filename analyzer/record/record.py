@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.compare.comparisons import placed, side_inputs
+from torchaudit.analyzer.compare.lockstep import vmap_regions
 from torchaudit.analyzer.compare.sides import FxSide, RngStream
 from torchaudit.analyzer.dtypes import model_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
@@ -130,6 +131,8 @@ def _record_ops(graph: ModelGraph, model: nn.Module, inputs: ExampleInputs, cfg:
                 writer: BundleWriter, progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
     """Every node of the graph run once; the manifest's node list, each with its stored value."""
     side = FxSide(graph, inputs, RngStream(seed, cfg.device), model.forward)
+    regions = vmap_regions(side.order, side.nodes)
+    region_of = {n: names for names in regions.values() for n in names}
     last_use: dict[str, int] = {}
     for i, name in enumerate(side.order):
         for m in side.input_names(name):
@@ -142,7 +145,12 @@ def _record_ops(graph: ModelGraph, model: nn.Module, inputs: ExampleInputs, cfg:
             fx = side.nodes[name]
             entry = node_entry(graph, name, side.input_names(name))
             entry["mutates"] = side.mutates(name)
-            if fx.op != "get_attr":
+            region = region_of.get(name)
+            if region is not None:  # values inside a vmap region are batched: what it hands on is kept once it ends
+                entry["in_region"] = True
+                if name == region[-1]:
+                    _record_region(side, region, nodes, entry, writer)
+            elif fx.op != "get_attr":
                 entry["value"] = writer.value(name, side.value(name), reuse=fx.op == "output")
             if entry["mutates"]:
                 writer.forget()
@@ -151,11 +159,23 @@ def _record_ops(graph: ModelGraph, model: nn.Module, inputs: ExampleInputs, cfg:
                 entry["rewrites"] = changed
             nodes.append(entry)
             for m in [*side.input_names(name), name]:
-                if last_use.get(m, -1) <= i:
+                if last_use.get(m, -1) <= i:  # what a vmap region hands on is used after it: alive at its end
                     side.free(m)
             if progress is not None:
                 progress(i + 1, total)
     return nodes
+
+
+def _record_region(side: FxSide, region: list[str], nodes: list[dict[str, Any]], last: dict[str, Any],
+                   writer: BundleWriter) -> None:
+    """A vmap region has run: record the values it hands to the rest of the graph, as the
+    lockstep engine compares them (``lockstep.vmap_regions``)."""
+    member = set(region)
+    entries = {e["name"]: e for e in nodes}
+    entries[last["name"]] = last
+    for n in region:
+        if n in side.env and any(u.name not in member for u in side.nodes[n].users):
+            entries[n]["value"] = writer.value(n, side.value(n))
 
 
 def node_entry(graph: ModelGraph, name: str, inputs: list[str]) -> dict[str, Any]:

@@ -60,8 +60,9 @@ class RecordedSide:
         return self.alias.get(name, name)
 
     def __contains__(self, name: str) -> bool:
+        """Recorded nodes, and every node of a vmap region (it runs whole; what it hands on is recorded)."""
         entry = self.entries.get(name)
-        return entry is not None and "value" in entry
+        return entry is not None and ("value" in entry or bool(entry.get("in_region")))
 
     def input_names(self, name: str) -> list[str]:
         return [self._name(m) for m in self.entries[name].get("inputs", [])]
