@@ -114,6 +114,27 @@ def test_a_model_whose_weights_differ_is_compared_not_refused(golden: Path, tmp_
     assert record_comparison(data)["first_divergence"]["node"] == "fc2"  # the node whose weights changed
 
 
+def test_both_environments_and_what_differs_are_in_every_report(golden: Path, tmp_path: Path) -> None:
+    from tests.json_shape import check_schema
+
+    bundle = _copy(golden, tmp_path)  # as if recorded on a GPU machine with an older torch and TF32 on
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["environment"].update(torch="2.5.1+cu124", device_name="NVIDIA H100 80GB HBM3")
+    manifest["environment"]["flags"]["allow_tf32_matmul"] = True
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    md, html = tmp_path / "r.md", tmp_path / "r.html"
+    out = invoke_cli("scan", MODEL, "--against", str(bundle), *GATE, "--json", "-", "--markdown", str(md), "--html", str(html))
+    data = json.loads(out.stdout)
+    check_schema(data)
+    diff = {d["key"]: (d["recorded"], d["live"]) for d in data["recording"]["environment_diff"]}
+    assert diff["torch"][0] == "2.5.1+cu124" and diff["flags.allow_tf32_matmul"] == (True, False)
+    assert "NVIDIA H100 80GB HBM3" in diff["device_name"]
+    assert "torch 2.5.1+cu124 → " in md.read_text() and "**`flags.allow_tf32_matmul`**" in md.read_text()
+    assert "NVIDIA H100 80GB HBM3" in html.read_text() and "<h2>Environments</h2>" in html.read_text()
+    text = invoke_cli("scan", MODEL, "--against", str(bundle), *GATE).stdout
+    assert "environment differences: torch 2.5.1+cu124" in text
+
+
 def _refused(out: subprocess.CompletedProcess[str], *words: str) -> None:
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
