@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from torchaudit.report import Report, Severity
+from torchaudit.reports.recording_view import recording_view
 from torchaudit.reports import wording as w
 from torchaudit.reports.tensor_table import tensor_table
 
@@ -76,6 +77,19 @@ def _tensor_lines(report: Report) -> list[str]:
     return lines + ["", "</details>"]
 
 
+def _recording_lines(report: Report) -> list[str]:
+    """Both environments of a comparison against a recording, side by side, folded."""
+    view = recording_view(report)
+    if view is None:
+        return []
+    a, b = view.labels
+    lines = ["", f"<details><summary>Environments: {escape(view.sentence, 400)}</summary>", "",
+             f"| | {a} | {b} |", "|---|---|---|"]
+    lines += [f"| {'**' if r.differs else ''}{code(r.key)}{'**' if r.differs else ''} | {code(r.recorded)} | {code(r.live)} |"
+              for r in view.rows]
+    return lines + ["", "</details>"]
+
+
 def render_markdown(report: Report) -> str:
     s = report.summary
     icon = "\u274c" if s.verdict == "fail" else "\u2705"
@@ -94,8 +108,9 @@ def render_markdown(report: Report) -> str:
     if streamed:
         lines += ["", f"_{escape(streamed, 400)}_"]
     comparisons = _comparison_lines(report)
-    command = "diff" if "tensor_diff" in report.extras else "checkpoint" if report.checkpoint_files else "scan"
-    tail = ((["", "**Comparisons**", "", *comparisons] if comparisons else []) + _tensor_lines(report)
+    command = ("diff" if "tensor_diff" in report.extras else "checkpoint" if report.checkpoint_files
+               else "compare" if "recordings" in report.target else "scan")
+    tail = ((["", "**Comparisons**", "", *comparisons] if comparisons else []) + _tensor_lines(report) + _recording_lines(report)
             + ["", f"_Full report: the HTML or JSON output of `torchaudit {command}`._"])
     # what is left of the 60 lines for findings: a heading, a blank line and maybe a "more" line
     room = MAX_LINES - len(lines) - len(tail) - 4

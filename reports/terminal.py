@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from torchaudit.reports.recording_view import recording_view
 from torchaudit.report import Finding, Report, RuleInfo, Severity, display_path
 from torchaudit.reports import wording as w
 
@@ -89,6 +90,9 @@ def print_summary(report: Report, to_stderr: bool = False, detail: str = "normal
                 console.print(Text(f"      fix: {f.fix}", style="dim"))
     for text, style in [] if quiet else comparison_rows(report):
         console.print(Text(text, style=style))
+    recorded = recording_view(report)
+    if recorded is not None and not quiet:
+        console.print(Text(recorded.sentence, style="dim"))
     baseline = report.extras.get("baseline")
     if baseline:
         console.print(Text(f"baseline {baseline['file']}: {baseline['known']} known findings hidden, {baseline['new']} new", style="dim"))

@@ -14,6 +14,7 @@ from torchaudit.report import ComparisonResult, Finding, Location, Report, RuleI
 from torchaudit.reports import wording as w
 from torchaudit.reports.chart import ErrorChart, error_chart
 from torchaudit.reports.graph_explorer import GraphExplorer, graph_explorer
+from torchaudit.reports.recording_view import RecordingView, recording_view
 from torchaudit.reports.tensor_table import TensorTable, tensor_table
 
 CONTEXT_LINES = 3
@@ -115,6 +116,7 @@ class PageView:
     graph: GraphExplorer | None
     tool_version: str
     tensors: TensorTable | None = None  # the per-tensor table of a diff
+    recording: RecordingView | None = None  # scan --against, compare: both environments side by side
 
 
 def read_snippet(location: Location | None, base: Path | None = None) -> tuple[SourceLine, ...]:
@@ -292,4 +294,5 @@ def page_view(report: Report) -> PageView:
         graph=graph_explorer(report),
         tool_version=__version__,
         tensors=tensor_table(report, limit=MAX_TENSOR_ROWS),
+        recording=recording_view(report),
     )

@@ -34,6 +34,8 @@ def check_schema(data: dict[str, Any]) -> None:
                     "unpickled": bool, "trusted": bool, "pickled_module": bool, "not_loaded_reason": OPT_STR,
                     "archive_problems": list, "damage": OPT_STR, "suffix_mismatch": OPT_STR,
                     "strict_load": (dict, type(None))}, "target.checkpoint_info")
+    if "recording" in data:
+        check_recording(data)
     _has(data["graph"], {"tracer": str, "nodes": int, "modules": int, "parameters": int, "buffers": int}, "graph")
     assert data["graph"]["tracer"] in ("fx", "transformers-fx", "export", "hooks")
     if "graph_view" in data:  # the modules the HTML graph draws (README, Reports)
@@ -43,6 +45,17 @@ def check_schema(data: dict[str, Any]) -> None:
             _has(m, {"module": str, "type": str, "parent": OPT_STR, "nodes": int, "first": int, "worst_local": dict},
                  "graph_view.module")
             assert all(isinstance(v, (int, float, str)) for v in m["worst_local"].values())  # "inf" as JSON writes it
+
+
+def check_recording(data: dict[str, Any]) -> None:
+    """``recording``: scan --against RUN and compare RUN_A RUN_B (README, Recordings)."""
+    rec = data["recording"]
+    _has(rec, {"path": str, "granularity": str, "config": dict, "live_config": (dict, type(None)), "bytes": int,
+               "weights_match": (bool, type(None)), "environments": dict, "environment_diff": list}, "recording")
+    _has(rec["environments"], {"recorded": dict, "live": dict}, "recording.environments")
+    for d in rec["environment_diff"]:
+        _has(d, {"key": str}, "recording.environment_diff")
+        assert "recorded" in d and "live" in d
 
 
 def _check_common(data: dict[str, Any]) -> None:

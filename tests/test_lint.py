@@ -218,7 +218,7 @@ def test_selectors_are_checked_without_the_rules_and_model_rules_are_said_skippe
     out = _lint("model.py", "--select", "TA5,TA7", cwd=tmp_path)
     assert out.returncode == 0, out.stdout
     assert "TA501" in out.stdout and "TA101" not in out.stdout
-    assert "TA701, TA702, TA703, TA704, TA705, TA706, TA707, TA708: needs the model: torchaudit scan MODEL runs it" in out.stdout
+    assert "TA701, TA702, TA703, TA704, TA705, TA706, TA707, TA708, TA709: needs the model: torchaudit scan MODEL runs it" in out.stdout
 
 
 def test_output_formats_github_and_json(tmp_path: Path) -> None:

@@ -38,6 +38,10 @@ def _project(tmp_path: Path, lines: list[str]) -> Path:
         torch.save(state, folder / "w.pt")
         # a training checkpoint with a pickled object: read as trusted only with trust-checkpoint
         torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, folder / "train.pt")
+    if any(line.startswith("against") for line in lines) and not (folder / "run").exists():
+        from torchaudit.recording import record
+
+        record(str(folder / "model.py"), str(folder / "run"))  # what `against = "run"` names
     (folder / "inp.py").write_text("import torch\n\ndef make():\n    return torch.ones(3, 16)\n")
     (folder / "pyproject.toml").write_text("[tool.torchaudit]\n" + "\n".join(lines) + "\n")
     return folder
@@ -84,6 +88,7 @@ CASES: dict[str, tuple[list[str], str, tuple[str, ...], Callable[[Outcome], Any]
     "markdown": ([STATIC], 'markdown = "out/r.md"', (), lambda o: (o[2] / "out" / "r.md").is_file()),
     "sarif": ([STATIC], 'sarif = "out/r.sarif"', (), lambda o: (o[2] / "out" / "r.sarif").is_file()),
     "output-format": ([STATIC], 'output-format = "concise"', (), lambda o: o[3].count("fix:")),  # concise: no fix lines
+    "against": (['compare = ["record"]'], 'against = "run"', JSON, lambda o: _comparison(o[1], "record")["status"]),
 }
 
 

@@ -12,6 +12,7 @@ from torchaudit.analyzer.pipeline import prepare
 from torchaudit.report import ComparisonResult, Finding, Location, Report
 from torchaudit.rules.config import check_selectors
 from torchaudit.rules.engine import catalogue, run_rules
+from torchaudit.errors import OptionError
 from torchaudit.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def scan(
     trust_checkpoint: bool | None = None,
     meta: bool | None = None,
     stream_weights: bool | None = None,
+    against: str | None = None,
 ) -> Report:
     """Scan a model (an ``nn.Module`` or a TARGET string) and return its :class:`Report`.
 
@@ -59,20 +61,31 @@ def scan(
     ``stream_weights=True`` also does, and runs the comparisons on weights read from the
     safetensors checkpoint as each module needs them (``analyzer/compare/streaming.py``);
     ``None`` (the default) does so when the weights exceed half of the available memory.
+    ``against`` (a folder written by ``torchaudit record``) adds the ``record`` comparison: the
+    recording against the live model; one of another model, graph or inputs is refused.
     """
     s = (settings or Settings()).replace(
         input_shape=input_shapes, inputs=inputs_spec, select=select, ignore=ignore, fail_on=fail_on, compare=compare,
         reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
-        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, stream_weights=stream_weights,
+        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, stream_weights=stream_weights, against=against,
     )
     check_selectors(s.select, s.ignore)
     from torchaudit.analyzer.load.weight_files import streaming_plan
 
-    automatic = s.stream_weights is None and not s.static_only  # streaming is for the comparisons
+    if s.stream_weights and s.against is not None:
+        raise OptionError("--against compares with the live model's weights in memory; it does not stream them",
+                          "drop --stream-weights")
+    # streaming is for the comparisons, and --against's fingerprint hashes the weights in memory
+    automatic = s.stream_weights is None and not s.static_only and s.against is None
     plan = streaming_plan(model, s.checkpoint, None if automatic else bool(s.stream_weights))
     prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs,
                        checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed,
                        stream=plan is not None)
+    recording = None
+    if s.against is not None:  # a recording of another model, graph or inputs: exit 2 before anything runs
+        from torchaudit.recording import check_against
+
+        recording = check_against(s.against, prepared, s)
     comparisons: list[ComparisonResult] | None = None
     failures: list[ComparisonFailure] = []
     streaming = None
@@ -88,6 +101,7 @@ def scan(
             streaming.skeleton if streaming is not None else prepared.model, prepared.inputs, prepared.target, s.compare,
             reference=s.reference, candidate=s.candidate, atol=s.atol, rtol=s.rtol, seed=s.seed, progress=progress,
             graph=prepared.graph if streaming is None else None, streaming=streaming,
+            against=s.against,
         )
     ctx = prepared.context(comparisons, failures)
     findings, skipped = run_rules(ctx, s.select, s.ignore)
@@ -99,7 +113,7 @@ def scan(
         comparisons=comparisons or [],
         fail_on=s.fail_on,
         command=command,
-        extras=_extras(skipped, prepared.meta, streaming),
+        extras=_extras(skipped, prepared.meta, streaming) | ({"recording": recording} if recording else {}),
         graph_outline=prepared.graph.outline() if prepared.graph is not None else (),
         module_types=prepared.module_types(),
         rules=catalogue(),

@@ -156,6 +156,7 @@ def scan(
     ] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", rich_help_panel="Comparisons", metavar="CFG", help="Reference config device:dtype[:mode], e.g. cpu:float64:eval.")] = None,
     candidate: Annotated[Optional[str], typer.Option("--candidate", rich_help_panel="Comparisons", metavar="CFG", help="Candidate config device:dtype[:mode], e.g. cpu:float16.")] = None,
+    against: Annotated[Optional[str], typer.Option("--against", rich_help_panel="Comparisons", metavar="RUN", help="Compare the live model with this recording (a folder written by 'torchaudit record'); --candidate sets the live config.")] = None,
     static_only: Annotated[
         Optional[bool], typer.Option("--static-only/--no-static-only", rich_help_panel="Comparisons", metavar="", help="Skip the dynamic stage (no comparisons).")
     ] = None,
@@ -211,7 +212,7 @@ def scan(
                      sarif=sarif_path, fail_on=fail_on, select=select, ignore=ignore, baseline=baseline, compare=compare,
                      reference=reference, candidate=candidate, static_only=static_only, atol=atol, rtol=rtol, seed=seed,
                      checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, meta=meta, stream_weights=stream_weights,
-                     output_format=output_format)
+                     output_format=output_format, against=against)
         settings = resolve(target, flags, config=config, isolated=isolated)
         detail = _detail(quiet, verbose)
         check_paths(settings)
@@ -626,6 +627,117 @@ def ci_command(
         _fail(exc, debug)
         return
     raise typer.Exit(code)
+
+
+RECORD_EPILOG = ("Exit codes: 0 recorded; 2 could not record (one line on stderr says why). Settings: inputs, input-shape, "
+                 "checkpoint, trust-checkpoint and seed from \\[tool.torchaudit] of the nearest pyproject.toml; the command line wins.")
+
+
+@app.command("record", epilog=RECORD_EPILOG)
+def record_command(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME, package.module:NAME or a save_pretrained folder.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="RUN", help="The folder to write the recording to (made if missing; an earlier recording there is replaced).")],
+    inputs: Annotated[Optional[str], typer.Option("--inputs", rich_help_panel="Inputs", metavar="PATH:FN", help="Example inputs from a function: path.py:fn.")] = None,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", rich_help_panel="Inputs", metavar="SHAPE", help="A random input of this shape, e.g. 1,3,224,224 or 8,128:int64 (repeatable).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", rich_help_panel="Checkpoint", metavar="PATH", help="Load this checkpoint into the model first.")] = None,
+    trust_checkpoint: Annotated[Optional[bool], typer.Option("--trust-checkpoint/--no-trust-checkpoint", rich_help_panel="Checkpoint", metavar="", help="Unpickle the checkpoint with weights_only=False (only for files you made).")] = None,
+    meta: Annotated[Optional[bool], typer.Option("--meta/--no-meta", rich_help_panel="Checkpoint", metavar="", help="Refused: a recording needs values.")] = None,
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="Run on cpu or cuda[:N].")] = "cpu",
+    dtype: Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE", help="Run in this dtype, e.g. float32, bfloat16 (default: the model's own).")] = None,
+    mode: Annotated[str, typer.Option("--mode", metavar="MODE", help="eval or train.")] = "eval",
+    granularity: Annotated[str, typer.Option("--granularity", metavar="LEVEL", help="op: every node's value (local error per op); module: leaf-module calls only (smaller; local error per module).")] = "op",
+    seed: Annotated[Optional[int], typer.Option("--seed", metavar="INT", help="Seed of the inputs and random ops (default 0).")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Run the model once and record every node's output (safetensors shards + a JSON manifest), to compare on another machine.
+
+    Then 'torchaudit scan TARGET --against RUN' compares a live run with it, node by node, and
+    'torchaudit compare RUN_A RUN_B' compares two recordings."""
+    try:
+        from torchaudit.settings import resolve
+
+        flags = dict(inputs=inputs, input_shape=input_shape, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint,
+                     meta=meta, seed=seed)
+        settings = resolve(target, flags, config=config, isolated=isolated)
+        _say_config(settings.config, True)
+        from torchaudit.recording import record, summary_line
+
+        with _RecordProgress() as bar, contextlib.redirect_stdout(sys.stderr):
+            manifest = record(target, output, settings=settings, device=device, dtype=dtype, mode=mode,
+                              granularity=granularity, progress=bar)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        _fail(exc, debug)
+        return
+    typer.echo(summary_line(manifest, output))
+
+
+class _RecordProgress:
+    """A progress bar on stderr while a recording runs (only on a terminal)."""
+
+    def __enter__(self) -> "_RecordProgress":
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("recording"), BarColumn(), MofNCompleteColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("record", total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@app.command("compare", epilog=EPILOG)
+def compare_command(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The reference recording (a folder written by 'torchaudit record').")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The recording to compare with it.")],
+    atol: Annotated[Optional[float], typer.Option("--atol", metavar="FLOAT", help="Absolute tolerance, >= 0 (default: assert_close's for RUN_B's dtype).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", metavar="FLOAT", help="Relative tolerance, >= 0 (default: assert_close's for RUN_B's dtype).")] = None,
+    fail_on: FailOn = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", rich_help_panel="Reports", metavar="PATH", help="Write the JSON report here ('-' = stdout).")] = None,
+    html_path: Annotated[Optional[str], typer.Option("--html", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["html"])] = None,
+    markdown_path: Annotated[Optional[str], typer.Option("--markdown", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["markdown"])] = None,
+    sarif_path: Annotated[Optional[str], typer.Option("--sarif", rich_help_panel="Reports", metavar="PATH", help=REPORT_HELP["sarif"])] = None,
+    output_format: Annotated[Optional[str], typer.Option("--output-format", rich_help_panel="Reports", metavar="FORMAT", help=OUTPUT_FORMAT_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel="Reports", metavar="", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", rich_help_panel="Reports", metavar="", help=VERBOSE_HELP)] = False,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Configuration", metavar="PATH", help=CONFIG_HELP)] = None,
+    isolated: Annotated[bool, typer.Option("--isolated", rich_help_panel="Configuration", metavar="", help=ISOLATED_HELP)] = False,
+    debug: Annotated[bool, typer.Option("--debug", rich_help_panel="Configuration", metavar="", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Two recordings, no model: the error per node and where they first part (by total error; local error needs 'scan --against')."""
+    command = _command_line()
+    try:
+        from torchaudit.settings import check_paths, resolve
+
+        flags = dict(atol=atol, rtol=rtol, fail_on=fail_on, json=json_path, html=html_path, markdown=markdown_path,
+                     sarif=sarif_path, output_format=output_format)
+        settings = resolve(None, flags, config=config, isolated=isolated)
+        detail = _detail(quiet, verbose)
+        check_paths(settings)
+        to_stderr = settings.stdout_report is not None
+        _say_config(settings.config, to_stderr)
+        from torchaudit.recording import compare_recordings
+
+        report = compare_recordings(run_a, run_b, settings=settings, command=command)
+        failed = _write(report, settings.json, settings.html, settings.markdown, settings.sarif)
+    except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
+        _fail(exc, debug)
+        return
+    _show(report, settings.output_format, to_stderr, detail)
+    if failed is not None:
+        _fail(failed, debug)
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-COMPARISON_NAMES = ("auto", "dtype", "device", "reload", "mode", "determinism", "batch")  # a test checks the registry
+COMPARISON_NAMES = ("auto", "dtype", "device", "reload", "mode", "determinism", "batch", "record")  # a test checks the registry
 OUTPUTS = ("json", "html", "markdown", "sarif")  # report paths; "-" is stdout
 OUTPUT_FORMATS = ("text", "concise", "json", "github")  # what the terminal shows (ruff's --output-format)
 _CODE = re.compile(r"^TA\d{0,3}$")
@@ -38,6 +38,7 @@ KEYS: dict[str, str] = {
     "atol": "float", "rtol": "float", "seed": "int",
     "select": "codes", "ignore": "codes", "fail-on": "str", "baseline": "path",
     "json": "path", "html": "path", "markdown": "path", "sarif": "path", "output-format": "str",
+    "against": "path",
 }
 
 
@@ -68,6 +69,7 @@ class Settings:
     sarif: str | None = None
     output_format: str = "text"
     config: str | None = None  # the file the settings came from, if any
+    against: str | None = None  # a recording folder (torchaudit record): the reference of the record comparison
 
     def replace(self, **changes: Any) -> Settings:
         """These settings with ``changes`` (``None`` values are left out: "not given"), checked."""
@@ -97,7 +99,7 @@ class Settings:
         for key, cfg in (("reference", self.reference), ("candidate", self.candidate)):
             if cfg is not None:
                 Config.parse(cfg, opt(key))  # the syntax; comparisons read it the same way
-        if whole:
+        if whole and not (self.against and self.reference is None):  # --against: --candidate alone sets the live side
             _check_paired(self.reference, self.candidate, opt)
         output_format = self.output_format.strip().lower() if isinstance(self.output_format, str) else self.output_format
         if output_format not in OUTPUT_FORMATS:
@@ -253,7 +255,9 @@ def resolve(target: str | None, flags: Mapping[str, Any], *, config: str | None 
 
 def _check_pair(base: Settings, flags: Mapping[str, Any], path: Path | None) -> None:
     """``reference`` and ``candidate`` come together; the error names where the one given was set."""
-    given = {k: flags.get(k) if flags.get(k) is not None else getattr(base, k) for k in ("reference", "candidate")}
+    given = {k: flags.get(k) if flags.get(k) is not None else getattr(base, k) for k in ("reference", "candidate", "against")}
+    if given["against"] and given["reference"] is None:
+        return
     _check_paired(given["reference"], given["candidate"],
                   lambda key: f"--{key}" if flags.get(key) is not None else f"{key} in [tool.torchaudit] of {path}")
 
@@ -288,6 +292,9 @@ def check_paths(settings: Settings, target: str | None = None) -> None:
             raise OptionError(f"--inputs {settings.inputs!r} names no function", "write it as path.py:function")
         if file.endswith(".py") and not Path(file).is_file():
             raise OptionError(f"--inputs file not found: {file}", "check the path in --inputs path.py:function")
+    if settings.against is not None and not Path(settings.against).is_dir():
+        raise OptionError(f"--against {settings.against}: not found (a recording is a folder)",
+                          "pass a folder written by 'torchaudit record'")
     if settings.baseline is not None and not Path(settings.baseline).is_file():
         raise OptionError(f"baseline file not found: {settings.baseline}",
                           "write one with --write-baseline PATH, or fix the path")

@@ -9,6 +9,7 @@
 | `determinism` | the candidate config       | the same config again (other seed)     |
 | `batch`       | each sample alone          | the whole batch                        |
 | `custom`      | `--reference CFG`          | `--candidate CFG`                      |
+| `record`      | a recording (`--against`)  | the live model (`--candidate CFG`)     |
 
 Every comparison works on copies of the user's model. One that cannot run here returns a
 ``skipped`` result with its reason and the flag that fixes it.
@@ -56,6 +57,7 @@ class Options:
     candidate: Config | None = None
     graph: ModelGraph | None = None  # the scan's own trace of the model (eval, its dtype and device)
     streaming: Streaming | None = None  # --stream-weights: the model is a skeleton, weights come from files
+    against: str | None = None  # a recording (``torchaudit record``): the reference of ``record``
 
 
 def convert_inputs(inputs: ExampleInputs, device: str, dtype: torch.dtype | None) -> ExampleInputs:
@@ -247,6 +249,12 @@ def compare_reload(model: nn.Module, inputs: ExampleInputs, opts: Options) -> Co
     return run_reload(model, inputs, opts)
 
 
+def compare_record(model: nn.Module, inputs: ExampleInputs, opts: Options) -> ComparisonResult:
+    from torchaudit.analyzer.record.compare import compare_record as run_record
+
+    return run_record(model, inputs, opts)
+
+
 COMPARISONS: dict[str, Callable[[nn.Module, ExampleInputs, Options], ComparisonResult]] = {
     "dtype": compare_dtype,
     "device": compare_device,
@@ -255,4 +263,5 @@ COMPARISONS: dict[str, Callable[[nn.Module, ExampleInputs, Options], ComparisonR
     "determinism": compare_determinism,
     "batch": compare_batch,
     "custom": compare_custom,
+    "record": compare_record,
 }

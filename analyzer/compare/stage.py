@@ -53,7 +53,10 @@ def resolve_names(names: Sequence[str] | None, opts: Options) -> tuple[list[str]
             explicit.add(n)
         else:
             raise OptionError(f"unknown comparison {n!r}", f"use auto or one of {', '.join(COMPARISONS)}")
-    if opts.reference is not None or opts.candidate is not None:
+    if opts.against is not None:  # --against RUN: the recording against the live model (--candidate alone sets it)
+        out.append("record")
+        explicit.add("record")
+    if opts.reference is not None or (opts.candidate is not None and opts.against is None):
         if opts.reference is None or opts.candidate is None:
             raise OptionError("--reference and --candidate come together", "pass both, e.g. --reference cpu:float64 --candidate cpu:float16")
         if "custom" not in out:
@@ -223,11 +226,12 @@ def scan_comparisons(
     progress: bool = False,
     graph: ModelGraph | None = None,
     streaming: Streaming | None = None,
+    against: str | None = None,
 ) -> tuple[list[ComparisonResult], list[ComparisonFailure]]:
     """What ``scan`` runs: parse the options, then every requested comparison. ``graph`` is the
     scan's own trace of ``model``: sides in the configuration it was traced in run it."""
     opts = Options(
-        seed=seed, atol=atol, rtol=rtol, target=target, graph=graph, streaming=streaming,
+        seed=seed, atol=atol, rtol=rtol, target=target, graph=graph, streaming=streaming, against=against,
         reference=Config.parse(reference, "--reference") if reference else None,
         candidate=Config.parse(candidate, "--candidate") if candidate else None,
     )

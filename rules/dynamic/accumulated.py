@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 # A comparison of one configuration against itself (reload, determinism) has no rounding to
 # accumulate: an output outside tolerance there is as wrong as a divergent node (TA701, TA702).
-_SEVERITY = {"reload": Severity.ERROR, "determinism": Severity.ERROR}
+# One against a recording (record, recordings) is a regression gate: the same (TA709).
+_SEVERITY = {"reload": Severity.ERROR, "determinism": Severity.ERROR, "record": Severity.ERROR, "recordings": Severity.ERROR}
 
 
 def contribution_text(c: Contribution) -> str:
