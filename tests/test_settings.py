@@ -38,6 +38,9 @@ def _project(tmp_path: Path, lines: list[str]) -> Path:
         torch.save(state, folder / "w.pt")
         # a training checkpoint with a pickled object: read as trusted only with trust-checkpoint
         torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, folder / "train.pt")
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "w.safetensors"))
     if any(line.startswith("against") for line in lines) and not (folder / "run").exists():
         from torchaudit.recording import record
 
@@ -88,6 +91,8 @@ CASES: dict[str, tuple[list[str], str, tuple[str, ...], Callable[[Outcome], Any]
     "markdown": ([STATIC], 'markdown = "out/r.md"', (), lambda o: (o[2] / "out" / "r.md").is_file()),
     "sarif": ([STATIC], 'sarif = "out/r.sarif"', (), lambda o: (o[2] / "out" / "r.sarif").is_file()),
     "output-format": ([STATIC], 'output-format = "concise"', (), lambda o: o[3].count("fix:")),  # concise: no fix lines
+    "stream-weights": ([MODE, 'checkpoint = "w.safetensors"'], "stream-weights = true", JSON,
+                       lambda o: o[1].get("streamed_weights", {}).get("reason")),
     "against": (['compare = ["record"]'], 'against = "run"', JSON, lambda o: _comparison(o[1], "record")["status"]),
 }
 
