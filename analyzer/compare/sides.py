@@ -275,19 +275,43 @@ def at_first_use(nodes: list[torch.fx.Node]) -> list[torch.fx.Node]:
     """The graph's nodes in execution order, each ``get_attr`` moved to just before its first
     user. ``torch.export`` graphs fetch every weight first; run in that order, every weight
     would be alive from the start. A ``get_attr`` reads no other node, so this order runs
-    the same ops on the same values, and the first node to diverge is the first in data flow."""
-    pending: dict[torch.fx.Node, None] = {}
+    the same ops on the same values, and the first node to diverge is the first in data flow.
+    A user inside a vmap region (:func:`~torchaudit.analyzer.compare.lockstep.vmap_regions`,
+    which runs whole) gets it before the region starts, so the region stays what it was."""
+    start = _region_starts(nodes)
+    before: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    placed: set[torch.fx.Node] = set()
+    for n in nodes:
+        for m in n.all_input_nodes:
+            if m.op == "get_attr" and m not in placed:
+                placed.add(m)
+                before.setdefault(start.get(n, n), []).append(m)
     out: list[torch.fx.Node] = []
     for n in nodes:
-        if n.op == "get_attr" and n.users:
-            pending[n] = None
+        if n in placed:
             continue
-        for m in n.all_input_nodes:
-            if m in pending:
-                del pending[m]
-                out.append(m)
+        out.extend(before.get(n, ()))
         out.append(n)
-    out.extend(pending)
+    return out
+
+
+def _region_starts(nodes: list[torch.fx.Node]) -> dict[torch.fx.Node, torch.fx.Node]:
+    """Each node inside a vmap region, mapped to the region's first node."""
+    out: dict[torch.fx.Node, torch.fx.Node] = {}
+    first: torch.fx.Node | None = None
+    depth = 0
+    for n in nodes:
+        target = fx_op_name(n.target) if n.op == "call_function" else ""
+        if target.endswith("_vmap_increment_nesting"):
+            if depth == 0:
+                first = n
+            depth += 1
+        if first is not None:
+            out[n] = first
+        if target.endswith("_vmap_decrement_nesting") and depth:
+            depth -= 1
+            if depth == 0:
+                first = None
     return out
 
 

@@ -40,10 +40,16 @@ _FIRST = ("torch", "python", "device", "device_name", "cuda_version", "cudnn_ver
 
 
 def environment_diff(recorded: dict[str, Any], live: dict[str, Any]) -> list[dict[str, Any]]:
-    """``[{"key", "recorded", "live"}]`` for every key (flags as ``flags.NAME``) whose values differ."""
+    """``[{"key", "recorded", "live"}]`` for every key (flags as ``flags.NAME``) whose values differ.
+    A library version one run did not have loaded (``transformers``: ``None`` when the model did
+    not import it, or another import had loaded it in that process) is not a difference."""
     a, b = _flat(recorded), _flat(live)
     keys = [k for k in _FIRST if k in a or k in b] + sorted((set(a) | set(b)) - set(_FIRST))
-    return [{"key": k, "recorded": a.get(k), "live": b.get(k)} for k in keys if a.get(k) != b.get(k)]
+    return [{"key": k, "recorded": a.get(k), "live": b.get(k)} for k in keys
+            if a.get(k) != b.get(k) and not (k in _IF_LOADED and None in (a.get(k), b.get(k)))]
+
+
+_IF_LOADED = frozenset({"transformers"})  # versions reported only when the process had imported them
 
 
 def _flat(env: dict[str, Any]) -> dict[str, Any]:
