@@ -103,10 +103,14 @@ def prepare(
     traced: bool = True,
     seed: int = 0,
     stream: bool = False,
+    own_weights: bool = True,
 ) -> Prepared:
     """Load the target (an ``nn.Module`` or a TARGET string), find and check its example
     inputs, read ``checkpoint`` safely (loading it into a copy where it loads with
     ``strict=True``) and trace the result (unless ``traced=False``).
+
+    A save_pretrained directory's own weights are its checkpoint when ``checkpoint`` is ``None``,
+    unless ``own_weights=False`` (``diff`` reads its two files itself).
 
     ``meta=True`` builds the model without weight memory (fake tensors, ``analyzer/load/meta.py``)
     and never reads checkpoint data; a model whose tensors have no values is treated the same.
@@ -126,7 +130,7 @@ def prepare(
     with seeded(seed):  # the same inputs however the model was built (a skeleton draws no initial weights)
         inputs = inputs_for(module, target, example_inputs, inputs_spec, input_shapes, meta)
     ckpt = None
-    if checkpoint is None and target is not None and target.weights is not None:
+    if checkpoint is None and own_weights and target is not None and target.weights is not None:
         checkpoint = str(target.weights)  # a save_pretrained directory's own weights, read by our loader
     if checkpoint is not None:
         from torchaudit.analyzer.load.checkpoint_match import prepare_checkpoint

@@ -86,3 +86,12 @@ def test_bench_lint_prints_time_per_file_without_torch() -> None:
         assert r["per_file_s"] == pytest.approx(r["seconds"] / r["files"])
     assert result["ok"] == all(r["per_file_s"] < result["target_s"] for r in rows)
     assert out.returncode == (0 if result["ok"] else 1)
+
+
+@pytest.mark.slow  # writes two small sharded directories and runs the CLI twice in fresh interpreters
+def test_bench_diff_table_prints_peak_rss_and_finds_the_changes() -> None:
+    out = _run("benchmarks/bench_diff_table.py", "--size-mb", "20", "--shards", "2", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["exit_code"] == 0 and result["changed_found"] is True
+    assert result["shards"] == 2 and result["peak_rss_mb"] > 0 and result["tiny_dirs_peak_rss_mb"] > 0

@@ -326,13 +326,24 @@ def rule_command(code: Annotated[str, typer.Argument(help="A rule code, e.g. TA1
 
 @app.command(epilog=EPILOG)
 def diff(
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="path/to/model.py, path/to/model.py:NAME or package.module:NAME.")],
-    a: Annotated[str, typer.Argument(metavar="A", help="The first checkpoint (the reference).")],
-    b: Annotated[str, typer.Argument(metavar="B", help="The second checkpoint (the candidate).")],
+    target: Annotated[str, typer.Argument(
+        metavar="[TARGET]", show_default=False,
+        help="path/to/model.py, path/to/model.py:NAME, package.module:NAME or a save_pretrained directory. "
+             "Leave it out when A and B are save_pretrained directories: the model is built from A's config.json.")],
+    a: Annotated[str, typer.Argument(
+        metavar="A", show_default=False,
+        help="The first checkpoint (the reference): a file, a save_pretrained directory or a *.index.json (sharded).")],
+    b: Annotated[Optional[str], typer.Argument(
+        metavar="B", show_default=False, help="The second checkpoint (the candidate), as A.")] = None,
     inputs: Annotated[Optional[str], typer.Option("--inputs", rich_help_panel="Inputs", metavar="PATH:FN", help="Example inputs from a function: path.py:fn.")] = None,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", rich_help_panel="Inputs", metavar="SHAPE", help="A random input of this shape, e.g. 1,3,224,224 (repeatable).")] = None,
     trust_checkpoint: Annotated[
         Optional[bool], typer.Option("--trust-checkpoint/--no-trust-checkpoint", rich_help_panel="Checkpoint", metavar="", help="Unpickle with weights_only=False (only for files you made).")
+    ] = None,
+    static_only: Annotated[
+        Optional[bool], typer.Option("--static-only/--no-static-only", rich_help_panel="Comparisons", metavar="",
+                                     help="The tensor table and the checkpoint rules only: the model is built on the meta device and "
+                                          "neither file is loaded into it (no comparison), so memory stays near the largest pair of tensors.")
     ] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", rich_help_panel="Comparisons", metavar="FLOAT", help="Absolute tolerance of the comparison, >= 0.")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", rich_help_panel="Comparisons", metavar="FLOAT", help="Relative tolerance of the comparison, >= 0.")] = None,
@@ -351,8 +362,14 @@ def diff(
 ) -> None:
     """Two checkpoints of one model: what changed per tensor, then where the activations part.
 
-    Reads the inputs, input-shape, trust-checkpoint, json, html, markdown, sarif, output-format, atol, rtol, seed and fail-on keys of
-    \\[tool.torchaudit]; the scan-only keys are not used here."""
+    'diff TARGET A B': the model, then two checkpoints (files, save_pretrained directories or *.index.json of shards).
+
+    'diff DIR_A DIR_B': two save_pretrained directories; the model is built from DIR_A's config.json, and DIR_B's must match.
+
+    The tensor table reads both checkpoints tensor by tensor; --static-only stops there (no comparison, no model loaded).
+
+    Reads the inputs, input-shape, trust-checkpoint, static-only, json, html, markdown, sarif, output-format, atol, rtol,
+    seed and fail-on keys of \\[tool.torchaudit]; the scan-only keys are not used here."""
 
     command = _command_line()
     try:
@@ -361,12 +378,12 @@ def diff(
         from torchaudit.errors import CheckpointError
         from torchaudit.settings import check_paths, resolve
 
-        flags = dict(inputs=inputs, input_shape=input_shape, trust_checkpoint=trust_checkpoint, json=json_path,
-                     html=html_path, markdown=markdown_path, sarif=sarif_path, output_format=output_format, atol=atol, rtol=rtol,
-                     seed=seed, fail_on=fail_on)
+        flags = dict(inputs=inputs, input_shape=input_shape, trust_checkpoint=trust_checkpoint, static_only=static_only,
+                     json=json_path, html=html_path, markdown=markdown_path, sarif=sarif_path, output_format=output_format,
+                     atol=atol, rtol=rtol, seed=seed, fail_on=fail_on)
         settings = resolve(target, flags, config=config, isolated=isolated)
         check_paths(dataclasses.replace(settings, checkpoint=None, baseline=None))
-        for path in (a, b):
+        for path in (a, b) if b is not None else (a,):  # DIR_A DIR_B: the library says what DIR_A must be
             if not Path(path).exists():  # a folder: the loader says more
                 raise CheckpointError(f"checkpoint not found: {path}", "check the path")
         to_stderr = settings.stdout_report is not None
@@ -374,7 +391,7 @@ def diff(
 
         from torchaudit.diffing import diff as run_diff
 
-        report = run_diff(target, a, b, settings=settings, command=command)
+        report = run_diff(target, a, b, settings=settings, command=command)  # b None: DIR_A DIR_B
         failed = _write(report, settings.json, settings.html, settings.markdown, settings.sarif)
     except Exception as exc:  # noqa: BLE001 - TorchAuditError: one line; anything else: a bug, same treatment
         _fail(exc, debug)

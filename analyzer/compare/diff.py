@@ -20,6 +20,7 @@ from torchaudit.analyzer.compare.comparisons import result_from, skipped
 from torchaudit.analyzer.dtypes import dtype_name, model_dtype
 from torchaudit.analyzer.load.inputs import ExampleInputs
 from torchaudit.analyzer.load import stored_values
+from torchaudit.analyzer.load.safetensors_file import Releasable
 from torchaudit.analyzer.load.stored_values import chunks, distinct
 from torchaudit.analyzer.compare.metrics import Tolerance
 from torchaudit.analyzer.compare.pair import NotStreamed, SideSpec, run_pair
@@ -58,31 +59,39 @@ def _dt(t: torch.Tensor) -> str:
 
 def tensor_diff(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> list[TensorChange]:
     """One row per key of A or B, in A's order then B's new keys; tensors read one at a time,
-    compared a chunk at a time (:func:`change`)."""
+    compared a chunk at a time (:func:`change`), and each side's memory for a key given back
+    before the next is read (:class:`~torchaudit.analyzer.load.safetensors_file.Releasable`: a
+    safetensors file or shard), so the table's memory stays near the largest pair of tensors,
+    not the two files."""
     rows: list[TensorChange] = []
     keys = list(a) + [k for k in b if k not in a]
     for key in keys:
-        if key not in b:
-            t = a[key]
-            rows.append(TensorChange(key, "only_in_a", tuple(t.shape), None, _dt(t), None))
-            continue
-        if key not in a:
-            t = b[key]
-            rows.append(TensorChange(key, "only_in_b", None, tuple(t.shape), None, _dt(t)))
-            continue
-        ta, tb = a[key], b[key]
-        sa, sb = tuple(ta.shape), tuple(tb.shape)
-        if sa != sb:
-            rows.append(TensorChange(key, "shape_changed", sa, sb, _dt(ta), _dt(tb)))
-            continue
-        found = change(ta.detach(), tb.detach())
-        if found is None:
-            rows.append(TensorChange(key, "not_compared", sa, sb, _dt(ta), _dt(tb)))
-            continue
-        max_abs, max_rel, same = found
-        status = "dtype_changed" if ta.dtype != tb.dtype else ("unchanged" if same else "changed")
-        rows.append(TensorChange(key, status, sa, sb, _dt(ta), _dt(tb), max_abs, max_rel))
+        try:
+            rows.append(_compared(key, a, b))
+        finally:
+            for side in (a, b):
+                if key in side and isinstance(side, Releasable):
+                    side.release(key)
     return rows
+
+
+def _compared(key: str, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> TensorChange:
+    if key not in b:
+        t = a[key]
+        return TensorChange(key, "only_in_a", tuple(t.shape), None, _dt(t), None)
+    if key not in a:
+        t = b[key]
+        return TensorChange(key, "only_in_b", None, tuple(t.shape), None, _dt(t))
+    ta, tb = a[key], b[key]
+    sa, sb = tuple(ta.shape), tuple(tb.shape)
+    if sa != sb:
+        return TensorChange(key, "shape_changed", sa, sb, _dt(ta), _dt(tb))
+    found = change(ta.detach(), tb.detach())
+    if found is None:
+        return TensorChange(key, "not_compared", sa, sb, _dt(ta), _dt(tb))
+    max_abs, max_rel, same = found
+    status = "dtype_changed" if ta.dtype != tb.dtype else ("unchanged" if same else "changed")
+    return TensorChange(key, status, sa, sb, _dt(ta), _dt(tb), max_abs, max_rel)
 
 
 def change(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None, bool] | None:

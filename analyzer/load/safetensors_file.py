@@ -28,7 +28,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -195,6 +195,14 @@ def _check_tiling(path: Path, tensors: dict[str, StEntry], data: int, n: int) ->
         raise damaged(path, f"{data - at:,} bytes after its last tensor belong to none")
 
 
+@runtime_checkable
+class Releasable(Protocol):
+    """A mapping of checkpoint tensors that can give back the memory reading one of them took
+    (:class:`LazySafetensors`, and a sharded checkpoint of its shards)."""
+
+    def release(self, key: str) -> None: ...
+
+
 class LazySafetensors(Mapping[str, torch.Tensor]):
     """The tensors of a checked safetensors file, each read when asked for (never all at once).
 
@@ -217,6 +225,29 @@ class LazySafetensors(Mapping[str, torch.Tensor]):
             with safe_open(str(self._path), framework="pt", device="cpu") as f:
                 return f.get_tensor(key)
         return self._flat(e.dtype, e.begin, e.end).view(e.shape)
+
+    def release(self, key: str) -> None:
+        """Give back the memory that reading ``key`` took: its pages leave this process's map
+        (``madvise(MADV_DONTNEED)``), so a reader that goes tensor by tensor (``diff``'s table)
+        stays near the largest tensor, not the file.
+
+        Why madvise and not a map per tensor: the pages a read touches are resident and count in
+        the process's RSS until they are unmapped or dropped, however long ago they were read. A
+        map per tensor would unmap them when the tensor dies, but 80,000 tensors held at once (a
+        ``load_state_dict``) would be 80,000 maps, past Linux's default ``vm.max_map_count``
+        (65,530); and ``pread`` into a buffer per tensor copies what the map shares with the page
+        cache. Dropping pages of this private (copy-on-write) file map is always safe here: a
+        view still held reads them from the file again when touched, and nothing in torchaudit
+        writes into a checkpoint's tensors (a write would be dropped with its page). Pages shared
+        with the neighbouring tensors are dropped too, and read again if they are needed. Where
+        the platform has no ``MADV_DONTNEED`` (Windows), nothing happens."""
+        e = self._header.tensors[key]
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if self._map is None or e.begin == e.end or advice is None:
+            return
+        start = self._header.data_start + e.begin
+        aligned = start - start % mmap.PAGESIZE
+        self._map.madvise(advice, aligned, self._header.data_start + e.end - aligned)
 
     def _flat(self, dtype: torch.dtype, begin: int, end: int) -> torch.Tensor:
         """Bytes ``begin`` to ``end`` of the data section as a 1-D tensor of ``dtype`` (no copy)."""

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.load.checkpoint import Checkpoint, TensorEntry, load_checkpoint
+from torchaudit.analyzer.load.safetensors_file import Releasable
 from torchaudit.errors import CheckpointError
 
 WEIGHT_NAMES = (  # transformers' own order of preference
@@ -139,6 +140,13 @@ class ShardedTensors(Mapping[str, torch.Tensor]):
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.parts[self._owners[key]][key]
+
+    def release(self, key: str) -> None:
+        """Give back the memory that reading ``key`` took, where its shard can (a safetensors
+        shard: :meth:`LazySafetensors.release`; a ``.bin`` shard's tensors stay as loaded)."""
+        part = self.parts[self._owners[key]]
+        if isinstance(part, Releasable):
+            part.release(key)
 
     def __contains__(self, key: object) -> bool:
         return key in self._owners

@@ -89,3 +89,53 @@ def load_transformers_dir(spec: str, build_context: Callable[[], ContextManager[
     return LoadedTarget(
         spec=spec, model=factory(), module=module, name=cls.__name__, factory=factory, file=None, weights=weights,
     )
+
+
+# config.json keys that say how or by whom a file was written, not what the model computes;
+# dtype is left out as well: the tensor table shows a change of dtype tensor by tensor
+_BOOKKEEPING = frozenset({
+    "_name_or_path", "transformers_version", "architectures", "dtype", "torch_dtype", "use_cache",
+    "_commit_hash", "_attn_implementation_autoset", "output_attentions", "output_hidden_states", "return_dict",
+})
+
+
+def config_folder(checkpoint: Path) -> Path | None:
+    """The folder whose ``config.json`` describes a checkpoint (a directory, or an index or file
+    beside a ``config.json``), or ``None``."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    return folder if (folder / CONFIG).is_file() else None
+
+
+def same_model(folder_a: Path, folder_b: Path) -> tuple[str, ...]:
+    """Check that B's ``config.json`` describes the model A's does (``diff DIR_A DIR_B`` builds
+    one model, from A's config, and loads each side into it).
+
+    Another class, or a config that gives the state dict other keys or shapes (both built on
+    the meta device: no weight memory), is :class:`TargetError`. Other differences (``rope_theta``,
+    ``hidden_act``, a dropout rate) come back as notes: the model with B loaded runs with A's values."""
+    config_a, config_b = read_config(folder_a), read_config(folder_b)
+    cls_a, cls_b = model_class(config_a, folder_a), model_class(config_b, folder_b)
+    fix = "pass TARGET A B to diff both files against one model"
+    if cls_a is not cls_b:
+        raise TargetError(f"{folder_b / CONFIG} names {cls_b.__name__}, {folder_a / CONFIG} {cls_a.__name__}: not two checkpoints of one model", fix)
+    da, db = config_a.to_dict(), config_b.to_dict()
+    differing = sorted(k for k in da.keys() | db.keys() if k not in _BOOKKEEPING and da.get(k) != db.get(k))
+    if not differing:
+        return ()
+    shown = "; ".join(f"{k} {da.get(k)!r} -> {db.get(k)!r}" for k in differing[:4]) + (f" and {len(differing) - 4} more" if len(differing) > 4 else "")
+    if _shapes(cls_a, config_a, folder_a) != _shapes(cls_b, config_b, folder_b):
+        raise TargetError(f"{folder_b / CONFIG} describes a {cls_a.__name__} of other shapes than {folder_a / CONFIG} ({shown})", fix)
+    return (f"B's {CONFIG} differs from A's ({shown}); both checkpoints ran in the model built from A's",)
+
+
+def _shapes(cls: type[nn.Module], config: Any, folder: Path) -> dict[str, tuple[int, ...]]:
+    """The state dict's keys and shapes of ``cls`` built from ``config`` on the meta device."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = cls._from_config(config)  # type: ignore[attr-defined]  # every PreTrainedModel has it
+    except Exception as exc:  # noqa: BLE001 - transformers' constructor on the user's config
+        text = " ".join(str(exc).split())
+        raise TargetError(f"building {cls.__name__} from {folder / CONFIG} failed: {type(exc).__name__}: {text[:200]}", _FIX) from None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
