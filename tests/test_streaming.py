@@ -253,3 +253,28 @@ def test_device_comparison_streams_onto_cuda(saved: Path, tmp_path: Path) -> Non
     _, streamed, _ = _scan(tmp_path, "streamed", *args, "--stream-weights")
     assert _by_name(streamed)["device"]["status"] in ("matched", "diverged", "accumulated")
     _same_results(memory, streamed)
+
+
+def test_diff_of_two_directories_streamed_gives_the_in_memory_results(saved: Path, tmp_path: Path) -> None:
+    """A's tensors feed the reference, B's the candidate, each read as its node needs it."""
+    results = {}
+    for name, extra in (("memory", ()), ("streamed", ("--stream-weights",))):
+        out = tmp_path / f"{name}.json"
+        done = invoke_cli("diff", str(saved / "llama"), str(saved / "llama_b"), *extra, "--json", str(out))
+        assert done.returncode == 0, done.stderr
+        results[name] = json.loads(out.read_text())
+    memory, streamed = results["memory"], results["streamed"]
+    _same_results(memory, streamed)
+    assert streamed["tensor_diff"] == memory["tensor_diff"]
+    first = streamed["comparisons"][0]["first_divergence"]
+    assert first["module"] == "model.layers.1.mlp.down_proj"  # the weight B changed
+    st = streamed["streamed_weights"]
+    assert [Path(p).name for p in st["checkpoints"]] == ["llama", "llama_b"] and st["bytes_read"] >= st["bytes"] // 2
+
+
+def test_diff_streams_by_itself_when_both_checkpoints_exceed_half_the_memory(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    both = weight_files.checkpoint_bytes(saved / "llama") + weight_files.checkpoint_bytes(saved / "llama_b")
+    monkeypatch.setattr(weight_files, "available_memory", lambda: both + 1)  # each alone would fit, both do not
+    report = torchaudit.diff(str(saved / "llama"), str(saved / "llama_b"))
+    assert "exceed half of the available memory" in report.extras["streamed_weights"]["reason"]
+    assert report.comparisons[0].first_divergence is not None

@@ -345,6 +345,9 @@ def diff(
                                      help="The tensor table and the checkpoint rules only: the model is built on the meta device and "
                                           "neither file is loaded into it (no comparison), so memory stays near the largest pair of tensors.")
     ] = None,
+    stream_weights: Annotated[
+        Optional[bool], typer.Option("--stream-weights/--no-stream-weights", rich_help_panel="Checkpoint", metavar="", help=STREAM_HELP)
+    ] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", rich_help_panel="Comparisons", metavar="FLOAT", help="Absolute tolerance of the comparison, >= 0.")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", rich_help_panel="Comparisons", metavar="FLOAT", help="Relative tolerance of the comparison, >= 0.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", rich_help_panel="Comparisons", metavar="INT", help="Seed of random ops in the comparison (default 0).")] = None,
@@ -367,8 +370,10 @@ def diff(
     'diff DIR_A DIR_B': two save_pretrained directories; the model is built from DIR_A's config.json, and DIR_B's must match.
 
     The tensor table reads both checkpoints tensor by tensor; --static-only stops there (no comparison, no model loaded).
+    --stream-weights runs the comparison on A's and B's safetensors weights read module by module (on by itself when both
+    together exceed half of the available memory).
 
-    Reads the inputs, input-shape, trust-checkpoint, static-only, json, html, markdown, sarif, output-format, atol, rtol,
+    Reads the inputs, input-shape, trust-checkpoint, static-only, stream-weights, json, html, markdown, sarif, output-format, atol, rtol,
     seed and fail-on keys of \\[tool.torchaudit]; the scan-only keys are not used here."""
 
     command = _command_line()
@@ -379,7 +384,7 @@ def diff(
         from torchaudit.settings import check_paths, resolve
 
         flags = dict(inputs=inputs, input_shape=input_shape, trust_checkpoint=trust_checkpoint, static_only=static_only,
-                     json=json_path, html=html_path, markdown=markdown_path, sarif=sarif_path, output_format=output_format,
+                     stream_weights=stream_weights, json=json_path, html=html_path, markdown=markdown_path, sarif=sarif_path, output_format=output_format,
                      atol=atol, rtol=rtol, seed=seed, fail_on=fail_on)
         settings = resolve(target, flags, config=config, isolated=isolated)
         check_paths(dataclasses.replace(settings, checkpoint=None, baseline=None))

@@ -32,6 +32,7 @@ def diff(
     inputs_spec: str | None = None,
     trust_checkpoint: bool | None = None,
     static_only: bool | None = None,
+    stream_weights: bool | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     seed: int | None = None,
@@ -66,12 +67,17 @@ def diff(
     from torchaudit.rules.engine import catalogue, run_rules
 
     s = (settings or Settings()).replace(input_shape=input_shapes, inputs=inputs_spec, trust_checkpoint=trust_checkpoint,
-                                         static_only=static_only, atol=atol, rtol=rtol, seed=seed, fail_on=fail_on)
+                                         static_only=static_only, stream_weights=stream_weights, atol=atol, rtol=rtol, seed=seed,
+                                         fail_on=fail_on)
     notes: tuple[str, ...] = ()
     if checkpoint_b is None:  # diff(DIR_A, DIR_B): the model comes from A's config.json
         model, checkpoint_a, checkpoint_b, notes = _from_first_dir(model, checkpoint_a)
+    from torchaudit.analyzer.load.weight_files import plan_for
+
+    # streamed weights are for the comparison; --static-only runs none
+    stream = plan_for([Path(checkpoint_a), Path(checkpoint_b)], False if s.static_only else s.stream_weights)
     prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs, traced=False,
-                       seed=s.seed, meta=s.static_only, own_weights=False)
+                       seed=s.seed, meta=s.static_only, own_weights=False, stream=stream is not None)
     module, inputs = prepared.model, prepared.inputs
     findings: list[Finding] = []
     with untouched(module):
@@ -84,7 +90,16 @@ def diff(
             found, skipped_rules = run_rules(ctx, select=checkpoint_rule_codes())
             findings += [labelled(f, label) for f in found]
         rows = tensor_diff(ckpt_a.tensors or {}, ckpt_b.tensors or {})
-        result = _comparison(module, model_a, model_b, inputs, why_not_loaded(ckpt_b) or why_not_loaded(ckpt_a), s)
+        streaming = None
+        if stream is not None and prepared.skeleton is not None:
+            from torchaudit.analyzer.compare.diff import compare_streamed
+            from torchaudit.analyzer.compare.streaming import Streaming
+            from torchaudit.analyzer.load.weight_files import WeightFiles
+
+            streaming = Streaming(prepared.skeleton, WeightFiles(Path(checkpoint_a)), stream, other=WeightFiles(Path(checkpoint_b)))
+            result = compare_streamed(streaming, inputs, atol=s.atol, rtol=s.rtol, seed=s.seed)
+        else:
+            result = _comparison(module, model_a, model_b, inputs, why_not_loaded(ckpt_b) or why_not_loaded(ckpt_a), s)
     if notes:
         result = dataclasses.replace(result, notes=result.notes + notes)
     if not s.static_only:
@@ -96,7 +111,10 @@ def diff(
     info["checkpoint"] = None
     info["checkpoints"] = [str(ckpt_a.path), str(ckpt_b.path)]
     extras: dict[str, Any] = {"tensor_diff": [r.to_dict() for r in rows]}
-    if skipped_rules:
+    if streaming is not None:
+        extras["streamed_weights"] = streaming.to_dict()
+        extras["skipped_rules"] = describe_skips(skipped_rules, streamed=True)
+    elif skipped_rules:
         values = {code: STATIC_ONLY_SKIP for code, need in skipped_rules.items() if need == "values"}
         extras["skipped_rules"] = {**describe_skips(skipped_rules), **values}
     return Report(

@@ -145,18 +145,28 @@ def streaming_plan(model: object, checkpoint: str | None, requested: bool | None
             raise OptionError("--stream-weights reads the weights from safetensors files, and this scan has none",
                               "pass --checkpoint FILE.safetensors, or a save_pretrained directory as TARGET")
         return None
+    why = plan_for([path], requested)
+    return (path, why) if why is not None else None
+
+
+def plan_for(paths: list[Path], requested: bool | None) -> str | None:
+    """Why the weights of ``paths`` (checkpoints held in memory together) are streamed, or ``None``."""
+    if requested is False:
+        return None
     if requested:
-        safetensors_files(path)  # a .bin or missing checkpoint: one line, exit 2
-        return path, "--stream-weights was passed"
+        for path in paths:
+            safetensors_files(path)  # a .bin or missing checkpoint: one line, exit 2
+        return "--stream-weights was passed"
     try:
-        size = checkpoint_bytes(path)
+        size = sum(checkpoint_bytes(p) for p in paths)
         available = available_memory()
         if available is None or size <= available // 2:
             return None
-        safetensors_files(path)
+        for path in paths:
+            safetensors_files(path)
     except (OSError, CheckpointError):
         return None  # the checkpoint's own loader says what is wrong with it, as without streaming
-    return path, f"the weights ({gigabytes(size)}) exceed half of the available memory ({gigabytes(available)})"
+    return f"the weights ({gigabytes(size)}) exceed half of the available memory ({gigabytes(available)})"
 
 
 def gigabytes(n: int) -> str:
