@@ -136,11 +136,12 @@ def test_bench_streaming_quick_checks_the_directories_and_runs_each_command() ->
     static = result["static"]
     assert static["strict_load_ok"] is True and not {"TA301", "TA302", "TA303", "TA304", "TA305"} & set(static["rules"])
     runs = result["runs"]
-    assert set(runs) == {"diff", "scan-dtype", "scan-dtype-baseline"}
+    assert set(runs) == {"diff", "scan-dtype", "diff-baseline", "scan-dtype-baseline"}
     for name, r in runs.items():  # each streaming run ran, or was refused for the flag this branch may not have yet
         assert r["refused"] == "--stream-weights" or (r["rc"] in (0, 1) and r["rss_mb"] > 0), (name, r["stderr"])
-    assert runs["scan-dtype-baseline"]["refused"] is None
     assert runs["scan-dtype-baseline"]["found"]["comparisons"]["dtype"]["status"] in ("matched", "diverged", "accumulated")
-    if runs["diff"]["refused"] is None:
-        assert runs["diff"]["found"]["changed"] == [result["weights"]["changed"]]
+    for name in ("diff", "diff-baseline"):  # a diff that ran names the one tensor B changed
+        if runs[name]["refused"] is None:
+            assert runs[name]["found"]["changed"] == [result["weights"]["changed"]], name
+    assert runs["diff-baseline"]["found"]["comparisons"]["checkpoints"]["status"] != "skipped"
     assert not Path(result["folder"]).exists()  # the temporary folder is always removed
