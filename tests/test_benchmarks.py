@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,59 @@ def test_bench_diff_table_prints_peak_rss_and_finds_the_changes() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["exit_code"] == 0 and result["changed_found"] is True
     assert result["shards"] == 2 and result["peak_rss_mb"] > 0 and result["tiny_dirs_peak_rss_mb"] > 0
+def _bench_streaming():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_streaming
+    finally:
+        sys.path.pop(0)
+    return bench_streaming
+
+
+@pytest.mark.slow  # transformers models, built and loaded
+def test_bench_streaming_writes_what_save_pretrained_writes(tmp_path) -> None:
+    """The generator's directories, written tensor by tensor from a meta build, are the ones
+    save_pretrained writes for that config: same files, config, keys and sizes; from_pretrained
+    loads them with nothing missing or unexpected, and B differs from A in one tensor, by 1.01."""
+    import torch
+    transformers = pytest.importorskip("transformers")
+    bench = _bench_streaming()
+    written = bench.write_pair(tmp_path / "a", tmp_path / "b", bench.TINY, bench.QUICK_SHARD_BYTES)
+    config = bench.llama_config(bench.TINY)
+    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path / "real", max_shard_size=bench.QUICK_SHARD_BYTES)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(p.name for p in (tmp_path / "real").iterdir())
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((tmp_path / "a" / name).read_text()) == json.loads((tmp_path / "real" / name).read_text())
+    index, real = (json.loads((tmp_path / d / "model.safetensors.index.json").read_text()) for d in ("a", "real"))
+    assert index["metadata"] == real["metadata"] and set(index["weight_map"]) == set(real["weight_map"])
+    tied = transformers.LlamaConfig(**bench.TINY, tie_word_embeddings=True)  # a tied tensor is written once
+    with torch.device("meta"):
+        assert [k for k, _ in bench.state_shapes(tied)] == list(transformers.LlamaForCausalLM(tied).state_dict())[:-1]
+    models = {}
+    for side in ("a", "b"):
+        model, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path / side, local_files_only=True, output_loading_info=True)
+        assert all(not v for v in info.values()), info
+        models[side] = model.state_dict()
+    changed = [k for k in models["a"] if not torch.equal(models["a"][k], models["b"][k])]
+    assert changed == [written["changed"]] == [bench.perturbed_key(config)]
+    assert torch.equal(models["b"][changed[0]], models["a"][changed[0]] * bench.SCALE)
+    assert models["a"]["lm_head.weight"].std().item() == pytest.approx(bench.STD, rel=0.05)
+
+
+@pytest.mark.slow  # fresh interpreters: a static scan and three runs of the command line
+def test_bench_streaming_quick_checks_the_directories_and_runs_each_command() -> None:
+    out = _run("benchmarks/bench_streaming.py", "--quick", "--json")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    static = result["static"]
+    assert static["strict_load_ok"] is True and not {"TA301", "TA302", "TA303", "TA304", "TA305"} & set(static["rules"])
+    runs = result["runs"]
+    assert set(runs) == {"diff", "scan-dtype", "diff-baseline", "scan-dtype-baseline"}
+    for name, r in runs.items():  # each streaming run ran, or was refused for the flag this branch may not have yet
+        assert r["refused"] == "--stream-weights" or (r["rc"] in (0, 1) and r["rss_mb"] > 0), (name, r["stderr"])
+    assert runs["scan-dtype-baseline"]["found"]["comparisons"]["dtype"]["status"] in ("matched", "diverged", "accumulated")
+    for name in ("diff", "diff-baseline"):  # a diff that ran names the one tensor B changed
+        if runs[name]["refused"] is None:
+            assert runs[name]["found"]["changed"] == [result["weights"]["changed"]], name
+    assert runs["diff-baseline"]["found"]["comparisons"]["checkpoints"]["status"] != "skipped"
+    assert not Path(result["folder"]).exists()  # the temporary folder is always removed
