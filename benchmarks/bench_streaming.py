@@ -167,11 +167,11 @@ def write_pair(dir_a: Path, dir_b: Path, shape: dict[str, int], shard_bytes: int
 # ---- the commands and how they are measured ------------------------------------------------
 
 def commands(dir_a: Path, dir_b: Path, out: Path, baseline: bool) -> dict[str, list[str]]:
-    """Every measured command, built here only. ``diff TARGET A B``: the target is directory A
-    itself (its config builds the model), A and B the two checkpoints."""
+    """Every measured command, built here only. ``diff DIR_A DIR_B``: the model is built from A's
+    config.json."""
     cli = [sys.executable, "-m", "torchaudit"]
     runs = {
-        "diff": [*cli, "diff", str(dir_a), str(dir_a), str(dir_b), STREAM],
+        "diff": [*cli, "diff", str(dir_a), str(dir_b), STREAM],
         "scan-dtype": [*cli, "scan", str(dir_a), "--compare", "dtype", STREAM],
     }
     if baseline:  # the same commands without streaming: the figures before

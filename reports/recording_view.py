@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torchaudit.report import Report
+from torchaudit.report import Report, flat_environment
 
 # the rows always shown, in this order; any other key that differs follows
 _KEYS = ("torch", "python", "device", "device_name", "cuda_version", "cudnn_version", "transformers", "platform",
@@ -29,14 +29,6 @@ class RecordingView:
     rows: tuple[EnvRow, ...]
 
 
-def _flat(env: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in env.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
 
 
 def _text(v: Any) -> str:
@@ -49,7 +41,7 @@ def recording_view(report: Report) -> RecordingView | None:
     if not data:
         return None
     envs = data.get("environments") or {}
-    a, b = _flat(envs.get("recorded") or {}), _flat(envs.get("live") or {})
+    a, b = flat_environment(envs.get("recorded") or {}), flat_environment(envs.get("live") or {})
     differ = [d["key"] for d in data.get("environment_diff") or []]
     keys = [k for k in _KEYS if k in a or k in b] + [k for k in differ if k not in _KEYS]
     rows = tuple(EnvRow(k, _text(a.get(k)), _text(b.get(k)), k in differ) for k in keys)

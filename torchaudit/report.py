@@ -578,3 +578,15 @@ class Report:
         from torchaudit.reports.files import write_report  # reports/ imports this module: import late
 
         write_report(self, path, format)
+
+
+def flat_environment(env: Mapping[str, Any]) -> dict[str, Any]:
+    """An environment with its sections flattened: ``{"flags": {"deterministic": x}}`` becomes
+    ``{"flags.deterministic": x}`` (how environment differences name their keys)."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out

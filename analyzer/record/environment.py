@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from torchaudit.analyzer.environment import environment
+from torchaudit.report import flat_environment
 
 
 def run_environment(device: str, seed: int) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def environment_diff(recorded: dict[str, Any], live: dict[str, Any]) -> list[dic
     """``[{"key", "recorded", "live"}]`` for every key (flags as ``flags.NAME``) whose values differ.
     A library version one run did not have loaded (``transformers``: ``None`` when the model did
     not import it, or another import had loaded it in that process) is not a difference."""
-    a, b = _flat(recorded), _flat(live)
+    a, b = flat_environment(recorded), flat_environment(live)
     keys = [k for k in _FIRST if k in a or k in b] + sorted((set(a) | set(b)) - set(_FIRST))
     return [{"key": k, "recorded": a.get(k), "live": b.get(k)} for k in keys
             if a.get(k) != b.get(k) and not (k in _IF_LOADED and None in (a.get(k), b.get(k)))]
@@ -52,11 +53,3 @@ def environment_diff(recorded: dict[str, Any], live: dict[str, Any]) -> list[dic
 _IF_LOADED = frozenset({"transformers"})  # versions reported only when the process had imported them
 
 
-def _flat(env: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in env.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
