@@ -244,3 +244,29 @@ def test_an_export_traced_transformers_model(tmp_path: Path) -> None:
     c = record_comparison(json.loads(out.stdout))
     assert c["status"] == "matched" and len(c["nodes"]) > 50
     assert any(n["module"] and "layers.1" in n["module"] for n in c["nodes"])  # reached the last layer
+
+
+@pytest.mark.cuda
+def test_recorded_on_cuda_compared_on_the_cpu(tmp_path: Path) -> None:
+    """README's path for users without a GPU beside the CPU run: a CUDA recording, compared live
+    on the CPU (``--candidate``), names both devices and what differs."""
+    out = tmp_path / "gpu-run"
+    done = run("record", MODEL, "--device", "cuda", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    live = run("scan", MODEL, "--against", str(out), *GATE, "--candidate", "cpu:float32", "--json", "-")
+    data = json.loads(live.stdout)
+    c = record_comparison(data)
+    assert (c["reference"]["device"], c["candidate"]["device"]) == ("cuda", "cpu")
+    assert c["status"] in ("matched", "accumulated", "diverged") and c["nodes"]
+    assert "device" in {d["key"] for d in data["recording"]["environment_diff"]}
+
+
+def test_record_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = invoke_cli("record", MODEL, "--device", "cuda", "--output", str(tmp_path / "run"))
+    assert done.returncode == 2
+    assert "CUDA is not available here" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "manifest.json").exists()

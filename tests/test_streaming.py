@@ -278,3 +278,30 @@ def test_diff_streams_by_itself_when_both_checkpoints_exceed_half_the_memory(sav
     report = torchaudit.diff(str(saved / "llama"), str(saved / "llama_b"))
     assert "exceed half of the available memory" in report.extras["streamed_weights"]["reason"]
     assert report.comparisons[0].first_divergence is not None
+
+
+def test_a_live_module_streams_from_its_checkpoint_and_is_left_as_it_was(saved: Path) -> None:
+    """The Python API with an nn.Module: the comparison reads the checkpoint's weights into a
+    skeleton of the module; the module's own parameters are neither copied nor changed."""
+    namespace: dict = {}
+    exec(compile(PLAIN, "plain", "exec"), namespace)
+    torch.manual_seed(5)
+    net = namespace["build_model"]().eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    checkpoint = str(saved / "plain" / "weights.safetensors")
+    inputs = (torch.randn(2, 16),)
+    streamed = torchaudit.scan(net, inputs, checkpoint=checkpoint, compare=["dtype"], stream_weights=True)
+    memory = torchaudit.scan(net, inputs, checkpoint=checkpoint, compare=["dtype"])
+    assert streamed.extras["streamed_weights"]["checkpoints"] == [checkpoint]
+    (a,), (b,) = memory.comparisons, streamed.comparisons
+    assert a.to_dict()["nodes"] == b.to_dict()["nodes"] and a.status == b.status
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items()) and not net.training
+
+
+def test_meta_and_static_only_never_turn_streaming_on_by_themselves(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ask for no comparison on values: a big checkpoint then stays a header, never read."""
+    monkeypatch.setattr(weight_files, "available_memory", lambda: 1)
+    monkeypatch.setattr(weight_files.WeightFiles, "read", lambda self, key: pytest.fail(f"read {key}"))
+    for flags in ({"meta": True}, {"static_only": True}):
+        report = torchaudit.scan(str(saved / "llama"), **flags)
+        assert "streamed_weights" not in report.extras and not report.comparisons

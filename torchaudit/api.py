@@ -75,8 +75,9 @@ def scan(
     if s.stream_weights and s.against is not None:
         raise OptionError("--against compares with the live model's weights in memory; it does not stream them",
                           "drop --stream-weights")
-    # streaming is for the comparisons, and --against's fingerprint hashes the weights in memory
-    automatic = s.stream_weights is None and not s.static_only and s.against is None
+    # streaming is for the comparisons (which --meta and --static-only do not run), and
+    # --against's fingerprint hashes the weights in memory
+    automatic = s.stream_weights is None and not (s.static_only or s.meta) and s.against is None
     plan = streaming_plan(model, s.checkpoint, None if automatic else bool(s.stream_weights))
     prepared = prepare(model, example_inputs, input_shapes=s.input_shape or None, inputs_spec=s.inputs,
                        checkpoint=s.checkpoint, trust_checkpoint=s.trust_checkpoint, meta=s.meta, seed=s.seed,

@@ -17,6 +17,7 @@ build's peak is one parameter.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from typing import Any, Iterator
 
@@ -60,11 +61,6 @@ def load_skeleton_target(spec: str) -> tuple[LoadedTarget, nn.Module]:
     return dataclasses.replace(target, model=fake_copy(skeleton, mode), factory=factory), skeleton
 
 
-def is_skeleton(model: nn.Module) -> bool:
-    """Parameters on meta and no buffer without values."""
-    return any(p.is_meta for p in model.parameters()) and not any(b.is_meta for b in model.buffers())
-
-
 def skeleton_of(model: nn.Module) -> nn.Module:
     """A skeleton copy of a live model: its parameters on meta (their values are not copied),
     its buffers copied."""
@@ -73,6 +69,4 @@ def skeleton_of(model: nn.Module) -> nn.Module:
         for p in m._parameters.values():
             if p is not None and id(p) not in memo:
                 memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    import copy
-
     return copy.deepcopy(model, memo)

@@ -48,9 +48,6 @@ class WeightFiles:
     def keys(self) -> Iterable[str]:
         return self._where.keys()
 
-    def entry(self, key: str) -> StEntry:
-        return self._where[key][1]
-
     def read(self, key: str) -> torch.Tensor:
         """Tensor ``key``, read from its file into memory of its own."""
         path, e, start = self._where[key]
