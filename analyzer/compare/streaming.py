@@ -156,8 +156,11 @@ class SideWeights:
 
 
 def weight_targets(gm: torch.fx.GraphModule) -> set[str]:
-    """The ``get_attr`` targets of ``gm`` that are tensors (weights, buffers, constants)."""
-    return {str(n.target) for n in gm.graph.nodes if n.op == "get_attr" and isinstance(_attr(gm, n.target), torch.Tensor)}
+    """The ``get_attr`` targets of ``gm`` that hold no values (weights and buffers, fake in a
+    graph traced from a fake copy): each is read per use. A real tensor the graph holds itself
+    (a constant) is the graph's own, as :meth:`SideWeights.missing` counts it."""
+    return {str(n.target) for n in gm.graph.nodes
+            if n.op == "get_attr" and isinstance(_attr(gm, n.target), torch.Tensor) and not _real(_attr(gm, n.target))}
 
 
 def _tensor_names(module: nn.Module, prefix: str) -> list[str]:
