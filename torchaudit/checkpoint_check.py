@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from torchaudit.analyzer.load.checkpoint_files import CHECKPOINT_SUFFIXES
 from torchaudit.errors import CheckpointError, OptionError
 from torchaudit.report import GLOBAL_STATUSES, CheckpointFile, Finding, ImportedGlobal, Report, printable
 from torchaudit.settings import Settings
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from torchaudit.analyzer.context import AuditContext
     from torchaudit.analyzer.load.checkpoint import Checkpoint
 
-SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")  # the files a directory argument stands for
 NEEDS_MODEL = "needs a model: torchaudit scan MODEL --checkpoint FILE runs it"
 
 
@@ -111,9 +111,9 @@ def expand(given: Sequence[str | Path]) -> Iterator[tuple[Path, str | None]]:
         if not path.is_dir():
             yield path, None  # a missing file: the reader says so
             continue
-        inside = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        inside = sorted(p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
         if not inside:
-            error = CheckpointError(f"{path} is a directory without a checkpoint file ({', '.join(SUFFIXES)})",
+            error = CheckpointError(f"{path} is a directory without a checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)})",
                                     "pass a checkpoint file, or a folder that holds some")
             yield path, printable(error.one_line())
         for p in inside:

@@ -37,7 +37,7 @@ import torch.fx
 
 from torchaudit.analyzer.dtypes import narrower_range
 from torchaudit.analyzer.trace.graph import GraphNode, ModelGraph, fx_op_name
-from torchaudit.analyzer.compare.sides import Candidate, NotRunnable, Side
+from torchaudit.analyzer.compare.sides import Candidate, NotRunnable, Side, vmap_region_starts
 from torchaudit.analyzer.compare.metrics import Measured, Reference, Tolerance, Workspace, compare_values, diverges, fan_in, has_nonfinite
 from torchaudit.analyzer.values import cloned, zip_map
 from torchaudit.report import Contribution, Divergence, ErrorStats, NodeComparison
@@ -167,20 +167,8 @@ def vmap_regions(order: list[str], nodes: Mapping[str, torch.fx.Node]) -> dict[s
     the two runs' levels cross. Such a region runs whole on one side, then whole on the other,
     and only the values it hands to the rest of the graph are compared."""
     regions: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    depth = 0
-    for name in order:
-        target = fx_op_name(nodes[name].target) if name in nodes else ""
-        if target.endswith("_vmap_increment_nesting"):
-            if depth == 0:
-                current = regions.setdefault(name, [])
-            depth += 1
-        if current is not None:
-            current.append(name)
-        if target.endswith("_vmap_decrement_nesting") and depth:
-            depth -= 1
-            if depth == 0:
-                current = None
+    for name, first in vmap_region_starts(order, nodes).items():  # in ``order``'s order
+        regions.setdefault(first, []).append(name)
     return regions
 
 

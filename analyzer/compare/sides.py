@@ -276,38 +276,40 @@ def at_first_use(nodes: list[torch.fx.Node]) -> list[torch.fx.Node]:
     user. ``torch.export`` graphs fetch every weight first; run in that order, every weight
     would be alive from the start. A ``get_attr`` reads no other node, so this order runs
     the same ops on the same values, and the first node to diverge is the first in data flow.
-    A user inside a vmap region (:func:`~torchaudit.analyzer.compare.lockstep.vmap_regions`,
-    which runs whole) gets it before the region starts, so the region stays what it was."""
-    start = _region_starts(nodes)
-    before: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    A user inside a vmap region (:func:`vmap_region_starts`), which runs whole, gets it before
+    the region starts, so the region stays what it was."""
+    by_name = {n.name: n for n in nodes}
+    start = vmap_region_starts(list(by_name), by_name)
+    before: dict[str, list[torch.fx.Node]] = {}
     placed: set[torch.fx.Node] = set()
     for n in nodes:
         for m in n.all_input_nodes:
             if m.op == "get_attr" and m not in placed:
                 placed.add(m)
-                before.setdefault(start.get(n, n), []).append(m)
+                before.setdefault(start.get(n.name, n.name), []).append(m)
     out: list[torch.fx.Node] = []
     for n in nodes:
         if n in placed:
             continue
-        out.extend(before.get(n, ()))
+        out.extend(before.get(n.name, ()))
         out.append(n)
     return out
 
 
-def _region_starts(nodes: list[torch.fx.Node]) -> dict[torch.fx.Node, torch.fx.Node]:
-    """Each node inside a vmap region, mapped to the region's first node."""
-    out: dict[torch.fx.Node, torch.fx.Node] = {}
-    first: torch.fx.Node | None = None
+def vmap_region_starts(order: list[str], nodes: Mapping[str, torch.fx.Node]) -> dict[str, str]:
+    """Each node between functorch's ``_vmap_increment_nesting`` and its matching
+    ``_vmap_decrement_nesting`` (both included), mapped to the region's first node."""
+    out: dict[str, str] = {}
+    first: str | None = None
     depth = 0
-    for n in nodes:
-        target = fx_op_name(n.target) if n.op == "call_function" else ""
+    for name in order:
+        target = fx_op_name(nodes[name].target) if name in nodes else ""
         if target.endswith("_vmap_increment_nesting"):
             if depth == 0:
-                first = n
+                first = name
             depth += 1
         if first is not None:
-            out[n] = first
+            out[name] = first
         if target.endswith("_vmap_decrement_nesting") and depth:
             depth -= 1
             if depth == 0:

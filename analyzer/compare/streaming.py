@@ -46,13 +46,16 @@ class Streaming:
     weights: WeightFiles
     reason: str
     other: WeightFiles | None = None
-    files: list[WeightFiles] = field(default_factory=list)  # every source, for the bytes read
     modules_read: set[str] = field(default_factory=set)  # modules whose weights were read, for progress
-    modules_total: int = 0  # modules holding a weight of the checkpoint
+    modules_total: int = field(init=False)  # modules holding a weight of the checkpoint
 
     def __post_init__(self) -> None:
-        self.files = [w for w in (self.weights, self.other) if w is not None]
         self.modules_total = len({key.rpartition(".")[0] for key in self.weights.keys()})
+
+    @property
+    def files(self) -> list[WeightFiles]:
+        """Every source: A's weights, and B's for ``diff``."""
+        return [w for w in (self.weights, self.other) if w is not None]
 
     @property
     def bytes_read(self) -> int:

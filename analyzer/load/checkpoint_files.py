@@ -12,6 +12,7 @@ from pathlib import Path
 from torchaudit.errors import CheckpointError
 
 EXPECTED = "expected a .safetensors file or a torch.save file (.pt, .pth, .bin, .ckpt)"
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")  # the files a directory stands for
 _MAGICS = (
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -34,7 +35,7 @@ def sniff(path: Path) -> str:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}", "check the path")
     if path.is_dir():
-        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt"))
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
         hint = f"pass one of the files inside it ({', '.join(inside[:3])})" if inside else EXPECTED
         raise CheckpointError(f"{path} is a directory, not a checkpoint file", hint)
     size = path.stat().st_size

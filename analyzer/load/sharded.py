@@ -22,13 +22,13 @@ import torch
 import torch.nn as nn
 
 from torchaudit.analyzer.load.checkpoint import Checkpoint, TensorEntry, load_checkpoint
+from torchaudit.analyzer.load.checkpoint_files import CHECKPOINT_SUFFIXES
 from torchaudit.analyzer.load.safetensors_file import Releasable
 from torchaudit.errors import CheckpointError
 
 WEIGHT_NAMES = (  # transformers' own order of preference
     "model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin",
 )
-_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _FIX_DIR = "expected a directory with its weights (save_pretrained), a *.index.json, or a checkpoint file"
 
 
@@ -38,7 +38,7 @@ def weights_in(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     indexes = sorted(p for p in folder.glob("*.index.json") if p.is_file())
-    files = sorted(p for p in folder.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
     if len(indexes) == 1:
         return indexes[0]
     if len(files) == 1 and not indexes:
@@ -71,6 +71,15 @@ def read_index(index: Path) -> dict[str, Path]:
             "copy or download every shard the index lists",
         )
     return {key: shards[name] for key, name in weight_map.items()}
+
+
+def checkpoint_parts(path: Path) -> list[Path]:
+    """The files of a checkpoint given as a file, a directory or an index (its shards, sorted)."""
+    if path.is_dir():
+        path = weights_in(path)
+    if path.name.endswith(".index.json"):
+        return sorted(set(read_index(path).values()))
+    return [path]
 
 
 def load_sharded(path: Path, *, trust: bool = False, model: nn.Module | None = None) -> Checkpoint:

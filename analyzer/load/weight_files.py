@@ -77,14 +77,9 @@ class WeightFiles:
 
 def safetensors_files(path: Path) -> list[Path]:
     """The safetensors files of a checkpoint given as a file, a directory or an index."""
-    from torchaudit.analyzer.load.sharded import read_index, weights_in
+    from torchaudit.analyzer.load.sharded import checkpoint_parts
 
-    if path.is_dir():
-        path = weights_in(path)
-    if path.name.endswith(".index.json"):
-        files = sorted(set(read_index(path).values()))
-    else:
-        files = [path]
+    files = checkpoint_parts(path)
     not_st = [f for f in files if not _is_safetensors(f)]
     if not_st:
         raise CheckpointError(f"{not_st[0]} is not a safetensors file, so its weights cannot be streamed", _FIX)
@@ -102,13 +97,9 @@ def _is_safetensors(path: Path) -> bool:
 
 def checkpoint_bytes(path: Path) -> int:
     """The bytes of every weights file of a checkpoint (a file, a directory or an index)."""
-    from torchaudit.analyzer.load.sharded import read_index, weights_in
+    from torchaudit.analyzer.load.sharded import checkpoint_parts
 
-    if path.is_dir():
-        path = weights_in(path)
-    if path.name.endswith(".index.json"):
-        return sum(p.stat().st_size for p in set(read_index(path).values()))
-    return path.stat().st_size
+    return sum(p.stat().st_size for p in checkpoint_parts(path))
 
 
 def available_memory() -> int | None:
