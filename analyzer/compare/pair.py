@@ -118,7 +118,8 @@ def _streamed_graph(side: SideSpec) -> ModelGraph:
     graph = _quiet_trace(fake_copy(side.model, device=side.device), side.samples[0] if side.samples else side.inputs, side.mode, True,
                          locations=side.samples is None)
     if graph.gm is None:
-        raise NotStreamed("only the forward-hook fallback could trace the model, and streamed weights need an fx graph")
+        raise NotStreamed("only the forward-hook fallback could trace the model, and streamed weights need an fx graph; "
+                          "run it without --stream-weights")
     assert side.weights is not None
     missing = side.weights.missing(graph.gm)
     if missing:
