@@ -98,6 +98,10 @@ def test_two_recordings_part_at_the_changed_op_by_total_error(golden: Path, tmp_
     assert c["name"] == "recordings" and c["first_divergence"]["module"] == "scale"
     assert any("local error needs a live side" in note for note in c["notes"])
     assert data["target"]["recordings"] == [str(golden), str(other)]
+    created = json.loads((golden / "manifest.json").read_text())["created"]
+    assert data["recording"]["created"] == created and data["recording"]["path_b"] == str(other)
+    text = invoke_cli("compare", str(golden), str(other)).stdout
+    assert f"made {created}" in text  # when RUN_A was made, as scan --against says it
 
 
 def test_a_model_whose_weights_differ_is_compared_not_refused(golden: Path, tmp_path: Path) -> None:

@@ -83,13 +83,15 @@ def check_against(path: str, prepared: Prepared, settings: Settings) -> dict[str
     return recording_section(bundle, live, settings.seed, ours["weights"])
 
 
-def recording_section(bundle: Bundle, live: Config | None, seed: int, live_weights: str | None) -> dict[str, Any]:
+def recording_section(bundle: Bundle, live: Config | None, seed: int, live_weights: str | None,
+                      live_environment: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's ``recording`` key (README, Recordings): what was recorded, both environments
-    and their differences; ``live`` ``None`` for two recordings (``recordings`` holds both)."""
+    and their differences; ``live`` ``None`` for two recordings, with the second's environment
+    as ``live_environment``."""
     from torchaudit.analyzer.record.environment import environment_diff, run_environment
 
     m = bundle.manifest
-    env_live = run_environment(live.device, seed) if live is not None else {}
+    env_live = live_environment if live_environment is not None else run_environment(live.device, seed) if live is not None else {}
     weights = m["fingerprint"]["weights"]
     return {
         "path": str(bundle.path),
@@ -112,7 +114,6 @@ def compare_recordings(run_a: str, run_b: str, *, settings: Settings | None = No
     from torchaudit.analyzer.context import AuditContext
     from torchaudit.analyzer.environment import environment
     from torchaudit.analyzer.record.compare import compare_recordings as run_compare
-    from torchaudit.analyzer.record.environment import environment_diff
     from torchaudit.analyzer.record.side import recorded_graph
     from torchaudit.rules.engine import catalogue, run_rules
 
@@ -123,14 +124,8 @@ def compare_recordings(run_a: str, run_b: str, *, settings: Settings | None = No
                        comparisons=(result,))
     findings, _ = run_rules(ctx, select=["TA706", "TA708", "TA709"])
     fp = b.manifest["fingerprint"]
-    section = {
-        "path": str(a.path), "path_b": str(b.path), "granularity": b.manifest["granularity"],
-        "config": a.manifest["config"], "live_config": None, "bytes": a.bytes,
-        "weights_match": a.manifest["fingerprint"]["weights"] == fp["weights"],
-        "environments": {"recorded": a.manifest["environment"], "live": b.manifest["environment"]},
-        "environment_diff": environment_diff(a.manifest["environment"], b.manifest["environment"]),
-        "labels": ["RUN_A", "RUN_B"],
-    }
+    section = {**recording_section(a, None, 0, fp["weights"], b.manifest["environment"]),
+               "path_b": str(b.path), "labels": ["RUN_A", "RUN_B"]}
     target = {**(b.manifest.get("target") or {}), "spec": (b.manifest.get("target") or {}).get("spec"),
               "model_class": fp["model_class"], "checkpoint": None, "recordings": [str(a.path), str(b.path)]}
     return Report(
